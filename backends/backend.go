@@ -1,0 +1,98 @@
+// Package backends defines the interface between the proxier and a dataplane renderer, and
+// the registry that picks a renderer by proxy mode.
+//
+// A backend renders model.Table values into kernel state. It owns its kernel objects
+// exclusively (its own tables, chains or virtual servers) and never touches others.
+package backends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// Backend programs one node's dataplane.
+type Backend interface {
+	// Name returns the proxy mode the backend implements ("nftables", ...).
+	Name() string
+	// Sync makes the kernel state of t's family match t. d says what changed since the
+	// last successful Sync of that family; with d.Full the backend rewrites everything it
+	// owns in that family and removes what t no longer holds. On error the previous kernel
+	// state stays in place, and the caller makes the next Sync of that family full.
+	Sync(ctx context.Context, t *model.Table, d model.Diff) error
+	// Dump writes the backend's kernel state, as the kernel holds it, in the backend's
+	// native syntax.
+	Dump(ctx context.Context, w io.Writer) error
+	// Cleanup removes everything the backend ever created, in every family. It succeeds
+	// when there is nothing to remove.
+	Cleanup(ctx context.Context) error
+}
+
+// Options configure a backend. They come from the validated configuration.
+type Options struct {
+	// Families are the IP families the backend will be asked to sync.
+	Families []model.Family
+	// MasqueradeBit is the bit of the packet mark that flags packets to masquerade
+	// (masqueradeBit, 0..31).
+	MasqueradeBit int
+	// TransactionSize, when set, is told the number of operations of every kernel
+	// transaction (for metrics).
+	TransactionSize func(ops int)
+}
+
+// MasqueradeMark returns the packet mark value of MasqueradeBit.
+func (o Options) MasqueradeMark() uint32 { return 1 << uint(o.MasqueradeBit) }
+
+// Factory builds a backend. It must not touch the kernel: work starts with the first Sync.
+type Factory func(Options) (Backend, error)
+
+// ErrUnavailable is returned by Registry.New for a mode that is valid but whose backend is
+// not part of this build.
+var ErrUnavailable = errors.New("backend not available")
+
+// Registry maps proxy modes to backend factories.
+type Registry struct {
+	factories map[string]Factory
+	planned   []string
+}
+
+// NewRegistry returns a registry that knows the modes in planned (the valid modes), none of
+// them available until registered.
+func NewRegistry(planned ...string) *Registry {
+	return &Registry{factories: map[string]Factory{}, planned: planned}
+}
+
+// Register makes mode available.
+func (r *Registry) Register(mode string, f Factory) { r.factories[mode] = f }
+
+// Available returns the registered modes, sorted.
+func (r *Registry) Available() []string {
+	var out []string
+	for m := range r.factories {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// New builds the backend of mode. A planned mode that has no backend in this build gives an
+// error wrapping ErrUnavailable that names the modes that are available.
+func (r *Registry) New(mode string, opts Options) (Backend, error) {
+	if f, ok := r.factories[mode]; ok {
+		b, err := f(opts)
+		if err != nil {
+			return nil, fmt.Errorf("mode %q: %w", mode, err)
+		}
+		return b, nil
+	}
+	avail := strings.Join(r.Available(), ", ")
+	if slices.Contains(r.planned, mode) {
+		return nil, fmt.Errorf("mode %q: %w in this build of portico (available: %s)", mode, ErrUnavailable, avail)
+	}
+	return nil, fmt.Errorf("mode %q is not a proxy mode (available: %s)", mode, avail)
+}

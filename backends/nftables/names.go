@@ -1,0 +1,96 @@
+package nftables
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// tableName is the name of portico's table in both families.
+const tableName = "portico"
+
+// Names of the maps and sets every table holds.
+const (
+	mapServiceIPs         = "service-ips"
+	mapServiceNodePorts   = "service-nodeports"
+	mapNoEndpointServices = "no-endpoint-services"
+	mapNoEndpointNodePort = "no-endpoint-nodeports"
+	setClusterIPs         = "cluster-ips"
+	setFirewallIPs        = "firewall-ips"
+	setFirewallAllow      = "firewall-allow"
+	setHairpin            = "hairpin"
+	endpointMapPrefix     = "endpoints-"
+)
+
+// Names of the chains every table holds.
+const (
+	chainServices       = "services"
+	chainMasquerading   = "masquerading"
+	chainMarkMasq       = "mark-for-masquerade"
+	chainReject         = "reject-chain"
+	chainFirewallCheck  = "firewall-check"
+	chainEndpointsCheck = "service-endpoints-check"
+	chainNodePortsCheck = "nodeport-endpoints-check"
+	chainClusterIPCheck = "cluster-ips-check"
+)
+
+// Prefixes of the per-Service-port chains.
+const (
+	prefixService  = "svc-"     // ClusterIP entry
+	prefixCluster  = "cluster-" // cluster endpoints, when svc- cannot serve them
+	prefixLocal    = "local-"   // node-local endpoints
+	prefixExternal = "ext-"     // external frontends entry
+	prefixAffinity = "affinity-"
+)
+
+// portSuffix turns a Service port name into the part of a chain name that identifies it:
+// "namespace/name/proto/port" ("namespace/name/proto" for an unnamed port). Kubernetes
+// names only use characters nft accepts in identifiers.
+func portSuffix(n model.ServicePortName) string {
+	s := n.Namespace + "/" + n.Name + "/" + strings.ToLower(n.Protocol.String())
+	if n.Port != "" {
+		s += "/" + n.Port
+	}
+	return s
+}
+
+// affinitySetName names the set that remembers the clients of one endpoint of a chain. The
+// name is a hash (addresses hold characters nft names cannot); the set's comment says
+// which endpoint it is for.
+func affinitySetName(chain string, ep model.Endpoint) string {
+	sum := sha256.Sum256([]byte(chain + "|" + ep.String()))
+	return prefixAffinity + hex.EncodeToString(sum[:8])
+}
+
+// endpointMapName names the endpoint map of bucket b.
+func endpointMapName(b int) string { return fmt.Sprintf("%s%02x", endpointMapPrefix, b) }
+
+// fam holds the family-specific spellings of nft expressions.
+type fam struct {
+	family   model.Family
+	ip       string // "ip" or "ip6"
+	addrType string // "ipv4_addr" or "ipv6_addr"
+	loopback string // loopback range
+}
+
+func newFam(f model.Family) fam {
+	if f == model.IPv6 {
+		return fam{family: f, ip: "ip6", addrType: "ipv6_addr", loopback: "::1"}
+	}
+	return fam{family: f, ip: "ip", addrType: "ipv4_addr", loopback: "127.0.0.0/8"}
+}
+
+// addrPort renders an address and port as nft writes a DNAT target.
+func (f fam) addrPort(a netip.Addr, port uint16) string {
+	if f.family == model.IPv6 {
+		return fmt.Sprintf("[%s]:%d", a, port)
+	}
+	return fmt.Sprintf("%s:%d", a, port)
+}
+
+// proto renders a protocol as an nft inet_proto value.
+func proto(p model.Protocol) string { return strings.ToLower(p.String()) }

@@ -1,0 +1,167 @@
+// Package nftables is portico's reference backend: it renders model Tables into the
+// `ip portico` and `ip6 portico` nftables tables with sigs.k8s.io/knftables. See
+// README.md for the layout of the tables.
+package nftables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"sync"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// Mode is the proxy mode this backend implements.
+const Mode = "nftables"
+
+// Backend programs nftables. Create it with New; it touches the kernel only from Sync on.
+type Backend struct {
+	opts   backends.Options
+	newNFT func(model.Family) (knftables.Interface, error)
+	dump   func(ctx context.Context, f model.Family) (string, error)
+
+	mu   sync.Mutex
+	fams map[model.Family]*familyState
+}
+
+// Option changes how a Backend is built (tests use them to inject knftables.Fake).
+type Option func(*Backend)
+
+// WithInterfaces makes the backend use newNFT to get the knftables interface of a family
+// and dump to read the kernel state back.
+func WithInterfaces(newNFT func(model.Family) (knftables.Interface, error), dump func(context.Context, model.Family) (string, error)) Option {
+	return func(b *Backend) {
+		b.newNFT = newNFT
+		b.dump = dump
+	}
+}
+
+// New returns an nftables backend. It has no side effects.
+func New(opts backends.Options, options ...Option) *Backend {
+	b := &Backend{opts: opts, newNFT: realNFT, dump: nftList, fams: map[model.Family]*familyState{}}
+	for _, o := range options {
+		o(b)
+	}
+	return b
+}
+
+// Factory adapts New to backends.Factory.
+func Factory(opts backends.Options) (backends.Backend, error) { return New(opts), nil }
+
+func knftFamily(f model.Family) knftables.Family {
+	if f == model.IPv6 {
+		return knftables.IPv6Family
+	}
+	return knftables.IPv4Family
+}
+
+func realNFT(f model.Family) (knftables.Interface, error) {
+	nft, err := knftables.New(knftFamily(f), tableName)
+	if err != nil {
+		return nil, fmt.Errorf("nftables is not usable: %w", err)
+	}
+	return nft, nil
+}
+
+// nftList reads one of portico's tables back from the kernel with the nft command.
+func nftList(ctx context.Context, f model.Family) (string, error) {
+	out, err := exec.CommandContext(ctx, "nft", "list", "table", string(knftFamily(f)), tableName).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nft list table %s %s: %w: %s", knftFamily(f), tableName, err, out)
+	}
+	return string(out), nil
+}
+
+// Name implements backends.Backend.
+func (b *Backend) Name() string { return Mode }
+
+// Sync implements backends.Backend.
+func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fs, err := b.family(t.Family())
+	if err != nil {
+		return err
+	}
+	var tx *knftables.Transaction
+	if d.Full || !fs.ready {
+		tx, err = fs.fullTransaction(ctx, t, b.opts.MasqueradeMark())
+	} else {
+		tx = fs.partialTransaction(t, d)
+	}
+	if err != nil {
+		fs.reset()
+		return err
+	}
+	if b.opts.TransactionSize != nil {
+		b.opts.TransactionSize(tx.NumOperations())
+	}
+	if err := fs.nft.Run(ctx, tx); err != nil {
+		fs.reset()
+		return fmt.Errorf("nftables transaction of %d operations: %w", tx.NumOperations(), err)
+	}
+	fs.committed()
+	return nil
+}
+
+// family returns the state of f, creating it on first use.
+func (b *Backend) family(f model.Family) (*familyState, error) {
+	if fs, ok := b.fams[f]; ok {
+		return fs, nil
+	}
+	nft, err := b.newNFT(f)
+	if err != nil {
+		return nil, err
+	}
+	fs := newFamilyState(nft, newFam(f))
+	b.fams[f] = fs
+	return fs, nil
+}
+
+// Dump implements backends.Backend: it prints portico's tables as the kernel holds them.
+func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
+	for _, f := range b.families() {
+		out, err := b.dump(ctx, f)
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Backend) families() []model.Family {
+	if len(b.opts.Families) > 0 {
+		return b.opts.Families
+	}
+	return []model.Family{model.IPv4, model.IPv6}
+}
+
+// Cleanup implements backends.Backend: it deletes portico's tables of both families.
+func (b *Backend) Cleanup(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var errs []error
+	for _, f := range []model.Family{model.IPv4, model.IPv6} {
+		fs, err := b.family(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		tx := fs.nft.NewTransaction()
+		tx.Delete(&knftables.Table{})
+		if err := fs.nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting table %s %s: %w", knftFamily(f), tableName, err))
+		}
+		fs.reset()
+	}
+	return errors.Join(errs...)
+}

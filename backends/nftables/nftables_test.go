@@ -1,0 +1,152 @@
+package nftables
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/knftables"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/proxier/compile"
+	"github.com/portico-dev/portico/proxier/fixture"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// fixtures are the compile package's fixtures: one scenario holding every kind of Service.
+var fixtures = []string{
+	"clusterip.yaml", "nodeport.yaml", "loadbalancer.yaml", "externalips.yaml",
+	"skipped.yaml", "policies.yaml", "dualstack.yaml", "malformed.yaml",
+}
+
+const compileTestdata = "../../proxier/compile/testdata"
+
+// fakeBackend returns a backend over two knftables.Fake tables.
+func fakeBackend(t *testing.T) (*Backend, map[model.Family]*knftables.Fake) {
+	t.Helper()
+	fakes := map[model.Family]*knftables.Fake{
+		model.IPv4: knftables.NewFake(knftables.IPv4Family, tableName),
+		model.IPv6: knftables.NewFake(knftables.IPv6Family, tableName),
+	}
+	b := New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4, model.IPv6}},
+		WithInterfaces(
+			func(f model.Family) (knftables.Interface, error) { return fakes[f], nil },
+			func(_ context.Context, f model.Family) (string, error) { return fakes[f].Dump(), nil },
+		))
+	return b, fakes
+}
+
+// scenario compiles the named fixture files (paths relative to the compile testdata)
+// with the given node config tweak.
+func scenario(t *testing.T, tweak func(*compile.NodeConfig), files ...string) *model.State {
+	t.Helper()
+	paths := []string{filepath.Join(compileTestdata, "node.yaml")}
+	for _, f := range files {
+		if !strings.Contains(f, "/") {
+			f = filepath.Join(compileTestdata, f)
+		}
+		paths = append(paths, f)
+	}
+	objs, err := fixture.Load(paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := compile.NodeConfig{
+		Name:      "node-a",
+		Families:  []model.Family{model.IPv4, model.IPv6},
+		NodePorts: compile.NodePortSelector{Primary: true},
+		LocalTraffic: compile.LocalTrafficConfig{Mode: "ClusterCIDR", ClusterCIDRs: []netip.Prefix{
+			netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/48")}},
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	node := compile.ResolveNode(cfg, objs.Nodes[0], []netip.Addr{netip.MustParseAddr("192.168.50.10"), netip.MustParseAddr("fd00:50::10")})
+	var names []model.ServiceName
+	for _, s := range objs.Services {
+		names = append(names, model.ServiceName{Namespace: s.Namespace, Name: s.Name})
+	}
+	state, _ := compile.NewCompiler().Update(node, names, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+		return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
+	})
+	return state
+}
+
+func syncAll(t *testing.T, b *Backend, prev, next *model.State) {
+	t.Helper()
+	for _, tbl := range next.Tables {
+		var before *model.Table
+		if prev != nil {
+			before = prev.Table(tbl.Family())
+		}
+		if err := b.Sync(context.Background(), tbl, model.Compare(before, tbl)); err != nil {
+			t.Fatalf("sync %s: %v", tbl.Family(), err)
+		}
+	}
+}
+
+func TestGoldenEveryKindOfService(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tweak func(*compile.NodeConfig)
+	}{
+		{"all", nil},
+		{"all-nodeports-masquerade-all", func(c *compile.NodeConfig) {
+			c.NodePorts = compile.NodePortSelector{All: true}
+			c.MasqueradeAll = true
+		}},
+		{"bridge-detect", func(c *compile.NodeConfig) {
+			c.LocalTraffic = compile.LocalTrafficConfig{Mode: "BridgeInterface", BridgeInterface: "cni0"}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, fakes := fakeBackend(t)
+			syncAll(t, b, nil, scenario(t, tc.tweak, fixtures...))
+			got := "# ip\n" + fakes[model.IPv4].Dump() + "# ip6\n" + fakes[model.IPv6].Dump()
+			checkGolden(t, filepath.Join("testdata", tc.name+".golden"), got)
+		})
+	}
+}
+
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (run with -update to accept):\n%s", path, firstDiff(string(want), got))
+	}
+}
+
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, wl, gl)
+		}
+	}
+	return ""
+}

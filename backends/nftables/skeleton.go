@@ -1,0 +1,113 @@
+package nftables
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/knftables"
+)
+
+// baseChain is a chain attached to a netfilter hook.
+type baseChain struct {
+	name     string
+	typ      knftables.BaseChainType
+	hook     knftables.BaseChainHook
+	priority knftables.BaseChainPriority
+	rules    []string
+}
+
+// baseChains returns the chains hooked into netfilter, in the order they are created.
+func baseChains() []baseChain {
+	newConn := "ct state new jump "
+	return []baseChain{
+		{"filter-prerouting", knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority + "-10",
+			[]string{newConn + chainFirewallCheck}},
+		{"filter-input", knftables.FilterType, knftables.InputHook, knftables.FilterPriority + "-10",
+			[]string{newConn + chainNodePortsCheck, newConn + chainEndpointsCheck}},
+		{"filter-forward", knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority + "-10",
+			[]string{newConn + chainEndpointsCheck, newConn + chainClusterIPCheck}},
+		{"filter-output", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "-10",
+			[]string{newConn + chainFirewallCheck}},
+		{"filter-output-post-dnat", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "+10",
+			[]string{newConn + chainEndpointsCheck, newConn + chainClusterIPCheck}},
+		{"nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority,
+			[]string{"jump " + chainServices}},
+		{"nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority,
+			[]string{"jump " + chainServices}},
+		{"nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority,
+			[]string{"jump " + chainMasquerading}},
+	}
+}
+
+// helperChains returns the fixed regular chains and their rules.
+func helperChains(f fam, mark uint32) map[string][]string {
+	m := fmt.Sprintf("0x%08x", mark)
+	addrProtoPort := f.ip + " daddr . meta l4proto . th dport"
+	nodeLocal := fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport", f.ip, f.loopback)
+	return map[string][]string{
+		chainMarkMasq: {"meta mark set meta mark | " + m},
+		chainMasquerading: {
+			fmt.Sprintf("meta mark & %s == %s meta mark set meta mark ^ %s masquerade fully-random", m, m, m),
+			fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", f.ip, f.ip, setHairpin),
+		},
+		chainReject: {"reject"},
+		chainFirewallCheck: {fmt.Sprintf("%s @%s %s . %s saddr != @%s drop",
+			addrProtoPort, setFirewallIPs, addrProtoPort, f.ip, setFirewallAllow)},
+		chainEndpointsCheck: {addrProtoPort + " vmap @" + mapNoEndpointServices},
+		chainNodePortsCheck: {nodeLocal + " vmap @" + mapNoEndpointNodePort},
+		chainClusterIPCheck: {fmt.Sprintf("%s daddr @%s reject", f.ip, setClusterIPs)},
+		chainServices: {
+			addrProtoPort + " vmap @" + mapServiceIPs,
+			nodeLocal + " vmap @" + mapServiceNodePorts,
+		},
+	}
+}
+
+// helperChainOrder lists helperChains in creation order (jump targets first).
+var helperChainOrder = []string{
+	chainMarkMasq, chainMasquerading, chainReject, chainFirewallCheck, chainEndpointsCheck,
+	chainNodePortsCheck, chainClusterIPCheck, chainServices,
+}
+
+// sharedSets returns the sets and maps that Service ports add elements to.
+func sharedSets(f fam) []knftables.Object {
+	a := f.addrType
+	objs := []knftables.Object{
+		&knftables.Map{Name: mapServiceIPs, Type: a + " . inet_proto . inet_service : verdict",
+			Comment: ptr("ClusterIP, external IP, LoadBalancer and NodePort frontends -> entry chains")},
+		&knftables.Map{Name: mapServiceNodePorts, Type: "inet_proto . inet_service : verdict",
+			Comment: ptr("NodePorts on every local address -> entry chains")},
+		&knftables.Map{Name: mapNoEndpointServices, Type: a + " . inet_proto . inet_service : verdict",
+			Comment: ptr("frontends without usable endpoints -> reject or drop")},
+		&knftables.Map{Name: mapNoEndpointNodePort, Type: "inet_proto . inet_service : verdict",
+			Comment: ptr("NodePorts (every local address) without usable endpoints -> reject or drop")},
+		&knftables.Set{Name: setClusterIPs, Type: a,
+			Comment: ptr("cluster IPs: ports they do not serve are rejected")},
+		&knftables.Set{Name: setFirewallIPs, Type: a + " . inet_proto . inet_service",
+			Comment: ptr("LoadBalancer frontends with loadBalancerSourceRanges")},
+		&knftables.Set{Name: setFirewallAllow, Type: a + " . inet_proto . inet_service . " + a,
+			Flags: []knftables.SetFlag{knftables.IntervalFlag}, Comment: ptr("allowed frontend . source range pairs")},
+		&knftables.Set{Name: setHairpin, Type: a + " . " + a,
+			Comment: ptr("local endpoint . itself: hairpin traffic to masquerade")},
+	}
+	for b := 0; b < numBuckets; b++ {
+		objs = append(objs, &knftables.Map{Name: endpointMapName(b),
+			TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . th dport", f.ip)})
+	}
+	return objs
+}
+
+// sharedSetNames returns the names of sharedSets.
+func sharedSetNames(f fam) map[string]bool {
+	out := map[string]bool{}
+	for _, o := range sharedSets(f) {
+		switch s := o.(type) {
+		case *knftables.Set:
+			out[s.Name] = true
+		case *knftables.Map:
+			out[s.Name] = true
+		}
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,295 @@
+package nftables
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// portState is what one Service port has in the kernel.
+type portState struct {
+	chains   map[string]uint64 // chain name → hash of its rules
+	groups   map[string]groupPlan
+	affinity []string
+	elems    []elem
+}
+
+// familyState mirrors portico's table of one family, so that a partial sync writes only
+// what changed without listing the kernel.
+type familyState struct {
+	nft   knftables.Interface
+	r     renderer
+	ports map[model.ServicePortName]*portState
+	store *elementStore
+	slots *slotAllocator
+	// staleChains and staleSets were emptied by the last transaction and are deleted by
+	// the next one (once nothing can refer to them any more).
+	staleChains, staleSets map[string]bool
+	// ready is true after a successful full sync; until then every sync is full.
+	ready bool
+	// pending holds the effects of the transaction being built, applied by committed.
+	pending pendingState
+}
+
+// pendingState is what a transaction changes in the mirror once it succeeds.
+type pendingState struct {
+	release                []block
+	staleChains, staleSets map[string]bool
+	deleted                []string // stale objects the transaction deletes
+}
+
+func newFamilyState(nft knftables.Interface, f fam) *familyState {
+	fs := &familyState{nft: nft, r: renderer{f: f}}
+	fs.reset()
+	return fs
+}
+
+// reset forgets everything: the next sync is a full one that rebuilds the mirror.
+func (fs *familyState) reset() {
+	fs.ports = map[model.ServicePortName]*portState{}
+	fs.store = newElementStore()
+	fs.slots = newSlotAllocator()
+	fs.staleChains, fs.staleSets = map[string]bool{}, map[string]bool{}
+	fs.ready = false
+	fs.pending = pendingState{staleChains: map[string]bool{}, staleSets: map[string]bool{}}
+}
+
+// committed applies the pending effects after the transaction succeeded.
+func (fs *familyState) committed() {
+	for _, b := range fs.pending.release {
+		fs.slots.release(b)
+	}
+	for _, n := range fs.pending.deleted {
+		delete(fs.staleChains, n)
+		delete(fs.staleSets, n)
+	}
+	for n := range fs.pending.staleChains {
+		fs.staleChains[n] = true
+	}
+	for n := range fs.pending.staleSets {
+		fs.staleSets[n] = true
+	}
+	fs.pending = pendingState{staleChains: map[string]bool{}, staleSets: map[string]bool{}}
+	fs.ready = true
+}
+
+// txWriter collects the operations of a transaction in sections that are written in a
+// fixed order: objects and rules first, then element deletions before additions, then
+// flushes of vanished chains, then deletions of objects emptied by the previous sync.
+type txWriter struct {
+	setup, objects, epDel, epAdd, elDel, elAdd, flushes, deletes []knftables.Object
+}
+
+func (w *txWriter) transaction(nft knftables.Interface) *knftables.Transaction {
+	tx := nft.NewTransaction()
+	for _, o := range w.setup {
+		addOrFlush(tx, o)
+	}
+	for _, o := range w.objects {
+		addOrFlush(tx, o)
+	}
+	for _, group := range [][]knftables.Object{w.epDel, w.elDel} {
+		for _, o := range group {
+			tx.Delete(o)
+		}
+	}
+	for _, group := range [][]knftables.Object{w.epAdd, w.elAdd} {
+		for _, o := range group {
+			tx.Add(o)
+		}
+	}
+	for _, o := range w.flushes {
+		tx.Flush(o)
+	}
+	for _, o := range w.deletes {
+		tx.Delete(o)
+	}
+	return tx
+}
+
+// flushMarker wraps an object that must be flushed (rather than added) in setup/objects.
+type flushMarker struct{ knftables.Object }
+
+func addOrFlush(tx *knftables.Transaction, o knftables.Object) {
+	if f, ok := o.(flushMarker); ok {
+		tx.Flush(f.Object)
+		return
+	}
+	tx.Add(o)
+}
+
+// writeChain adds (or rewrites) a chain with its rules.
+func writeChain(w *txWriter, name, comment string, rules []string, flush bool) {
+	w.objects = append(w.objects, &knftables.Chain{Name: name})
+	if flush {
+		w.objects = append(w.objects, flushMarker{&knftables.Chain{Name: name}})
+	}
+	for _, r := range rules {
+		rule := &knftables.Rule{Chain: name, Rule: r}
+		if comment != "" {
+			rule.Comment = ptr(comment)
+		}
+		w.objects = append(w.objects, rule)
+	}
+}
+
+// applyPort writes what turns old (nil when new) into plan (nil when removed) and updates
+// the mirror.
+func (fs *familyState) applyPort(w *txWriter, name model.ServicePortName, old *portState, plan *portPlan, full bool) {
+	if old == nil {
+		old = &portState{}
+	}
+	next := &portState{chains: map[string]uint64{}, groups: map[string]groupPlan{}}
+	if plan != nil {
+		fs.writeAffinitySets(w, old, plan, next)
+		fs.writeChains(w, old, plan, next, full)
+		fs.writeGroups(w, old, plan)
+		next.groups = plan.groups
+		next.elems = plan.elems
+	}
+	fs.retireChains(w, old, next)
+	touched := fs.store.replace(name, old.elems, next.elems)
+	fs.store.reconcile(touched, &w.elDel, &w.elAdd)
+	if plan == nil {
+		delete(fs.ports, name)
+		return
+	}
+	fs.ports[name] = next
+}
+
+func (fs *familyState) writeAffinitySets(w *txWriter, old *portState, plan *portPlan, next *portState) {
+	for _, s := range plan.affinity {
+		next.affinity = append(next.affinity, s.name)
+		delete(fs.staleSets, s.name)
+		if slices.Contains(old.affinity, s.name) {
+			continue
+		}
+		w.objects = append(w.objects, &knftables.Set{
+			Name: s.name, Type: fs.r.f.addrType, Comment: ptr(s.comment),
+			Flags:   []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
+			Timeout: ptr(time.Duration(s.timeoutSec) * time.Second),
+		})
+	}
+	for _, n := range old.affinity {
+		if !slices.Contains(next.affinity, n) {
+			fs.pending.staleSets[n] = true
+		}
+	}
+}
+
+func (fs *familyState) writeChains(w *txWriter, old *portState, plan *portPlan, next *portState, full bool) {
+	for _, c := range plan.chains {
+		next.chains[c.name] = c.hash
+		h, existed := old.chains[c.name]
+		wasStale := fs.staleChains[c.name]
+		delete(fs.staleChains, c.name)
+		if existed && h == c.hash && !full {
+			continue
+		}
+		writeChain(w, c.name, plan.comment, c.rules, existed || wasStale || full)
+	}
+}
+
+// retireChains flushes the chains old had and next has not; they are deleted next time.
+func (fs *familyState) retireChains(w *txWriter, old, next *portState) {
+	for c := range old.chains {
+		if _, ok := next.chains[c]; !ok {
+			w.flushes = append(w.flushes, &knftables.Chain{Name: c})
+			fs.pending.staleChains[c] = true
+		}
+	}
+}
+
+// writeGroups writes the endpoint-map elements that changed between old and plan.
+func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) {
+	for chain, og := range old.groups {
+		ng, ok := plan.groups[chain]
+		if !ok || ng.block != og.block {
+			fs.groupElements(&w.epDel, og, 0, len(og.values))
+			fs.pending.release = append(fs.pending.release, og.block)
+		}
+	}
+	for chain, ng := range plan.groups {
+		og, ok := old.groups[chain]
+		if !ok || og.block != ng.block {
+			fs.groupElements(&w.epAdd, ng, 0, len(ng.values))
+			continue
+		}
+		fs.groupDiff(w, og, ng)
+	}
+}
+
+// groupDiff writes the changes between two versions of a group in the same block.
+func (fs *familyState) groupDiff(w *txWriter, og, ng groupPlan) {
+	for i := range max(len(og.values), len(ng.values)) {
+		switch {
+		case i >= len(ng.values):
+			fs.groupElements(&w.epDel, og, i, i+1)
+		case i >= len(og.values):
+			fs.groupElements(&w.epAdd, ng, i, i+1)
+		case !slices.Equal(og.values[i], ng.values[i]):
+			fs.groupElements(&w.epDel, og, i, i+1)
+			fs.groupElements(&w.epAdd, ng, i, i+1)
+		}
+	}
+}
+
+// groupElements appends the map elements of slots from..to-1 of g to out.
+func (fs *familyState) groupElements(out *[]knftables.Object, g groupPlan, from, to int) {
+	m := endpointMapName(g.block.bucket)
+	for i := from; i < to; i++ {
+		*out = append(*out, &knftables.Element{
+			Map:   m,
+			Key:   []string{fmt.Sprint(g.block.start + uint32(i))},
+			Value: g.values[i],
+		})
+	}
+}
+
+// slotFunc returns the block allocator for re-rendering a port that had old.
+func (fs *familyState) slotFunc(old *portState) slotFunc {
+	return func(chain string, n int) block {
+		if old != nil {
+			if og, ok := old.groups[chain]; ok && og.block.fits(n) {
+				return og.block
+			}
+		}
+		return fs.slots.alloc(chain, n)
+	}
+}
+
+// deleteStale writes the deletions of objects the previous transaction emptied.
+func (fs *familyState) deleteStale(w *txWriter) {
+	for _, n := range sortedKeys(fs.staleChains) {
+		w.deletes = append(w.deletes, &knftables.Chain{Name: n})
+		fs.pending.deleted = append(fs.pending.deleted, n)
+	}
+	for _, n := range sortedKeys(fs.staleSets) {
+		w.deletes = append(w.deletes, &knftables.Set{Name: n})
+		fs.pending.deleted = append(fs.pending.deleted, n)
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isPortObject reports whether a chain or set name belongs to a Service port.
+func isPortObject(name string) bool {
+	for _, p := range []string{prefixService, prefixCluster, prefixLocal, prefixExternal, prefixAffinity} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}

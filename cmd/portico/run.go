@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/config"
+	"github.com/portico-dev/portico/proxier"
+	"github.com/portico-dev/portico/proxier/compile"
+	"github.com/portico-dev/portico/proxier/health"
+	"github.com/portico-dev/portico/proxier/metrics"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// families are the IP families portico programs: both, as kube-proxy does on a
+// dual-stack-capable kernel (a single-stack cluster simply has no Services of the other).
+var families = []model.Family{model.IPv4, model.IPv6}
+
+// runProxy runs the proxy until ctx is done.
+func runProxy(ctx context.Context, cfg *config.Config) error {
+	logger := klog.FromContext(ctx)
+	nodeName, err := cfg.HostnameOrDefault()
+	if err != nil {
+		return usageError{err}
+	}
+	m := metrics.New()
+	be, err := newBackend(cfg, m)
+	if err != nil {
+		return err
+	}
+	client, err := newClient(cfg)
+	if err != nil {
+		return err
+	}
+	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m))
+	sh := health.NewServiceHealth(health.ListenOn("tcp"), ph.IsHealthy)
+	defer func() { _ = sh.Close() }()
+	p := proxier.New(client, be, proxier.Options{
+		Node:          nodeConfig(cfg, nodeName),
+		MinSyncPeriod: cfg.MinSyncPeriod,
+		SyncPeriod:    cfg.SyncPeriod,
+		ResyncPeriod:  cfg.ConfigSyncPeriod,
+		Recorder:      m,
+		Health:        ph,
+		ServiceHealth: sh,
+	})
+	logger.Info("Starting portico", "version", version, "mode", cfg.Mode, "modeSource", cfg.ModeSource, "node", nodeName)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return metrics.Serve(gctx, cfg.MetricsBindAddress, m.Handler(cfg.Mode, configz(cfg)))
+	})
+	g.Go(func() error { return metrics.Serve(gctx, cfg.HealthzBindAddress, ph.Handler()) })
+	g.Go(func() error { return p.Run(gctx) })
+	err = g.Wait()
+	if ctx.Err() != nil {
+		logger.Info("Stopping; the dataplane keeps its rules so that traffic continues")
+		return nil
+	}
+	return err
+}
+
+// newBackend builds the backend of the configured mode.
+func newBackend(cfg *config.Config, m *metrics.Metrics) (backends.Backend, error) {
+	be, err := registry().New(cfg.Mode, backends.Options{
+		Families:        families,
+		MasqueradeBit:   cfg.MasqueradeBit,
+		TransactionSize: m.ObserveTransactionSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (mode from %s)", err, cfg.ModeSource)
+	}
+	return be, nil
+}
+
+// newClient builds the API client from the kubeconfig (or in-cluster config) and the
+// clientConnection settings.
+func newClient(cfg *config.Config) (kubernetes.Interface, error) {
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig == "" && cfg.Master == "" {
+		rc, err = rest.InClusterConfig()
+	} else {
+		rc, err = clientcmd.BuildConfigFromFlags(cfg.Master, cfg.Kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("building the API client configuration: %w", err)
+	}
+	rc.QPS, rc.Burst = cfg.QPS, int(cfg.Burst)
+	rc.ContentType, rc.AcceptContentTypes = cfg.ContentType, cfg.AcceptContentTypes
+	rc.UserAgent = "portico/" + version
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("creating the API client: %w", err)
+	}
+	return client, nil
+}
+
+// nodeConfig maps the configuration to what compiling needs.
+func nodeConfig(cfg *config.Config, nodeName string) compile.NodeConfig {
+	npa := cfg.NodePortAddresses
+	bind := cfg.BindAddress
+	if bind.IsValid() && bind.IsUnspecified() {
+		bind = netip.Addr{}
+	}
+	return compile.NodeConfig{
+		Name:     nodeName,
+		Families: families,
+		NodePorts: compile.NodePortSelector{
+			Primary: npa.Primary, Localhost: npa.Localhost, All: npa.All, CIDRs: npa.CIDRs,
+		},
+		LocalTraffic: compile.LocalTrafficConfig{
+			Mode:            cfg.DetectLocalMode,
+			ClusterCIDRs:    cfg.ClusterCIDRs,
+			BridgeInterface: cfg.BridgeInterface,
+			InterfacePrefix: cfg.InterfacePrefix,
+		},
+		MasqueradeAll: cfg.MasqueradeAll,
+		BindAddress:   bind,
+	}
+}
+
+// configz returns the /configz content: the effective configuration.
+func configz(cfg *config.Config) func() (any, error) {
+	return func() (any, error) {
+		eff := cfg.Effective
+		eff.APIVersion = "kubeproxy.config.k8s.io/v1alpha1"
+		eff.Kind = "KubeProxyConfiguration"
+		return eff, nil
+	}
+}

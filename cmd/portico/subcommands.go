@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print portico's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "portico %s (modes: %v)\n", version, registry().Available())
+			return err
+		},
+	}
+}
+
+func newDumpCommand(flags *config.Flags) *cobra.Command {
+	var noConntrack bool
+	cmd := &cobra.Command{
+		Use:   "dump",
+		Short: "Print the dataplane rules of the configured mode and the conntrack table, as the kernel holds them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, flags)
+			if err != nil {
+				return err
+			}
+			be, err := registry().New(cfg.Mode, backends.Options{Families: families, MasqueradeBit: cfg.MasqueradeBit})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "# portico %s rules (mode %s)\n", version, cfg.Mode)
+			if err := be.Dump(cmd.Context(), out); err != nil {
+				return err
+			}
+			if noConntrack {
+				return nil
+			}
+			return dumpConntrack(out)
+		},
+	}
+	cmd.Flags().BoolVar(&noConntrack, "no-conntrack", false, "do not print the conntrack table")
+	return cmd
+}
+
+// dumpConntrack prints the conntrack table of both families.
+func dumpConntrack(w io.Writer) error {
+	fmt.Fprintln(w, "# conntrack table")
+	var errs []error
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, fam)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing conntrack: %w", err))
+			continue
+		}
+		slices.SortFunc(flows, func(a, b *netlink.ConntrackFlow) int {
+			return slices.Compare(net.IP(a.Forward.DstIP), net.IP(b.Forward.DstIP))
+		})
+		for _, f := range flows {
+			fmt.Fprintln(w, f.String())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newCleanupCommand(flags *config.Flags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove every rule portico created, in every mode, and exit (same as --cleanup)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, flags)
+			if err != nil {
+				return err
+			}
+			return cleanup(cmd.Context(), cmd.OutOrStdout(), cfg)
+		},
+	}
+}
+
+// cleanup removes the rules of every backend of this build.
+func cleanup(ctx context.Context, w io.Writer, cfg *config.Config) error {
+	var errs []error
+	r := registry()
+	for _, mode := range r.Available() {
+		be, err := r.New(mode, backends.Options{Families: families, MasqueradeBit: cfg.MasqueradeBit})
+		if err == nil {
+			err = be.Cleanup(ctx)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cleaning up %s: %w", mode, err))
+			continue
+		}
+		fmt.Fprintf(w, "removed portico's %s rules\n", mode)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,156 @@
+package endpoints
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// Merge merges all EndpointSlices of ONE Service for one IP family and groups the
+// endpoints by endpoint port. nodeName is this node's name; it sets Endpoint.Local.
+//
+// Slices of the other IP family are skipped silently; FQDN slices (and unknown address
+// types) are skipped with an error. Conditions get the API's defaults: a nil ready means
+// ready, a nil serving means "same as ready", a nil terminating means not terminating.
+// Only the first address of an endpoint is used, as kube-proxy does. A bad address skips
+// that endpoint, a bad port number or protocol skips that port of that slice, each with
+// an error naming the slice and the field; a port with no number is skipped silently.
+//
+// Every port of a slice gets a key in the result, even when no endpoint serves it (its
+// list is then empty but not nil). Each list holds one endpoint per address and port,
+// sorted by address and port. When the same address and port appear more than once (a
+// pod being moved from one slice to another shows up in both for a while, and a pod IP
+// can be reused by a new pod before the terminating one is gone), the copy that is not
+// terminating wins over a terminating one; between copies that are alike in that
+// respect, the one from the slice that sorts first by namespace/name wins, and within a
+// slice the earlier endpoint. Errors come in slice order (namespace/name), and within a
+// slice in field order (address type, ports, endpoints). Neither the result nor the errors
+// depend on the order of the input.
+func Merge(slices []*discoveryv1.EndpointSlice, family model.Family, nodeName string) (map[PortKey][]Endpoint, []error) {
+	if family != model.IPv4 && family != model.IPv6 {
+		return nil, []error{fmt.Errorf("family %s is not supported (IPv4 and IPv6 only)", family)}
+	}
+	m := merger{
+		family:   family,
+		nodeName: nodeName,
+		byPort:   map[PortKey]map[netip.AddrPort]candidate{},
+	}
+	for order, s := range sortSlices(slices) {
+		m.addSlice(order, s)
+	}
+	return m.result(), m.errs
+}
+
+// candidate is one copy of an endpoint with its position in the input, used to choose
+// between duplicates.
+type candidate struct {
+	ep    Endpoint
+	slice int // position of the slice in sortSlices order
+	index int // position of the endpoint in its slice
+}
+
+// beats reports whether c is preferred over other (same address and port): not
+// terminating first, then the earlier slice, then the earlier endpoint.
+func (c candidate) beats(other candidate) bool {
+	if c.ep.Terminating != other.ep.Terminating {
+		return !c.ep.Terminating
+	}
+	return cmp.Or(cmp.Compare(c.slice, other.slice), cmp.Compare(c.index, other.index)) < 0
+}
+
+// merger accumulates the endpoints and errors of the slices of one Service.
+type merger struct {
+	family   model.Family
+	nodeName string
+	byPort   map[PortKey]map[netip.AddrPort]candidate
+	errs     []error
+}
+
+// addSlice parses one slice and adds each of its endpoints under each of its ports.
+func (m *merger) addSlice(order int, s *discoveryv1.EndpointSlice) {
+	name := s.Namespace + "/" + s.Name
+	if !m.wantFamily(name, s.AddressType) {
+		return
+	}
+	ports := m.parsePorts(name, s.Ports)
+	eps := m.parseEndpoints(name, s.Endpoints)
+	for _, p := range ports {
+		set := m.byPort[p.key]
+		if set == nil {
+			set = map[netip.AddrPort]candidate{}
+			m.byPort[p.key] = set
+		}
+		for _, c := range eps {
+			c.slice = order
+			c.ep.Port = p.number
+			addCandidate(set, c)
+		}
+	}
+}
+
+// addCandidate stores c in set unless a preferred copy of the same endpoint is there.
+func addCandidate(set map[netip.AddrPort]candidate, c candidate) {
+	key := c.ep.AddrPort()
+	if old, ok := set[key]; ok && !c.beats(old) {
+		return
+	}
+	set[key] = c
+}
+
+// wantFamily reports whether a slice with address type t belongs to the merged family.
+// It records an error for address types other than IPv4 and IPv6.
+func (m *merger) wantFamily(slice string, t discoveryv1.AddressType) bool {
+	switch t {
+	case discoveryv1.AddressTypeIPv4:
+		return m.family == model.IPv4
+	case discoveryv1.AddressTypeIPv6:
+		return m.family == model.IPv6
+	}
+	m.fail(slice, fmt.Errorf("addressType: %q is not supported (IPv4 and IPv6 only)", string(t)))
+	return false
+}
+
+// fail records err as an error of the named slice.
+func (m *merger) fail(slice string, err error) {
+	m.errs = append(m.errs, fmt.Errorf("endpointslice %s: %w", slice, err))
+}
+
+// result returns the merged endpoints, each list sorted by address and port.
+func (m *merger) result() map[PortKey][]Endpoint {
+	out := make(map[PortKey][]Endpoint, len(m.byPort))
+	for key, set := range m.byPort {
+		list := make([]Endpoint, 0, len(set))
+		for c := range maps.Values(set) {
+			list = append(list, c.ep)
+		}
+		slices.SortFunc(list, compareEndpoint)
+		out[key] = list
+	}
+	return out
+}
+
+// sortSlices returns the non-nil slices ordered by namespace, name, UID and resource
+// version, so that merging does not depend on the order of the input.
+func sortSlices(in []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	out := make([]*discoveryv1.EndpointSlice, 0, len(in))
+	for _, s := range in {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *discoveryv1.EndpointSlice) int {
+		return cmp.Or(
+			cmp.Compare(a.Namespace, b.Namespace),
+			cmp.Compare(a.Name, b.Name),
+			cmp.Compare(a.UID, b.UID),
+			cmp.Compare(a.ResourceVersion, b.ResourceVersion),
+		)
+	})
+	return out
+}

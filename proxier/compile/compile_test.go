@@ -1,0 +1,159 @@
+package compile
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/portico-dev/portico/proxier/fixture"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// testNodeConfig is the node every golden case compiles for: node-a of the e2e topology.
+func testNodeConfig() NodeConfig {
+	return NodeConfig{
+		Name:      "node-a",
+		Families:  []model.Family{model.IPv4, model.IPv6},
+		NodePorts: NodePortSelector{Primary: true},
+		LocalTraffic: LocalTrafficConfig{
+			Mode:         "ClusterCIDR",
+			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/48")},
+		},
+	}
+}
+
+var testLocalAddrs = []netip.Addr{
+	netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.50.10"),
+	netip.MustParseAddr("10.244.1.1"), netip.MustParseAddr("fd00:50::10"),
+}
+
+func TestGolden(t *testing.T) {
+	cases := []struct {
+		name  string
+		steps []string
+	}{
+		{"clusterip", []string{"clusterip.yaml"}},
+		{"nodeport", []string{"nodeport.yaml"}},
+		{"loadbalancer", []string{"loadbalancer.yaml"}},
+		{"externalips", []string{"externalips.yaml"}},
+		{"skipped", []string{"skipped.yaml"}},
+		{"policies", []string{"policies.yaml"}},
+		{"dualstack", []string{"dualstack.yaml"}},
+		{"malformed", []string{"malformed.yaml"}},
+		{"typechange", []string{"typechange-1.yaml", "typechange-2.yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runSteps(t, tc.steps)
+			checkGolden(t, filepath.Join("testdata", tc.name+".golden"), got)
+		})
+	}
+}
+
+// runSteps compiles each step's objects over the previous step's state and renders every
+// state, the diff against the previous one and the problems reported.
+func runSteps(t *testing.T, steps []string) string {
+	t.Helper()
+	var out strings.Builder
+	c := NewCompiler()
+	prev := map[model.ServiceName]bool{}
+	var prevState *model.State
+	for i, step := range steps {
+		objs, err := fixture.Load(filepath.Join("testdata", "node.yaml"), filepath.Join("testdata", step))
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := ResolveNode(testNodeConfig(), objs.Nodes[0], testLocalAddrs)
+		dirty := dirtyNames(objs, prev)
+		state, errs := c.Update(node, dirty, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+			return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
+		})
+		fmt.Fprintf(&out, "=== step %d: %s\n", i+1, step)
+		writeErrors(&out, errs)
+		writeDiffs(&out, prevState, state)
+		if err := state.WriteText(&out); err != nil {
+			t.Fatal(err)
+		}
+		prevState = state
+	}
+	return out.String()
+}
+
+func dirtyNames(objs *fixture.Objects, prev map[model.ServiceName]bool) []model.ServiceName {
+	for _, s := range objs.Services {
+		prev[model.ServiceName{Namespace: s.Namespace, Name: s.Name}] = true
+	}
+	var names []model.ServiceName
+	for n := range prev {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b model.ServiceName) int { return strings.Compare(a.String(), b.String()) })
+	return names
+}
+
+func writeErrors(out *strings.Builder, errs []error) {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	slices.Sort(msgs)
+	for _, m := range msgs {
+		fmt.Fprintf(out, "problem: %s\n", m)
+	}
+}
+
+func writeDiffs(out *strings.Builder, prev, next *model.State) {
+	for _, t := range next.Tables {
+		var before *model.Table
+		if prev != nil {
+			before = prev.Table(t.Family())
+		}
+		d := model.Compare(before, t)
+		fmt.Fprintf(out, "diff %s: full=%t changed=%v removed=%v\n", t.Family(), d.Full, d.Changed, d.Removed)
+	}
+}
+
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the compiled model (run with -update to accept):\n%s", path, lineDiff(string(want), got))
+	}
+}
+
+// lineDiff shows the first lines where want and got differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, wl, gl)
+		}
+	}
+	return ""
+}

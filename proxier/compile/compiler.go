@@ -1,0 +1,121 @@
+package compile
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// Source returns the current Service and its EndpointSlices; a nil Service means it does
+// not exist (any more).
+type Source func(model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice)
+
+// Compiler keeps the compiled form of every Service and builds each new model.State from
+// the previous one by recompiling only the Services it is told about.
+type Compiler struct {
+	node          NodeInfo
+	state         *model.State
+	contributed   map[model.ServiceName]map[model.Family][]model.ServicePortName
+	externalNames map[model.ServiceName]model.ExternalName
+}
+
+// NewCompiler returns a Compiler with an empty state.
+func NewCompiler() *Compiler {
+	return &Compiler{
+		state:         &model.State{},
+		contributed:   map[model.ServiceName]map[model.Family][]model.ServicePortName{},
+		externalNames: map[model.ServiceName]model.ExternalName{},
+	}
+}
+
+// State returns the last state built.
+func (c *Compiler) State() *model.State { return c.state }
+
+// Node returns the NodeInfo of the last build.
+func (c *Compiler) Node() NodeInfo { return c.node }
+
+// Ports returns the names of the ports Service name contributed to the table of fam.
+func (c *Compiler) Ports(name model.ServiceName, fam model.Family) []model.ServicePortName {
+	return c.contributed[name][fam]
+}
+
+// Known returns the names of every Service the compiler holds rules or an ExternalName for.
+func (c *Compiler) Known() []model.ServiceName {
+	names := slices.Collect(maps.Keys(c.contributed))
+	names = append(names, slices.Collect(maps.Keys(c.externalNames))...)
+	return names
+}
+
+// NodeChanged reports whether node differs from the NodeInfo of the last build; when it
+// does, every Service must be recompiled.
+func (c *Compiler) NodeChanged(node NodeInfo) bool { return !reflect.DeepEqual(c.node, node) }
+
+// Update recompiles the Services in dirty with node and returns the new state. Services
+// not named keep their compiled form, so after a node change the caller must name all of
+// them. Problems are returned; they never stop other Services from compiling.
+func (c *Compiler) Update(node NodeInfo, dirty []model.ServiceName, get Source) (*model.State, []error) {
+	c.node = node
+	var errs []error
+	set := map[model.Family][]*model.ServicePort{}
+	remove := map[model.Family][]model.ServicePortName{}
+	for _, name := range dirty {
+		for fam, names := range c.contributed[name] {
+			remove[fam] = append(remove[fam], names...)
+		}
+		delete(c.contributed, name)
+		delete(c.externalNames, name)
+		svc, eps := get(name)
+		if svc == nil {
+			continue
+		}
+		res, e := Service(svc, eps, node)
+		errs = append(errs, e...)
+		c.record(name, res, set)
+	}
+	c.state = c.build(node, set, remove)
+	return c.state, errs
+}
+
+// record remembers what one Service contributed and queues its ports.
+func (c *Compiler) record(name model.ServiceName, res Result, set map[model.Family][]*model.ServicePort) {
+	if res.ExternalName != nil {
+		c.externalNames[name] = *res.ExternalName
+	}
+	if len(res.Ports) == 0 {
+		return
+	}
+	byFam := map[model.Family][]model.ServicePortName{}
+	for fam, ports := range res.Ports {
+		for _, sp := range ports {
+			byFam[fam] = append(byFam[fam], sp.Name)
+			set[fam] = append(set[fam], sp)
+		}
+	}
+	c.contributed[name] = byFam
+}
+
+// build derives the new tables from the previous ones.
+func (c *Compiler) build(node NodeInfo, set map[model.Family][]*model.ServicePort, remove map[model.Family][]model.ServicePortName) *model.State {
+	next := &model.State{}
+	for _, fam := range []model.Family{model.IPv4, model.IPv6} {
+		settings, enabled := node.Tables[fam]
+		if !enabled {
+			continue
+		}
+		prev := c.state.Table(fam)
+		if prev == nil {
+			prev = model.NewTable(fam, settings)
+		}
+		next.Tables = append(next.Tables, prev.Update(settings, set[fam], remove[fam]))
+	}
+	next.ExternalNames = slices.SortedFunc(maps.Values(c.externalNames), func(a, b model.ExternalName) int {
+		return model.ServicePortName{Namespace: a.Service.Namespace, Name: a.Service.Name}.Compare(
+			model.ServicePortName{Namespace: b.Service.Namespace, Name: b.Service.Name})
+	})
+	return next
+}

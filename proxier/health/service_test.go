@@ -1,0 +1,296 @@
+package health
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// fakePorts is a ListenFunc that listens on 127.0.0.1 port 0 for every health check port,
+// or on a chosen address for the ports in busy, and remembers where each port went.
+type fakePorts struct {
+	mu    sync.Mutex
+	busy  map[uint16]string
+	addrs map[uint16]string
+	opens map[uint16]int
+}
+
+func newFakePorts() *fakePorts {
+	return &fakePorts{busy: map[uint16]string{}, addrs: map[uint16]string{}, opens: map[uint16]int{}}
+}
+
+func (p *fakePorts) listen(port uint16) ([]net.Listener, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	addr := "127.0.0.1:0"
+	if b, ok := p.busy[port]; ok {
+		addr = b
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	p.addrs[port] = ln.Addr().String()
+	p.opens[port]++
+	return []net.Listener{ln}, nil
+}
+
+func (p *fakePorts) addr(port uint16) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addrs[port]
+}
+
+func (p *fakePorts) opened(port uint16) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opens[port]
+}
+
+var client = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true},
+	Timeout:   5 * time.Second,
+}
+
+type answer struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+func fetch(t *testing.T, addr string) answer {
+	t.Helper()
+	res, err := client.Get("http://" + addr + "/any/path")
+	if err != nil {
+		t.Fatalf("GET %s: %v", addr, err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("reading %s: %v", addr, err)
+	}
+	return answer{code: res.StatusCode, header: res.Header, body: string(body)}
+}
+
+// wantBody is kube-proxy's body: tab-indented JSON without a trailing newline.
+func wantBody(ns, name string, n int, healthy bool) string {
+	return fmt.Sprintf("{\n\t\"service\": {\n\t\t\"namespace\": %q,\n\t\t\"name\": %q\n\t},\n"+
+		"\t\"localEndpoints\": %d,\n\t\"serviceProxyHealthy\": %v\n}", ns, name, n, healthy)
+}
+
+func checkAnswer(t *testing.T, addr string, code int, body string, weight string) {
+	t.Helper()
+	a := fetch(t, addr)
+	if a.code != code {
+		t.Errorf("%s: status %d, want %d", addr, a.code, code)
+	}
+	if a.body != body {
+		t.Errorf("%s: body\n%s\nwant\n%s", addr, a.body, body)
+	}
+	for k, v := range map[string]string{
+		"Content-Type":                     "application/json",
+		"X-Content-Type-Options":           "nosniff",
+		"X-Load-Balancing-Endpoint-Weight": weight,
+	} {
+		if got := a.header.Get(k); got != v {
+			t.Errorf("%s: header %s %q, want %q", addr, k, got, v)
+		}
+	}
+}
+
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		_ = c.Close()
+		return false
+	}
+	return true
+}
+
+var (
+	web = model.ServiceName{Namespace: "default", Name: "web"}
+	api = model.ServiceName{Namespace: "prod", Name: "api"}
+	db  = model.ServiceName{Namespace: "prod", Name: "db"}
+)
+
+func newTestServiceHealth(t *testing.T, healthy func() bool) (*ServiceHealth, *fakePorts) {
+	t.Helper()
+	ports := newFakePorts()
+	s := NewServiceHealth(ports.listen, healthy)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s, ports
+}
+
+func TestServiceHealthAnswers(t *testing.T) {
+	var nodeOK atomic.Bool
+	nodeOK.Store(true)
+	s, ports := newTestServiceHealth(t, nodeOK.Load)
+	err := s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{
+		web: {Port: 30001, LocalEndpoints: 3},
+		api: {Port: 30002, LocalEndpoints: 0},
+	})
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	checkAnswer(t, ports.addr(30001), http.StatusOK, wantBody("default", "web", 3, true), "3")
+	checkAnswer(t, ports.addr(30002), http.StatusServiceUnavailable, wantBody("prod", "api", 0, true), "0")
+
+	nodeOK.Store(false)
+	checkAnswer(t, ports.addr(30001), http.StatusServiceUnavailable, wantBody("default", "web", 3, false), "3")
+}
+
+func TestServiceHealthUpdateWithoutRestart(t *testing.T) {
+	s, ports := newTestServiceHealth(t, nil)
+	syncCount := func(n int) {
+		t.Helper()
+		if err := s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{web: {Port: 30001, LocalEndpoints: n}}); err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+	}
+	syncCount(0)
+	addr := ports.addr(30001)
+	checkAnswer(t, addr, http.StatusServiceUnavailable, wantBody("default", "web", 0, true), "0")
+	syncCount(2)
+	checkAnswer(t, addr, http.StatusOK, wantBody("default", "web", 2, true), "2")
+	syncCount(1)
+	checkAnswer(t, addr, http.StatusOK, wantBody("default", "web", 1, true), "1")
+	if n := ports.opened(30001); n != 1 {
+		t.Errorf("port opened %d times, want 1", n)
+	}
+}
+
+func TestServiceHealthRemovalAndPortChange(t *testing.T) {
+	s, ports := newTestServiceHealth(t, nil)
+	err := s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{
+		web: {Port: 30001, LocalEndpoints: 1},
+		api: {Port: 30002, LocalEndpoints: 1},
+	})
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	webAddr, apiAddr := ports.addr(30001), ports.addr(30002)
+
+	err = s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{web: {Port: 30003, LocalEndpoints: 1}})
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if !refused(apiAddr) {
+		t.Error("removed service still listens")
+	}
+	if !refused(webAddr) {
+		t.Error("old port of a moved service still listens")
+	}
+	checkAnswer(t, ports.addr(30003), http.StatusOK, wantBody("default", "web", 1, true), "1")
+
+	newAddr := ports.addr(30003)
+	if err := s.Sync(t.Context(), nil); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if !refused(newAddr) {
+		t.Error("service still listens after an empty Sync")
+	}
+}
+
+func TestServiceHealthPortConflict(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ports := newTestServiceHealth(t, nil)
+	ports.busy[30002] = busy.Addr().String()
+	services := map[model.ServiceName]ServiceEntry{
+		web: {Port: 30001, LocalEndpoints: 1},
+		api: {Port: 30002, LocalEndpoints: 1},
+		db:  {Port: 30003, LocalEndpoints: 2},
+	}
+
+	err = s.Sync(t.Context(), services)
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Sync error %v, want one wrapping EADDRINUSE", err)
+	}
+	checkAnswer(t, ports.addr(30001), http.StatusOK, wantBody("default", "web", 1, true), "1")
+	checkAnswer(t, ports.addr(30003), http.StatusOK, wantBody("prod", "db", 2, true), "2")
+
+	// Once the port is free, the next Sync starts the missing server.
+	if err := busy.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(t.Context(), services); err != nil {
+		t.Fatalf("Sync after freeing the port: %v", err)
+	}
+	checkAnswer(t, ports.addr(30002), http.StatusOK, wantBody("prod", "api", 1, true), "1")
+	if n := ports.opened(30001); n != 1 {
+		t.Errorf("healthy port opened %d times, want 1", n)
+	}
+}
+
+func TestServiceHealthPortZero(t *testing.T) {
+	s, ports := newTestServiceHealth(t, nil)
+	err := s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{
+		web: {Port: 0, LocalEndpoints: 1},
+		api: {Port: 30002, LocalEndpoints: 1},
+	})
+	if err == nil {
+		t.Error("Sync accepted port 0")
+	}
+	checkAnswer(t, ports.addr(30002), http.StatusOK, wantBody("prod", "api", 1, true), "1")
+}
+
+func TestServiceHealthClose(t *testing.T) {
+	ports := newFakePorts()
+	s := NewServiceHealth(ports.listen, nil)
+	err := s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{
+		web: {Port: 30001, LocalEndpoints: 1},
+		api: {Port: 30002, LocalEndpoints: 1},
+	})
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, port := range []uint16{30001, 30002} {
+		if !refused(ports.addr(port)) {
+			t.Errorf("port %d still listens after Close", port)
+		}
+	}
+}
+
+func TestListenOn(t *testing.T) {
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(probe.Addr().(*net.TCPAddr).Port)
+	_ = probe.Close()
+
+	listen := ListenOn("tcp4", netip.MustParseAddr("127.0.0.1"))
+	lns, err := listen(port)
+	if err != nil {
+		t.Fatalf("ListenOn: %v", err)
+	}
+	if len(lns) != 1 || lns[0].Addr().String() != probe.Addr().String() {
+		t.Errorf("listeners %v, want one on %s", lns, probe.Addr())
+	}
+	// The port is taken now: a second listen fails and leaves nothing open.
+	if _, err := listen(port); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("second ListenOn error %v, want EADDRINUSE", err)
+	}
+	if err := closeListeners(lns); err != nil {
+		t.Error(err)
+	}
+}

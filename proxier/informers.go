@@ -1,0 +1,183 @@
+package proxier
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// TriggerTimeAnnotation is set by the EndpointSlice controller to the time of the change
+// that caused a slice update; it starts the network programming latency clock.
+const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
+
+// sliceIndex indexes EndpointSlices by "namespace/service".
+const sliceIndex = "service"
+
+// watchers holds the informers and the listers that syncs read from.
+type watchers struct {
+	factory     informers.SharedInformerFactory
+	nodeFactory informers.SharedInformerFactory
+	services    corelisters.ServiceLister
+	slices      cache.Indexer
+	nodes       corelisters.NodeLister
+	synced      []cache.InformerSynced
+}
+
+// newWatchers builds (without starting) informers for Services, EndpointSlices and the
+// Node named nodeName, with transforms that drop what portico never reads.
+func newWatchers(client kubernetes.Interface, nodeName string, resync time.Duration) (*watchers, error) {
+	w := &watchers{
+		factory: informers.NewSharedInformerFactoryWithOptions(client, resync,
+			informers.WithTransform(stripUnused)),
+		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync,
+			informers.WithTransform(stripUnused),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
+			})),
+	}
+	svc := w.factory.Core().V1().Services()
+	eps := w.factory.Discovery().V1().EndpointSlices()
+	node := w.nodeFactory.Core().V1().Nodes()
+	if err := eps.Informer().AddIndexers(cache.Indexers{sliceIndex: indexByService}); err != nil {
+		return nil, fmt.Errorf("indexing EndpointSlices: %w", err)
+	}
+	w.services, w.slices, w.nodes = svc.Lister(), eps.Informer().GetIndexer(), node.Lister()
+	w.synced = []cache.InformerSynced{svc.Informer().HasSynced, eps.Informer().HasSynced, node.Informer().HasSynced}
+	return w, nil
+}
+
+// indexByService keys an EndpointSlice by the Service it belongs to.
+func indexByService(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	svc := s.Labels[discoveryv1.LabelServiceName]
+	if svc == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + svc}, nil
+}
+
+// SlicesFor returns the EndpointSlices of a Service from the informer cache.
+func (w *watchers) slicesFor(name model.ServiceName) []*discoveryv1.EndpointSlice {
+	objs, err := w.slices.ByIndex(sliceIndex, name.Namespace+"/"+name.Name)
+	if err != nil {
+		return nil
+	}
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// handlers routes informer events to the tracker.
+func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
+	svcHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { serviceEvent(t, nil, obj) },
+		UpdateFunc: func(old, obj any) {
+			serviceEvent(t, old, obj)
+		},
+		DeleteFunc: func(obj any) { serviceEvent(t, nil, obj) },
+	}
+	sliceHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { sliceEvent(t, obj) },
+		UpdateFunc: func(_, obj any) { sliceEvent(t, obj) },
+		DeleteFunc: func(obj any) { sliceEvent(t, obj) },
+	}
+	nodeHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { nodeEvent(t, onNode, nil, obj) },
+		UpdateFunc: func(old, obj any) {
+			nodeEvent(t, onNode, old, obj)
+		},
+		DeleteFunc: func(obj any) { nodeEvent(t, onNode, nil, nil) },
+	}
+	for _, reg := range []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandler
+	}{
+		{w.factory.Core().V1().Services().Informer(), svcHandler},
+		{w.factory.Discovery().V1().EndpointSlices().Informer(), sliceHandler},
+		{w.nodeFactory.Core().V1().Nodes().Informer(), nodeHandler},
+	} {
+		if _, err := reg.inf.AddEventHandler(reg.h); err != nil {
+			return fmt.Errorf("adding event handler: %w", err)
+		}
+	}
+	return nil
+}
+
+func unwrap(obj any) any {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return d.Obj
+	}
+	return obj
+}
+
+func serviceEvent(t *tracker, old, obj any) {
+	s, ok := unwrap(obj).(*corev1.Service)
+	if !ok {
+		return
+	}
+	if o, ok := old.(*corev1.Service); ok && serviceUnchanged(o, s) {
+		return
+	}
+	t.ServiceChanged(model.ServiceName{Namespace: s.Namespace, Name: s.Name})
+}
+
+// serviceUnchanged reports whether an update changed nothing portico reads.
+func serviceUnchanged(a, b *corev1.Service) bool {
+	return apiequality.Semantic.DeepEqual(a.Spec, b.Spec) &&
+		apiequality.Semantic.DeepEqual(a.Status, b.Status) &&
+		apiequality.Semantic.DeepEqual(a.Labels, b.Labels)
+}
+
+func sliceEvent(t *tracker, obj any) {
+	s, ok := unwrap(obj).(*discoveryv1.EndpointSlice)
+	if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+		return
+	}
+	var at time.Time
+	if v, ok := s.Annotations[TriggerTimeAnnotation]; ok {
+		at, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	fam := model.IPv4
+	if s.AddressType == discoveryv1.AddressTypeIPv6 {
+		fam = model.IPv6
+	}
+	t.SliceChanged(model.ServiceName{Namespace: s.Namespace, Name: s.Labels[discoveryv1.LabelServiceName]}, fam, at)
+}
+
+func nodeEvent(t *tracker, onNode func(*corev1.Node), old, obj any) {
+	n, _ := unwrap(obj).(*corev1.Node)
+	if o, ok := old.(*corev1.Node); ok && n != nil && nodeUnchanged(o, n) {
+		return
+	}
+	if onNode != nil {
+		onNode(n)
+	}
+	t.NodeChanged()
+}
+
+// nodeUnchanged reports whether a Node update changed nothing portico reads (status
+// heartbeats are stripped by the transform, so most updates compare equal).
+func nodeUnchanged(a, b *corev1.Node) bool {
+	return apiequality.Semantic.DeepEqual(a.Labels, b.Labels) &&
+		apiequality.Semantic.DeepEqual(a.Spec, b.Spec) &&
+		apiequality.Semantic.DeepEqual(a.Status, b.Status) &&
+		a.DeletionTimestamp.Equal(b.DeletionTimestamp)
+}

@@ -1,0 +1,179 @@
+// Package proxier is portico's controller: it watches Services, EndpointSlices and this
+// node's Node object, compiles them into the backend-neutral model (see proxier/model and
+// proxier/compile) and hands each change to the dataplane backend.
+//
+// Data flows one way: informer events mark Services dirty; a coalescing runner wakes up,
+// recompiles the dirty Services, compares the new per-family Tables with the last ones the
+// backend applied and calls Backend.Sync with the difference. A failed sync keeps the
+// kernel's last good rules, is retried with backoff and makes the next sync full.
+package proxier
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/proxier/compile"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// Options configure a Proxier.
+type Options struct {
+	// Node is the node configuration (name, families, nodePortAddresses, detect-local,
+	// masqueradeAll).
+	Node compile.NodeConfig
+	// MinSyncPeriod is the shortest time between two syncs; SyncPeriod the longest.
+	MinSyncPeriod, SyncPeriod time.Duration
+	// FullSyncPeriod is how often a sync rewrites everything even without changes.
+	FullSyncPeriod time.Duration
+	// ResyncPeriod is the informers' resync period (configSyncPeriod).
+	ResyncPeriod time.Duration
+	// Addresses lists the node's interface addresses (default: NetlinkAddresses).
+	Addresses AddressSource
+	// Conntrack deletes stale UDP flows (default: NetlinkConntrack).
+	Conntrack ConntrackCleaner
+	// Recorder receives metrics (default: none).
+	Recorder Recorder
+	// Health tracks /healthz state (default: none).
+	Health HealthTracker
+	// ServiceHealth runs the healthCheckNodePort servers (default: none).
+	ServiceHealth ServiceHealthSyncer
+}
+
+// Proxier is the controller. Create it with New and start it with Run.
+type Proxier struct {
+	client   kubernetes.Interface
+	backend  backends.Backend
+	opts     Options
+	tracker  *tracker
+	runner   *runner
+	compiler *compile.Compiler
+	watch    *watchers
+
+	applied  map[model.Family]*model.Table
+	needFull map[model.Family]bool
+	lastFull time.Time
+	hcNames  map[model.ServiceName]bool
+	noLocal  map[noLocalKey]map[model.ServicePortName]bool
+	gen      uint64
+}
+
+// New returns a Proxier. It has no side effects: nothing is watched or programmed before
+// Run.
+func New(client kubernetes.Interface, backend backends.Backend, opts Options) *Proxier {
+	if opts.Addresses == nil {
+		opts.Addresses = NetlinkAddresses
+	}
+	if opts.Conntrack == nil {
+		opts.Conntrack = NetlinkConntrack{}
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = nopRecorder{}
+	}
+	if opts.Health == nil {
+		opts.Health = nopHealth{}
+	}
+	if opts.FullSyncPeriod == 0 {
+		opts.FullSyncPeriod = time.Hour
+	}
+	p := &Proxier{
+		client:   client,
+		backend:  backend,
+		opts:     opts,
+		compiler: compile.NewCompiler(),
+		applied:  map[model.Family]*model.Table{},
+		needFull: map[model.Family]bool{},
+		hcNames:  map[model.ServiceName]bool{},
+		noLocal:  map[noLocalKey]map[model.ServicePortName]bool{},
+	}
+	p.runner = newRunner(opts.MinSyncPeriod, opts.SyncPeriod, p.sync)
+	p.tracker = newTracker(p.queued)
+	return p
+}
+
+// Run watches the API server and keeps the dataplane in sync until ctx is done. It
+// returns an error only if it cannot start.
+func (p *Proxier) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	w, err := newWatchers(p.client, p.opts.Node.Name, p.opts.ResyncPeriod)
+	if err != nil {
+		return err
+	}
+	if err := w.addHandlers(p.tracker, p.opts.Health.SyncNode); err != nil {
+		return err
+	}
+	p.watch = w
+	w.factory.Start(ctx.Done())
+	w.nodeFactory.Start(ctx.Done())
+	defer w.factory.Shutdown()
+	defer w.nodeFactory.Shutdown()
+	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
+	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
+		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
+	}
+	logger.Info("Informer caches synced; starting the sync loop")
+	p.runner.Run(ctx)
+	return nil
+}
+
+// queued is called by the tracker on every change.
+func (p *Proxier) queued() {
+	for _, f := range p.opts.Node.Families {
+		p.opts.Health.QueuedUpdate(f)
+	}
+	s, e := p.tracker.Pending()
+	p.opts.Recorder.SetPending(s, e)
+	for _, f := range p.opts.Node.Families {
+		p.opts.Recorder.SetLastQueued(f, time.Now())
+	}
+	p.runner.Request()
+}
+
+// source reads a Service and its EndpointSlices from the informer caches.
+func (p *Proxier) source(name model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+	svc, err := p.watch.services.Services(name.Namespace).Get(name.Name)
+	if err != nil {
+		return nil, nil
+	}
+	return svc, p.watch.slicesFor(name)
+}
+
+// allServiceNames lists every Service in the cache and every Service compiled before.
+func (p *Proxier) allServiceNames() []model.ServiceName {
+	seen := map[model.ServiceName]bool{}
+	svcs, _ := p.watch.services.List(labels.Everything())
+	for _, s := range svcs {
+		seen[model.ServiceName{Namespace: s.Namespace, Name: s.Name}] = true
+	}
+	for _, n := range p.compiler.Known() {
+		seen[n] = true
+	}
+	out := make([]model.ServiceName, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	return out
+}
+
+// nodeInfo resolves this node's settings from the configuration, its Node object and its
+// interface addresses.
+func (p *Proxier) nodeInfo(ctx context.Context) compile.NodeInfo {
+	node, err := p.watch.nodes.Get(p.opts.Node.Name)
+	if err != nil {
+		node = nil
+	}
+	addrs, err := p.opts.Addresses()
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Cannot read node addresses; NodePorts use the last known ones")
+		return p.compiler.Node()
+	}
+	return compile.ResolveNode(p.opts.Node, node, addrs)
+}

@@ -1,0 +1,109 @@
+package proxier
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// runner calls a sync function when asked to, coalescing requests: it never runs twice
+// within minInterval, runs at least every maxInterval, and after a failure retries with
+// exponential backoff (from retryMin up to retryMax) until a run succeeds.
+type runner struct {
+	minInterval, maxInterval time.Duration
+	retryMin, retryMax       time.Duration
+	sync                     func(ctx context.Context) error
+	trigger                  chan struct{}
+	now                      func() time.Time
+}
+
+func newRunner(minInterval, maxInterval time.Duration, sync func(context.Context) error) *runner {
+	return &runner{
+		minInterval: minInterval,
+		maxInterval: maxInterval,
+		retryMin:    time.Second,
+		retryMax:    30 * time.Second,
+		sync:        sync,
+		trigger:     make(chan struct{}, 1),
+		now:         time.Now,
+	}
+}
+
+// Request asks for a sync as soon as minInterval allows. It never blocks.
+func (r *runner) Request() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// runState is the runner loop's bookkeeping.
+type runState struct {
+	lastRun  time.Time
+	pending  bool
+	failures int
+}
+
+// Run loops until ctx is done. The first sync runs immediately.
+func (r *runner) Run(ctx context.Context) {
+	st := runState{pending: true}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.trigger:
+			st.pending = true
+		case <-timer.C:
+		}
+		due := r.due(st)
+		if wait := due.Sub(r.now()); wait > 0 {
+			resetTimer(timer, wait)
+			continue
+		}
+		r.runOnce(ctx, &st)
+		resetTimer(timer, r.due(st).Sub(r.now()))
+	}
+}
+
+// due returns when the next sync should run.
+func (r *runner) due(st runState) time.Time {
+	if st.failures > 0 {
+		return st.lastRun.Add(r.backoff(st.failures))
+	}
+	if st.pending {
+		return st.lastRun.Add(r.minInterval)
+	}
+	return st.lastRun.Add(r.maxInterval)
+}
+
+func (r *runner) backoff(failures int) time.Duration {
+	d := r.retryMin
+	for i := 1; i < failures && d < r.retryMax; i++ {
+		d *= 2
+	}
+	return max(min(d, r.retryMax), r.minInterval)
+}
+
+func (r *runner) runOnce(ctx context.Context, st *runState) {
+	st.lastRun = r.now()
+	st.pending = false
+	if err := r.sync(ctx); err != nil {
+		st.failures++
+		klog.FromContext(ctx).Error(err, "Sync failed; keeping the last good rules", "retryIn", r.backoff(st.failures))
+		return
+	}
+	st.failures = 0
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(max(d, 0))
+}

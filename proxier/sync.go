@@ -1,0 +1,203 @@
+package proxier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/portico-dev/portico/proxier/health"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// sync is one run of the runner: compile what changed, hand each family's difference to
+// the backend, then do the follow-up work of a successful sync.
+func (p *Proxier) sync(ctx context.Context) error {
+	start := time.Now()
+	ch := p.tracker.Take()
+	state := p.compileChanges(ctx, ch)
+	full := start.Sub(p.lastFull) >= p.opts.FullSyncPeriod
+	var errs []error
+	for _, t := range state.Tables {
+		if err := p.syncFamily(ctx, t, full); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		p.tracker.Requeue(ch)
+		return err
+	}
+	if full {
+		p.lastFull = start
+	}
+	p.afterSync(ctx, state, ch)
+	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start))
+	return nil
+}
+
+// compileChanges recompiles the dirty Services (all of them after a node change).
+func (p *Proxier) compileChanges(ctx context.Context, ch changes) *model.State {
+	node := p.nodeInfo(ctx)
+	dirty := ch.dirty
+	if p.compiler.NodeChanged(node) {
+		dirty = p.allServiceNames()
+	}
+	state, problems := p.compiler.Update(node, dirty, p.source)
+	for _, err := range problems {
+		klog.FromContext(ctx).Error(err, "Skipping an invalid field or object; the rest is still served")
+		p.opts.Recorder.IncInvalid(invalidKind(err))
+	}
+	return state
+}
+
+// syncFamily hands one table's difference to the backend and, when it succeeds, clears
+// stale UDP flows and updates the per-family bookkeeping.
+func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) error {
+	fam := t.Family()
+	prev := p.applied[fam]
+	d := model.Compare(prev, t)
+	d.Full = d.Full || full || p.needFull[fam]
+	if d.Empty() {
+		p.opts.Health.Updated(fam)
+		return nil
+	}
+	start := time.Now()
+	if err := p.backend.Sync(ctx, t, d); err != nil {
+		p.needFull[fam] = true
+		p.opts.Recorder.IncSyncError(p.backend.Name(), fam)
+		return fmt.Errorf("%s backend, %s: %w", p.backend.Name(), fam, err)
+	}
+	p.opts.Recorder.ObserveSync(fam, d.Full, time.Since(start))
+	p.applied[fam] = t
+	p.needFull[fam] = false
+	p.opts.Health.Updated(fam)
+	p.opts.Recorder.SetLastSync(fam, time.Now())
+	p.trackPorts(t, d)
+	if flows := staleUDPFlows(prev, t, d); len(flows) > 0 {
+		if err := p.opts.Conntrack.DeleteUDP(ctx, fam, flows); err != nil {
+			klog.FromContext(ctx).Error(err, "Clearing stale UDP conntrack entries", "family", fam)
+		}
+	}
+	return nil
+}
+
+// afterSync records metrics and updates the health check servers after a successful sync.
+func (p *Proxier) afterSync(ctx context.Context, state *model.State, ch changes) {
+	now := time.Now()
+	for _, triggers := range ch.triggers {
+		for _, t := range triggers {
+			p.opts.Recorder.ObserveNetworkProgramming(t.family, now.Sub(t.at))
+		}
+	}
+	p.gen++
+	p.opts.Recorder.SetGeneration(p.gen)
+	p.opts.Recorder.IncChanges(ch.services, ch.eps)
+	s, e := p.tracker.Pending()
+	p.opts.Recorder.SetPending(s, e)
+	for _, t := range state.Tables {
+		for _, policy := range []string{policyInternal, policyExternal} {
+			p.opts.Recorder.SetNoLocalEndpoints(policy, t.Family(), len(p.noLocal[noLocalKey{t.Family(), policy}]))
+		}
+	}
+	if p.opts.ServiceHealth != nil {
+		if err := p.opts.ServiceHealth.Sync(ctx, p.healthChecks(state)); err != nil {
+			klog.FromContext(ctx).Error(err, "Updating health check node port servers")
+		}
+	}
+}
+
+// Policy labels of the no-local-endpoints metric.
+const (
+	policyInternal = "internal"
+	policyExternal = "external"
+)
+
+// noLocalKey selects one no-local-endpoints count.
+type noLocalKey struct {
+	family model.Family
+	policy string
+}
+
+// trackPorts updates, from the ports d names, the Services with a healthCheckNodePort and
+// the Local-policy ports that have no local endpoint.
+func (p *Proxier) trackPorts(t *model.Table, d model.Diff) {
+	names := d.Changed
+	if d.Full {
+		names = t.Names()
+		p.noLocal[noLocalKey{t.Family(), policyInternal}] = map[model.ServicePortName]bool{}
+		p.noLocal[noLocalKey{t.Family(), policyExternal}] = map[model.ServicePortName]bool{}
+	}
+	for _, n := range d.Removed {
+		p.setNoLocal(t.Family(), n, nil)
+	}
+	for _, n := range names {
+		sp, _ := t.Get(n)
+		p.setNoLocal(t.Family(), n, sp)
+		if sp != nil && sp.HealthCheckNodePort != 0 {
+			p.hcNames[n.Service()] = true
+		}
+	}
+}
+
+func (p *Proxier) setNoLocal(fam model.Family, n model.ServicePortName, sp *model.ServicePort) {
+	for _, c := range []struct {
+		policy string
+		none   bool
+	}{
+		{policyInternal, sp != nil && sp.InternalLocal && sp.InternalVerdict() == model.Drop},
+		{policyExternal, sp != nil && sp.ExternalLocal && sp.ExternalVerdict() == model.Drop},
+	} {
+		k := noLocalKey{fam, c.policy}
+		if p.noLocal[k] == nil {
+			p.noLocal[k] = map[model.ServicePortName]bool{}
+		}
+		if c.none {
+			p.noLocal[k][n] = true
+		} else {
+			delete(p.noLocal[k], n)
+		}
+	}
+}
+
+// healthChecks returns the health check entries of every Service that has one, with the
+// number of endpoints on this node.
+func (p *Proxier) healthChecks(state *model.State) map[model.ServiceName]health.ServiceEntry {
+	out := map[model.ServiceName]health.ServiceEntry{}
+	for _, t := range state.Tables {
+		for name := range p.hcNames {
+			p.addHealthChecks(out, t, name)
+		}
+	}
+	for name := range p.hcNames {
+		if _, ok := out[name]; !ok {
+			delete(p.hcNames, name)
+		}
+	}
+	return out
+}
+
+func (p *Proxier) addHealthChecks(out map[model.ServiceName]health.ServiceEntry, t *model.Table, name model.ServiceName) {
+	for _, pn := range p.compiler.Ports(name, t.Family()) {
+		sp, ok := t.Get(pn)
+		if !ok || sp.HealthCheckNodePort == 0 {
+			continue
+		}
+		hc := out[name]
+		hc.Port = sp.HealthCheckNodePort
+		hc.LocalEndpoints = max(hc.LocalEndpoints, len(sp.Local))
+		out[name] = hc
+	}
+}
+
+// invalidKind tells which kind of object a compile problem is about, for the metric.
+func invalidKind(err error) string {
+	msg := err.Error()
+	for _, k := range []string{"endpointslice", "service"} {
+		if len(msg) > len(k) && msg[:len(k)] == k {
+			return k
+		}
+	}
+	return "other"
+}
