@@ -61,6 +61,7 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) err
 	d.Full = d.Full || full || p.needFull[fam]
 	if d.Empty() {
 		p.opts.Health.Updated(fam)
+		p.opts.Recorder.SetLastSync(fam, time.Now())
 		return nil
 	}
 	start := time.Now()
