@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/portico-dev/portico/proxier/model"
 )
@@ -60,14 +61,17 @@ func portSuffix(n model.ServicePortName) string {
 
 // affinitySetName names the set that remembers the clients of one endpoint of a chain. The
 // name is a hash (addresses hold characters nft names cannot); the set's comment says
-// which endpoint it is for.
-func affinitySetName(chain string, ep model.Endpoint) string {
-	sum := sha256.Sum256([]byte(chain + "|" + ep.String()))
+// which endpoint it is for. The timeout is part of the name: a set keeps the timeout it
+// was created with, so a new timeout needs new sets.
+func affinitySetName(chain string, ep model.Endpoint, timeout time.Duration) string {
+	sum := sha256.Sum256([]byte(chain + "|" + ep.String() + "|" + timeout.String()))
 	return prefixAffinity + hex.EncodeToString(sum[:8])
 }
 
-// endpointMapName names the endpoint map of bucket b.
-func endpointMapName(b int) string { return fmt.Sprintf("%s%02x", endpointMapPrefix, b) }
+// endpointMapName names the endpoint map of protocol p and bucket b.
+func endpointMapName(p model.Protocol, b int) string {
+	return fmt.Sprintf("%s%s-%02x", endpointMapPrefix, proto(p), b)
+}
 
 // fam holds the family-specific spellings of nft expressions.
 type fam struct {

@@ -43,8 +43,9 @@ type portPlan struct {
 	elems    []elem
 }
 
-// slotFunc returns the endpoint-map block a chain's group of n endpoints uses.
-type slotFunc func(chain string, n int) block
+// slotFunc returns the endpoint-map block a chain's group of n endpoints of protocol p
+// uses.
+type slotFunc func(chain string, p model.Protocol, n int) block
 
 // render plans one Service port.
 func (r *renderer) render(sp *model.ServicePort, slots slotFunc) *portPlan {
@@ -153,14 +154,14 @@ func (r *renderer) dnat(p *portPlan, chain string, sp *model.ServicePort, eps []
 	if sp.Affinity.Enabled() {
 		return r.affinityDNAT(p, chain, sp, eps, l4)
 	}
-	b := slots(chain, len(eps))
+	b := slots(chain, sp.Name.Protocol, len(eps))
 	g := groupPlan{block: b, values: make([][]string, len(eps))}
 	for i, e := range eps {
 		g.values[i] = []string{e.Addr.String(), fmt.Sprint(e.Port)}
 	}
 	p.groups[chain] = g
 	return []string{fmt.Sprintf("%s dnat %s to numgen random mod %d offset %d map @%s",
-		l4, r.f.ip, len(eps), b.start, endpointMapName(b.bucket))}
+		l4, r.f.ip, len(eps), b.start, endpointMapName(b.proto, b.bucket))}
 }
 
 // affinityDNAT sends a client back to the endpoint it used last (if that was within the
@@ -169,7 +170,7 @@ func (r *renderer) affinityDNAT(p *portPlan, chain string, sp *model.ServicePort
 	sets := make([]string, len(eps))
 	var sticky, pick []string
 	for i, e := range eps {
-		sets[i] = affinitySetName(chain, e)
+		sets[i] = affinitySetName(chain, e, sp.Affinity.Timeout)
 		p.affinity = append(p.affinity, affinitySet{
 			name:       sets[i],
 			comment:    sp.Name.String() + " -> " + e.String(),

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/portico-dev/portico/proxier/model"
 )
 
 // baseChain is a chain attached to a netfilter hook.
@@ -49,12 +51,14 @@ func helperChains(f fam, mark uint32) map[string][]string {
 			fmt.Sprintf("meta mark & %s == %s meta mark set meta mark ^ %s masquerade fully-random", m, m, m),
 			fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", f.ip, f.ip, setHairpin),
 		},
-		chainReject: {"reject"},
+		// TCP gets a reset: ICMP errors are rate-limited by the kernel (about one per
+		// second per client), a reset is not, so clients are refused at once.
+		chainReject: {"meta l4proto tcp reject with tcp reset", "reject"},
 		chainFirewallCheck: {fmt.Sprintf("%s @%s %s . %s saddr != @%s drop",
 			addrProtoPort, setFirewallIPs, addrProtoPort, f.ip, setFirewallAllow)},
 		chainEndpointsCheck: {addrProtoPort + " vmap @" + mapNoEndpointServices},
 		chainNodePortsCheck: {nodeLocal + " vmap @" + mapNoEndpointNodePort},
-		chainClusterIPCheck: {fmt.Sprintf("%s daddr @%s reject", f.ip, setClusterIPs)},
+		chainClusterIPCheck: {fmt.Sprintf("%s daddr @%s goto %s", f.ip, setClusterIPs, chainReject)},
 		chainServices: {
 			addrProtoPort + " vmap @" + mapServiceIPs,
 			nodeLocal + " vmap @" + mapServiceNodePorts,
@@ -89,9 +93,11 @@ func sharedSets(f fam) []knftables.Object {
 		&knftables.Set{Name: setHairpin, Type: a + " . " + a,
 			Comment: ptr("local endpoint . itself: hairpin traffic to masquerade")},
 	}
-	for b := 0; b < numBuckets; b++ {
-		objs = append(objs, &knftables.Map{Name: endpointMapName(b),
-			TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . th dport", f.ip)})
+	for _, p := range []model.Protocol{model.TCP, model.UDP, model.SCTP} {
+		for b := 0; b < bucketsPerProtocol[p]; b++ {
+			objs = append(objs, &knftables.Map{Name: endpointMapName(p, b),
+				TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . %s dport", f.ip, proto(p))})
+		}
 	}
 	return objs
 }

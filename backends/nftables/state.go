@@ -144,18 +144,21 @@ func (fs *familyState) applyPort(w *txWriter, name model.ServicePortName, old *p
 	if old == nil {
 		old = &portState{}
 	}
-	next := &portState{chains: map[string]uint64{}, groups: map[string]groupPlan{}}
-	if plan != nil {
-		fs.writeAffinitySets(w, old, plan, next)
-		fs.writeChains(w, old, plan, next, full)
-		fs.writeGroups(w, old, plan)
-		next.groups = plan.groups
-		next.elems = plan.elems
+	removed := plan == nil
+	if removed {
+		// An empty plan: the endpoint elements and the affinity sets go too.
+		plan = &portPlan{groups: map[string]groupPlan{}}
 	}
+	next := &portState{chains: map[string]uint64{}, groups: map[string]groupPlan{}}
+	fs.writeAffinitySets(w, old, plan, next)
+	fs.writeChains(w, old, plan, next, full)
+	fs.writeGroups(w, old, plan)
+	next.groups = plan.groups
+	next.elems = plan.elems
 	fs.retireChains(w, old, next)
 	touched := fs.store.replace(name, old.elems, next.elems)
 	fs.store.reconcile(touched, &w.elDel, &w.elAdd)
-	if plan == nil {
+	if removed {
 		delete(fs.ports, name)
 		return
 	}
@@ -241,7 +244,7 @@ func (fs *familyState) groupDiff(w *txWriter, og, ng groupPlan) {
 
 // groupElements appends the map elements of slots from..to-1 of g to out.
 func (fs *familyState) groupElements(out *[]knftables.Object, g groupPlan, from, to int) {
-	m := endpointMapName(g.block.bucket)
+	m := endpointMapName(g.block.proto, g.block.bucket)
 	for i := from; i < to; i++ {
 		*out = append(*out, &knftables.Element{
 			Map:   m,
@@ -253,13 +256,13 @@ func (fs *familyState) groupElements(out *[]knftables.Object, g groupPlan, from,
 
 // slotFunc returns the block allocator for re-rendering a port that had old.
 func (fs *familyState) slotFunc(old *portState) slotFunc {
-	return func(chain string, n int) block {
+	return func(chain string, p model.Protocol, n int) block {
 		if old != nil {
-			if og, ok := old.groups[chain]; ok && og.block.fits(n) {
+			if og, ok := old.groups[chain]; ok && og.block.proto == p && og.block.fits(n) {
 				return og.block
 			}
 		}
-		return fs.slots.alloc(chain, n)
+		return fs.slots.alloc(chain, p, n)
 	}
 }
 
@@ -284,8 +287,24 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// skeletonNames are the fixed chains, sets and maps. Some share a prefix with per-port
+// objects ("cluster-ips-check" and "cluster-ips" start like a cluster- chain).
+var skeletonNames = func() map[string]bool {
+	out := sharedSetNames(newFam(model.IPv4))
+	for _, n := range helperChainOrder {
+		out[n] = true
+	}
+	for _, bc := range baseChains() {
+		out[bc.name] = true
+	}
+	return out
+}()
+
 // isPortObject reports whether a chain or set name belongs to a Service port.
 func isPortObject(name string) bool {
+	if skeletonNames[name] {
+		return false
+	}
 	for _, p := range []string{prefixService, prefixCluster, prefixLocal, prefixExternal, prefixAffinity} {
 		if strings.HasPrefix(name, p) {
 			return true

@@ -74,6 +74,8 @@ func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark
 	if err != nil {
 		return nil, err
 	}
+	// The objects the last transaction emptied can go now, as in a partial sync.
+	emptiedChains, emptiedSets := fs.staleChains, fs.staleSets
 	fs.reset()
 	fs.r.node = t.Node()
 	w := &txWriter{}
@@ -81,7 +83,7 @@ func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark
 	for sp := range t.All() {
 		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
 	}
-	fs.retireUnknown(w, existing)
+	fs.retireUnknown(w, existing, emptiedChains, emptiedSets)
 	return w.transaction(fs.nft), nil
 }
 
@@ -127,17 +129,28 @@ func (fs *familyState) listExisting(ctx context.Context) (existingObjects, error
 }
 
 // retireUnknown empties the chains left by an earlier run that no Service port uses; they
-// and the unused affinity sets are deleted by the next transaction.
-func (fs *familyState) retireUnknown(w *txWriter, existing existingObjects) {
+// and the unused affinity sets are deleted by the next transaction. Those that the last
+// committed transaction already emptied (emptiedChains, emptiedSets) are deleted now.
+func (fs *familyState) retireUnknown(w *txWriter, existing existingObjects, emptiedChains, emptiedSets map[string]bool) {
 	for _, c := range existing.chains {
-		if isPortObject(c) && !fs.inUse(c) {
-			w.flushes = append(w.flushes, &knftables.Chain{Name: c})
-			fs.pending.staleChains[c] = true
+		if !isPortObject(c) || fs.inUse(c) {
+			continue
 		}
+		if emptiedChains[c] {
+			w.deletes = append(w.deletes, &knftables.Chain{Name: c})
+			continue
+		}
+		w.flushes = append(w.flushes, &knftables.Chain{Name: c})
+		fs.pending.staleChains[c] = true
 	}
 	for _, s := range existing.sets {
-		if isPortObject(s) && !fs.inUse(s) {
-			fs.pending.staleSets[s] = true
+		if !isPortObject(s) || fs.inUse(s) {
+			continue
 		}
+		if emptiedSets[s] {
+			w.deletes = append(w.deletes, &knftables.Set{Name: s})
+			continue
+		}
+		fs.pending.staleSets[s] = true
 	}
 }

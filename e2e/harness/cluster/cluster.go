@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/portico-dev/portico/e2e/harness/netns"
+	"github.com/portico-dev/portico/e2e/harness/proc"
 )
 
 // Defaults of Options.
@@ -52,6 +53,9 @@ type Options struct {
 	WorkDir string
 	// KeepDir keeps the cluster's directory on Stop (for post-mortems).
 	KeepDir bool
+	// Detach lets the control plane outlive the caller (no parent-death signal), for an
+	// environment kept running after the caller exits.
+	Detach bool
 	// ServiceCIDR is the apiserver's --service-cluster-ip-range; default
 	// DefaultServiceCIDR (dual-stack).
 	ServiceCIDR string
@@ -85,7 +89,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	dir     string
 	users   []User // admin first
-	procs   []*process
+	procs   []*proc.Process
 	pids    []int
 	client  kubernetes.Interface
 	stopped bool
@@ -160,20 +164,21 @@ func (c *Cluster) startAll(ctx context.Context) error {
 }
 
 // startProcess creates (or reuses, by name) a process in the api namespace and starts it.
-func (c *Cluster) startProcess(name string, argv []string) (*process, error) {
+func (c *Cluster) startProcess(name string, argv []string) (*proc.Process, error) {
 	c.mu.Lock()
-	var p *process
+	var p *proc.Process
 	for _, q := range c.procs {
-		if q.name == name {
+		if q.Name() == name {
 			p = q
 		}
 	}
 	if p == nil {
-		p = newProcess(name, c.opts.Topology.Name(c.apiNS()), filepath.Join(c.dir, name+".log"), argv)
+		p = proc.New(name, c.opts.Topology.Name(c.apiNS()), filepath.Join(c.dir, name+".log"), argv)
+		p.Detach = c.opts.Detach
 		c.procs = append(c.procs, p)
 	}
 	c.mu.Unlock()
-	pid, err := p.start()
+	pid, err := p.Start()
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +189,11 @@ func (c *Cluster) startProcess(name string, argv []string) (*process, error) {
 }
 
 // process returns the named process, nil if it was never started.
-func (c *Cluster) process(name string) *process {
+func (c *Cluster) process(name string) *proc.Process {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.procs {
-		if p.name == name {
+		if p.Name() == name {
 			return p
 		}
 	}
@@ -214,7 +219,7 @@ func (c *Cluster) StopAPIServer() error {
 	if p == nil {
 		return nil
 	}
-	return p.stop(c.opts.StopTimeout)
+	return p.Stop(c.opts.StopTimeout)
 }
 
 // Stop stops every process the cluster started, newest first, and removes the cluster's
@@ -236,11 +241,11 @@ func (c *Cluster) Stop() error {
 
 func (c *Cluster) stopProcesses() error {
 	c.mu.Lock()
-	procs := append([]*process(nil), c.procs...)
+	procs := append([]*proc.Process(nil), c.procs...)
 	c.mu.Unlock()
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
-		errs = append(errs, procs[i].stop(c.opts.StopTimeout))
+		errs = append(errs, procs[i].Stop(c.opts.StopTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -258,7 +263,7 @@ func (c *Cluster) Logs() map[string]string {
 	defer c.mu.Unlock()
 	out := map[string]string{}
 	for _, p := range c.procs {
-		out[p.name] = p.logPath
+		out[p.Name()] = p.LogPath()
 	}
 	return out
 }
@@ -276,8 +281,8 @@ func (c *Cluster) Running() []string {
 	defer c.mu.Unlock()
 	var out []string
 	for _, p := range c.procs {
-		if p.running() {
-			out = append(out, p.name)
+		if p.Running() {
+			out = append(out, p.Name())
 		}
 	}
 	sort.Strings(out)
@@ -338,7 +343,7 @@ func (c *Cluster) user(name string) (User, error) {
 
 // waitReady polls check until it succeeds, the process exits, or the start timeout or
 // ctx ends; failures carry the tail of the process's log.
-func (c *Cluster) waitReady(ctx context.Context, p *process, check func(context.Context) error) error {
+func (c *Cluster) waitReady(ctx context.Context, p *proc.Process, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StartTimeout)
 	defer cancel()
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -352,10 +357,10 @@ func (c *Cluster) waitReady(ctx context.Context, p *process, check func(context.
 			return nil
 		}
 		select {
-		case <-p.exited():
-			return fmt.Errorf("cluster: %s exited (%v) before it was ready; log tail:\n%s", p.name, p.exitErr(), p.tail(30))
+		case <-p.Exited():
+			return fmt.Errorf("cluster: %s exited (%v) before it was ready; log tail:\n%s", p.Name(), p.ExitErr(), p.Tail(30))
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: %s not ready: %w (last check: %v); log tail:\n%s", p.name, ctx.Err(), last, p.tail(30))
+			return fmt.Errorf("cluster: %s not ready: %w (last check: %v); log tail:\n%s", p.Name(), ctx.Err(), last, p.Tail(30))
 		case <-tick.C:
 		}
 	}

@@ -22,22 +22,6 @@ func TestRepoRoot(t *testing.T) {
 	}
 }
 
-func TestTailFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log")
-	var b strings.Builder
-	for i := 0; i < 5000; i++ {
-		b.WriteString("line\n")
-	}
-	b.WriteString("last one\n")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	got := tailFile(path, 2)
-	if got != "line\nlast one" {
-		t.Errorf("tail = %q", got)
-	}
-}
-
 func TestTokensFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.csv")
 	users := []User{{Name: "admin", Token: "t1", Groups: []string{"system:masters"}}, {Name: "p", Token: "t2"}}

@@ -58,7 +58,8 @@ func (b *builder) h(short string) (*netlink.Handle, error) {
 }
 
 // sysctls disables duplicate address detection everywhere (no tentative addresses) and
-// turns forwarding on in the node namespaces. It runs before any link exists so that
+// turns forwarding on in the node namespaces, where bridged pod traffic also goes through
+// netfilter (br_netfilter), as a bridge-CNI node needs for Services. It runs before any link exists so that
 // new links inherit the "default" values.
 func (b *builder) sysctls() error {
 	common := map[string]string{
@@ -69,9 +70,13 @@ func (b *builder) sysctls() error {
 		"net/ipv4/conf/default/rp_filter":  "0",
 	}
 	router := map[string]string{
-		"net/ipv4/ip_forward":              "1",
-		"net/ipv6/conf/all/forwarding":     "1",
-		"net/ipv6/conf/default/forwarding": "1",
+		"net/ipv4/ip_forward":                  "1",
+		"net/ipv6/conf/all/forwarding":         "1",
+		"net/ipv6/conf/default/forwarding":     "1",
+		"net/ipv4/conf/all/send_redirects":     "0",
+		"net/ipv4/conf/default/send_redirects": "0",
+		"net/bridge/bridge-nf-call-iptables":   "1",
+		"net/bridge/bridge-nf-call-ip6tables":  "1",
 	}
 	for _, short := range b.t.spec.shortNames() {
 		vals := common

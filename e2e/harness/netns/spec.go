@@ -135,7 +135,14 @@ func RandomPrefix() string {
 
 // DefaultSpec returns the standard topology with the given prefix: api, lan, node-a
 // (where portico runs), node-b (a remote node), two pods on each node, and a client.
+//
+// node-b runs no proxy: it routes Service traffic (the service CIDRs) to node-a, so that
+// tests can send traffic from a pod of another node through portico.
 func DefaultSpec(prefix string) Spec {
+	nodeB := defaultNode(NodeB, "zone-b", 11, 2, 1, 10, PodB1, PodB2)
+	nodeB.Routes = append(nodeB.Routes,
+		viaRoute("10.96.0.0/16", "192.168.50.10"),
+		viaRoute("fd00:96::/112", "fd00:50::10"))
 	return Spec{
 		Prefix: prefix,
 		API: APISpec{
@@ -146,7 +153,7 @@ func DefaultSpec(prefix string) Spec {
 		LAN: LANSpec{Name: LAN, Bridge: "br0"},
 		Nodes: []NodeSpec{
 			defaultNode(NodeA, "zone-a", 10, 1, 2, 11, PodA1, PodA2),
-			defaultNode(NodeB, "zone-b", 11, 2, 1, 10, PodB1, PodB2),
+			nodeB,
 		},
 		Client: ClientSpec{
 			Name: Client,
@@ -179,9 +186,14 @@ func defaultNode(name, zone string, h, s, o, oh int, pod1, pod2 string) NodeSpec
 			{Name: pod1, IPv4: addr("10.244.%d.10", s), IPv6: addr("fd00:244:%d::10", s)},
 			{Name: pod2, IPv4: addr("10.244.%d.11", s), IPv6: addr("fd00:244:%d::11", s)},
 		},
+		// The client stands for the world outside the cluster: it is the nodes' default
+		// gateway, so that a node routes (and its rules then reject or forward) traffic to
+		// any address, as a real node with a default route does.
 		Routes: []Route{
 			viaRoute(fmt.Sprintf("10.244.%d.0/24", o), fmt.Sprintf("192.168.50.%d", oh)),
 			viaRoute(fmt.Sprintf("fd00:244:%d::/64", o), fmt.Sprintf("fd00:50::%d", oh)),
+			viaRoute("0.0.0.0/0", "192.168.50.100"),
+			viaRoute("::/0", "fd00:50::100"),
 		},
 		Zone: zone,
 	}

@@ -1,0 +1,139 @@
+// Package env assembles a whole e2e environment: the netns topology, the control plane with
+// its Node objects, a traffic server in every pod namespace and portico in node-a. The e2e
+// tests and `make demo` both build on it.
+package env
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/portico-dev/portico/e2e/harness/cluster"
+	"github.com/portico-dev/portico/e2e/harness/netns"
+	"github.com/portico-dev/portico/e2e/harness/portico"
+	"github.com/portico-dev/portico/e2e/harness/traffic"
+)
+
+// ServerPort is the port every pod's traffic server listens on, for TCP and UDP.
+const ServerPort = 8080
+
+// Options configure an Env.
+type Options struct {
+	// Mode is portico's proxy mode (default nftables).
+	Mode string
+	// PorticoConfig overrides fields of portico's KubeProxyConfiguration.
+	PorticoConfig map[string]any
+	// NoPortico leaves portico stopped (the caller starts it).
+	NoPortico bool
+	// Keep leaves every process running and every namespace in place after the caller
+	// exits (Teardown is then up to the user).
+	Keep bool
+	// Log receives progress lines (default: discard).
+	Log func(format string, args ...any)
+}
+
+// Env is a running environment.
+type Env struct {
+	Topo    *netns.Topology
+	Cluster *cluster.Cluster
+	Portico *portico.Portico
+	Servers map[string]*traffic.Server
+	Dir     string
+	opts    Options
+}
+
+// Setup builds the environment. On error, everything built so far is torn down.
+func Setup(ctx context.Context, opts Options) (e *Env, err error) {
+	if opts.Log == nil {
+		opts.Log = func(string, ...any) {}
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the e2e environment needs root: it creates network namespaces, links, rules and processes")
+	}
+	_, _ = netns.CleanupStale()
+	_, _ = cluster.CleanupStale("")
+	e = &Env{opts: opts, Servers: map[string]*traffic.Server{}}
+	defer func() {
+		if err != nil {
+			_ = e.Teardown()
+		}
+	}()
+	if e.Dir, err = os.MkdirTemp("", "portico-e2e-"); err != nil {
+		return nil, err
+	}
+	if err := e.buildNetwork(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.startControlPlane(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.startServers(); err != nil {
+		return nil, err
+	}
+	e.Portico = portico.New(portico.Options{
+		Topology: e.Topo, Cluster: e.Cluster, Mode: opts.Mode, Config: opts.PorticoConfig,
+		Dir: e.Dir, Detach: opts.Keep,
+	})
+	if opts.NoPortico {
+		return e, nil
+	}
+	opts.Log("starting portico (mode %s) in %s", e.Portico.ConfigDocument()["mode"], e.Topo.Name(netns.NodeA))
+	return e, e.Portico.Start(ctx)
+}
+
+func (e *Env) buildNetwork(ctx context.Context) error {
+	e.Topo = netns.New(netns.DefaultSpec(""))
+	e.opts.Log("creating network namespaces %s-{api,lan,node-a,node-b,pod-a1,pod-a2,pod-b1,pod-b2,client}", e.Topo.Prefix())
+	return e.Topo.Create(ctx)
+}
+
+func (e *Env) startControlPlane(ctx context.Context) error {
+	e.Cluster = cluster.New(cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep})
+	e.opts.Log("starting etcd and kube-apiserver in %s (https://%s)", e.Topo.Name(netns.API), e.Cluster.APIServerURL())
+	if err := e.Cluster.Start(ctx); err != nil {
+		return err
+	}
+	e.opts.Log("creating Node objects node-a and node-b")
+	return e.Cluster.CreateNodes(ctx)
+}
+
+// startServers starts a TCP and UDP traffic server on ServerPort in every pod namespace.
+func (e *Env) startServers() error {
+	ports := []traffic.PortSpec{{Port: ServerPort, Protocol: "TCP"}, {Port: ServerPort, Protocol: "UDP"}}
+	for _, n := range e.Topo.Spec().Nodes {
+		for _, pod := range n.Pods {
+			s, err := traffic.Serve(e.Topo, pod.Name, nil, ports)
+			if err != nil {
+				return fmt.Errorf("traffic server in %s: %w", pod.Name, err)
+			}
+			e.Servers[pod.Name] = s
+		}
+	}
+	return nil
+}
+
+// Teardown stops portico and the control plane and removes every namespace. With Keep it
+// does nothing.
+func (e *Env) Teardown() error {
+	if e.opts.Keep {
+		return nil
+	}
+	var errs []error
+	if e.Portico != nil {
+		errs = append(errs, e.Portico.Stop())
+	}
+	for _, s := range e.Servers {
+		errs = append(errs, s.Close())
+	}
+	if e.Cluster != nil {
+		errs = append(errs, e.Cluster.Stop())
+	}
+	if e.Topo != nil {
+		errs = append(errs, e.Topo.Destroy())
+	}
+	if e.Dir != "" {
+		errs = append(errs, os.RemoveAll(e.Dir))
+	}
+	return errors.Join(errs...)
+}

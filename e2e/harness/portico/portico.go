@@ -1,0 +1,255 @@
+// Package portico runs the portico binary inside a node namespace of the e2e topology, the
+// way a DaemonSet runs it: from a kube-system/kube-proxy ConfigMap's config.conf, with
+// --config and --hostname-override, and talks to its health and metrics servers.
+package portico
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/portico-dev/portico/config"
+	"github.com/portico-dev/portico/e2e/harness/cluster"
+	"github.com/portico-dev/portico/e2e/harness/netns"
+	"github.com/portico-dev/portico/e2e/harness/proc"
+)
+
+// Ports of portico's servers inside the node namespace.
+const (
+	MetricsPort = 10249
+	HealthzPort = 10256
+)
+
+// Options configure a Portico.
+type Options struct {
+	// Bin is the portico binary; default $PORTICO_BIN, else <repo>/bin/portico.
+	Bin string
+	// Topology and Cluster are the environment; required.
+	Topology *netns.Topology
+	Cluster  *cluster.Cluster
+	// Node is the node namespace (short name); default netns.NodeA.
+	Node string
+	// Mode is the proxy mode; default "nftables".
+	Mode string
+	// Config overrides fields of the generated KubeProxyConfiguration (top-level keys).
+	Config map[string]any
+	// Args are extra command-line arguments.
+	Args []string
+	// Dir holds the config file and the log; required.
+	Dir string
+	// Detach lets portico outlive the caller (make demo KEEP=1).
+	Detach bool
+}
+
+// Portico is one portico process.
+type Portico struct {
+	opts Options
+	proc *proc.Process
+	http *http.Client
+}
+
+// New returns a Portico; nothing runs before Start.
+func New(opts Options) *Portico {
+	if opts.Node == "" {
+		opts.Node = netns.NodeA
+	}
+	if opts.Mode == "" {
+		opts.Mode = config.ModeNFTables
+	}
+	if opts.Bin == "" {
+		opts.Bin = defaultBin()
+	}
+	dial := opts.Topology.Dialer(opts.Node)
+	return &Portico{opts: opts, http: &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true},
+	}}
+}
+
+func defaultBin() string {
+	if b := os.Getenv("PORTICO_BIN"); b != "" {
+		return b
+	}
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return "portico"
+	}
+	return filepath.Join(root, "bin", "portico")
+}
+
+// ConfigDocument returns the KubeProxyConfiguration portico runs with: what kubeadm writes
+// for a cluster like the e2e one, plus Options.Config.
+func (p *Portico) ConfigDocument() map[string]any {
+	doc := map[string]any{
+		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
+		"kind":               "KubeProxyConfiguration",
+		"mode":               p.opts.Mode,
+		"clusterCIDR":        "10.244.0.0/16,fd00:244::/48",
+		"bindAddress":        "0.0.0.0",
+		"metricsBindAddress": fmt.Sprintf("0.0.0.0:%d", MetricsPort),
+		"healthzBindAddress": fmt.Sprintf("0.0.0.0:%d", HealthzPort),
+		"clientConnection":   map[string]any{"kubeconfig": p.opts.Cluster.Kubeconfig()},
+		"conntrack":          map[string]any{"maxPerCore": 0},
+		"nftables":           map[string]any{"minSyncPeriod": "0s"},
+		"iptables":           map[string]any{"minSyncPeriod": "0s"},
+	}
+	for k, v := range p.opts.Config {
+		doc[k] = v
+	}
+	return doc
+}
+
+// Start publishes the configuration as the kube-system/kube-proxy ConfigMap, writes its
+// config.conf where the DaemonSet would mount it, starts portico and waits until it has
+// synced once (/healthz answers 200).
+func (p *Portico) Start(ctx context.Context) error {
+	path, err := p.writeConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if p.proc == nil {
+		argv := append([]string{p.opts.Bin, "--config=" + path, "--hostname-override=" + p.opts.Node, "-v=2"}, p.opts.Args...)
+		p.proc = proc.New("portico", p.opts.Topology.Name(p.opts.Node), filepath.Join(p.opts.Dir, "portico.log"), argv)
+		p.proc.Detach = p.opts.Detach
+	}
+	if _, err := p.proc.Start(); err != nil {
+		return err
+	}
+	return p.WaitHealthy(ctx)
+}
+
+// writeConfig stores the configuration in the API and on disk, the way kubeadm and the
+// kubelet do.
+func (p *Portico) writeConfig(ctx context.Context) (string, error) {
+	body, err := yaml.Marshal(p.ConfigDocument())
+	if err != nil {
+		return "", err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: metav1.NamespaceSystem, Labels: map[string]string{"app": "kube-proxy"}},
+		Data:       map[string]string{config.ConfigMapKey: string(body)},
+	}
+	cms := p.opts.Cluster.Client().CoreV1().ConfigMaps(metav1.NamespaceSystem)
+	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	} else if err != nil {
+		return "", fmt.Errorf("creating the kube-proxy ConfigMap: %w", err)
+	}
+	got, err := cms.Get(ctx, "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	data, err := config.FromConfigMap(got)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(p.opts.Dir, config.ConfigMapKey)
+	return path, os.WriteFile(path, data, 0o644)
+}
+
+// WaitHealthy waits until /healthz answers 200, or portico exits.
+func (p *Portico) WaitHealthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var last error
+	for {
+		code, _, err := p.Get(ctx, HealthzPort, "/healthz")
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("/healthz answered %d", code)
+		}
+		select {
+		case <-p.proc.Exited():
+			return fmt.Errorf("portico exited (%v) before it was healthy; log tail:\n%s", p.proc.ExitErr(), p.proc.Tail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("portico not healthy: %w (last: %v); log tail:\n%s", ctx.Err(), last, p.proc.Tail(30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Get fetches path from one of portico's servers inside the node namespace.
+func (p *Portico) Get(ctx context.Context, port int, path string) (int, string, error) {
+	url := fmt.Sprintf("http://%s%s", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), path)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// Reconfigure replaces the overrides of the KubeProxyConfiguration; the next Start uses
+// them (Stop first).
+func (p *Portico) Reconfigure(overrides map[string]any) { p.opts.Config = overrides }
+
+// Stop sends SIGTERM and waits for portico to exit.
+func (p *Portico) Stop() error {
+	if p.proc == nil {
+		return nil
+	}
+	return p.proc.Stop(10 * time.Second)
+}
+
+// Kill kills portico at once, as a crash would.
+func (p *Portico) Kill() error {
+	if p.proc == nil {
+		return nil
+	}
+	return p.proc.Kill(10 * time.Second)
+}
+
+// Running reports whether portico is running; PID returns its PID.
+func (p *Portico) Running() bool { return p.proc != nil && p.proc.Running() }
+
+// PID returns the PID of the running portico (0 if none).
+func (p *Portico) PID() int {
+	if p.proc == nil {
+		return 0
+	}
+	return p.proc.PID()
+}
+
+// LogTail returns the last n lines of portico's log.
+func (p *Portico) LogTail(n int) string {
+	if p.proc == nil {
+		return ""
+	}
+	return p.proc.Tail(n)
+}
+
+// Command runs a portico subcommand (dump, cleanup, ...) in the node namespace with the
+// same configuration and returns its combined output.
+func (p *Portico) Command(ctx context.Context, args ...string) (string, error) {
+	argv := append([]string{"netns", "exec", p.opts.Topology.Name(p.opts.Node), p.opts.Bin}, args...)
+	argv = append(argv, "--config="+filepath.Join(p.opts.Dir, config.ConfigMapKey), "--hostname-override="+p.opts.Node)
+	out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("portico %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// ErrNotRunning is returned when portico is expected to run but does not.
+var ErrNotRunning = errors.New("portico is not running")
