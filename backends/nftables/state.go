@@ -223,8 +223,40 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 			fs.groupElements(&w.epAdd, ng, 0, len(ng.values))
 			continue
 		}
+		ng.values = keepSlots(og.values, ng.values)
+		plan.groups[chain] = ng
 		fs.groupDiff(w, og, ng)
 	}
+}
+
+// keepSlots reorders next so that the endpoints also in old keep their slot (when it is
+// still in range) and the new ones fill the others: a change of one endpoint rewrites one
+// slot, wherever the endpoint sorts. The order does not matter to a random pick.
+func keepSlots(old, next [][]string) [][]string {
+	want := map[string]int{} // endpoint -> how many times next has it
+	for _, v := range next {
+		want[strings.Join(v, " ")]++
+	}
+	out := make([][]string, len(next))
+	for i := 0; i < len(old) && i < len(next); i++ {
+		if k := strings.Join(old[i], " "); want[k] > 0 {
+			want[k]--
+			out[i] = old[i]
+		}
+	}
+	j := 0
+	for _, v := range next {
+		k := strings.Join(v, " ")
+		if want[k] == 0 {
+			continue
+		}
+		want[k]--
+		for out[j] != nil {
+			j++
+		}
+		out[j] = v
+	}
+	return out
 }
 
 // groupDiff writes the changes between two versions of a group in the same block.
