@@ -13,7 +13,9 @@ MODE         ?= nftables
 E2E_TIMEOUT  ?= 40m
 DEB_PACKAGES := nftables iptables conntrack iproute2
 
-.PHONY: all build test unit e2e lint demo deps cluster-bins bench clean
+KEEP         ?=
+
+.PHONY: all build test unit e2e lint demo demo-down deps cluster-bins bench clean
 
 all: build
 
@@ -33,6 +35,18 @@ deps:
 ## cluster-bins: build the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl)
 cluster-bins:
 	e2e/tools/build.sh $(CLUSTER_BINS) etcd kube-apiserver kube-controller-manager kubectl
+
+## demo: a local cluster on this machine, portico on node-a, example Services answering (root)
+##       MODE=<mode> picks the backend (default nftables); KEEP=1 leaves it running
+demo: build deps cluster-bins
+	$(GO) build -o bin/portico-demo ./e2e/demo
+	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
+		bin/portico-demo -mode $(MODE) $(if $(KEEP),-keep)
+
+## demo-down: stop a demo kept with KEEP=1
+demo-down:
+	$(GO) build -o bin/portico-demo ./e2e/demo
+	bin/portico-demo -down
 
 ## lint: gofmt and go vet
 lint:

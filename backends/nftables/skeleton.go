@@ -93,13 +93,14 @@ func sharedSets(f fam) []knftables.Object {
 		&knftables.Set{Name: setHairpin, Type: a + " . " + a,
 			Comment: ptr("local endpoint . itself: hairpin traffic to masquerade")},
 	}
-	for _, p := range []model.Protocol{model.TCP, model.UDP, model.SCTP} {
-		for b := 0; b < bucketsPerProtocol[p]; b++ {
-			objs = append(objs, &knftables.Map{Name: endpointMapName(p, b),
-				TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . %s dport", f.ip, proto(p))})
-		}
-	}
 	return objs
+}
+
+// endpointMap returns the endpoint map of protocol p and bucket b. Endpoint maps are
+// created on first use, so that a small cluster's table holds only the ones it needs.
+func endpointMap(f fam, p model.Protocol, b int) *knftables.Map {
+	return &knftables.Map{Name: endpointMapName(p, b),
+		TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . %s dport", f.ip, proto(p))}
 }
 
 // sharedSetNames returns the names of sharedSets.

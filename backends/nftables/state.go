@@ -30,6 +30,10 @@ type familyState struct {
 	// staleChains and staleSets were emptied by the last transaction and are deleted by
 	// the next one (once nothing can refer to them any more).
 	staleChains, staleSets map[string]bool
+	// epMaps are the endpoint maps the kernel holds (they are created on first use);
+	// mapUsers counts the endpoint groups that read each one.
+	epMaps   map[string]bool
+	mapUsers map[string]int
 	// ready is true after a successful full sync; until then every sync is full.
 	ready bool
 	// pending holds the effects of the transaction being built, applied by committed.
@@ -40,6 +44,7 @@ type familyState struct {
 type pendingState struct {
 	release                []block
 	staleChains, staleSets map[string]bool
+	epMaps                 map[string]bool // endpoint maps the transaction creates
 	deleted                []string // stale objects the transaction deletes
 }
 
@@ -55,8 +60,14 @@ func (fs *familyState) reset() {
 	fs.store = newElementStore()
 	fs.slots = newSlotAllocator()
 	fs.staleChains, fs.staleSets = map[string]bool{}, map[string]bool{}
+	fs.epMaps = map[string]bool{}
+	fs.mapUsers = map[string]int{}
 	fs.ready = false
-	fs.pending = pendingState{staleChains: map[string]bool{}, staleSets: map[string]bool{}}
+	fs.pending = newPending()
+}
+
+func newPending() pendingState {
+	return pendingState{staleChains: map[string]bool{}, staleSets: map[string]bool{}, epMaps: map[string]bool{}}
 }
 
 // committed applies the pending effects after the transaction succeeded.
@@ -74,7 +85,10 @@ func (fs *familyState) committed() {
 	for n := range fs.pending.staleSets {
 		fs.staleSets[n] = true
 	}
-	fs.pending = pendingState{staleChains: map[string]bool{}, staleSets: map[string]bool{}}
+	for n := range fs.pending.epMaps {
+		fs.epMaps[n] = true
+	}
+	fs.pending = newPending()
 	fs.ready = true
 }
 
@@ -210,6 +224,7 @@ func (fs *familyState) retireChains(w *txWriter, old, next *portState) {
 
 // writeGroups writes the endpoint-map elements that changed between old and plan.
 func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) {
+	fs.countMapUsers(old.groups, plan.groups)
 	for chain, og := range old.groups {
 		ng, ok := plan.groups[chain]
 		if !ok || ng.block != og.block {
@@ -218,6 +233,7 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 		}
 	}
 	for chain, ng := range plan.groups {
+		fs.ensureEndpointMap(w, ng.block)
 		og, ok := old.groups[chain]
 		if !ok || og.block != ng.block {
 			fs.groupElements(&w.epAdd, ng, 0, len(ng.values))
@@ -227,6 +243,32 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 		plan.groups[chain] = ng
 		fs.groupDiff(w, og, ng)
 	}
+}
+
+// countMapUsers moves the endpoint-map users of a port from old to next groups; a map
+// left without users is deleted by the next transaction (its rules go in this one).
+func (fs *familyState) countMapUsers(old, next map[string]groupPlan) {
+	for _, g := range old {
+		m := endpointMapName(g.block.proto, g.block.bucket)
+		if fs.mapUsers[m]--; fs.mapUsers[m] <= 0 {
+			delete(fs.mapUsers, m)
+			fs.pending.staleSets[m] = true
+		}
+	}
+	for _, g := range next {
+		fs.mapUsers[endpointMapName(g.block.proto, g.block.bucket)]++
+	}
+}
+
+// ensureEndpointMap creates the endpoint map of b in the transaction if the kernel does not
+// hold it yet.
+func (fs *familyState) ensureEndpointMap(w *txWriter, b block) {
+	m := endpointMapName(b.proto, b.bucket)
+	if fs.epMaps[m] || fs.pending.epMaps[m] {
+		return
+	}
+	w.setup = append(w.setup, endpointMap(fs.r.f, b.proto, b.bucket))
+	fs.pending.epMaps[m] = true
 }
 
 // keepSlots reorders next so that the endpoints also in old keep their slot (when it is
@@ -305,6 +347,11 @@ func (fs *familyState) deleteStale(w *txWriter) {
 		fs.pending.deleted = append(fs.pending.deleted, n)
 	}
 	for _, n := range sortedKeys(fs.staleSets) {
+		if strings.HasPrefix(n, endpointMapPrefix) {
+			w.deletes = append(w.deletes, &knftables.Map{Name: n})
+			fs.pending.deleted = append(fs.pending.deleted, n)
+			continue
+		}
 		w.deletes = append(w.deletes, &knftables.Set{Name: n})
 		fs.pending.deleted = append(fs.pending.deleted, n)
 	}

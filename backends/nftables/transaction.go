@@ -3,6 +3,7 @@ package nftables
 import (
 	"context"
 	"fmt"
+	"strings"
 	"slices"
 
 	"sigs.k8s.io/knftables"
@@ -44,14 +45,15 @@ func (fs *familyState) dropRecreated(w *txWriter) {
 	fs.pending.deleted = deleted
 }
 
-// inUse reports whether a Service port now owns the chain or set called name.
+// inUse reports whether a Service port now owns the chain or set called name, or reads
+// the endpoint map called name.
 func (fs *familyState) inUse(name string) bool {
 	for _, ps := range fs.ports {
 		if _, ok := ps.chains[name]; ok || slices.Contains(ps.affinity, name) {
 			return true
 		}
 	}
-	return false
+	return fs.mapUsers[name] > 0
 }
 
 func objectName(o knftables.Object) string {
@@ -59,6 +61,8 @@ func objectName(o knftables.Object) string {
 	case *knftables.Chain:
 		return v.Name
 	case *knftables.Set:
+		return v.Name
+	case *knftables.Map:
 		return v.Name
 	}
 	return ""
@@ -84,7 +88,30 @@ func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark
 		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
 	}
 	fs.retireUnknown(w, existing, emptiedChains, emptiedSets)
+	fs.flushEndpointMaps(w, existing, emptiedSets)
 	return w.transaction(fs.nft), nil
+}
+
+// flushEndpointMaps empties the endpoint maps an earlier run left: the ones still used
+// are refilled by this transaction; the others are deleted now if the last transaction
+// already emptied them, else by the next one.
+func (fs *familyState) flushEndpointMaps(w *txWriter, existing existingObjects, emptied map[string]bool) {
+	for _, s := range existing.sets {
+		if !strings.HasPrefix(s, endpointMapPrefix) {
+			continue
+		}
+		if emptied[s] && !fs.pending.epMaps[s] {
+			w.deletes = append(w.deletes, &knftables.Map{Name: s})
+			continue
+		}
+		flush := flushMarker{&knftables.Map{Name: s}}
+		// Flushes go first, before the additions that refill the maps.
+		w.setup = append([]knftables.Object{w.setup[0], flush}, w.setup[1:]...)
+		if !fs.pending.epMaps[s] {
+			fs.pending.staleSets[s] = true
+		}
+		fs.epMaps[s] = true
+	}
 }
 
 // writeSkeleton writes the table, the shared sets and maps (flushed) and the fixed chains.

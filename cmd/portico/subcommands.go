@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
@@ -75,10 +77,48 @@ func dumpConntrack(w io.Writer) error {
 			return slices.Compare(net.IP(a.Forward.DstIP), net.IP(b.Forward.DstIP))
 		})
 		for _, f := range flows {
-			fmt.Fprintln(w, f.String())
+			fmt.Fprintln(w, formatFlow(f))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// formatFlow prints a conntrack flow on one line: both directions, and whether the
+// reply direction shows a DNAT (to an endpoint) or an SNAT (masquerade).
+func formatFlow(f *netlink.ConntrackFlow) string {
+	fwd, rev := f.Forward, f.Reverse
+	var nat []string
+	if !fwd.DstIP.Equal(rev.SrcIP) || fwd.DstPort != rev.SrcPort {
+		nat = append(nat, "dnat")
+	}
+	if !fwd.SrcIP.Equal(rev.DstIP) || fwd.SrcPort != rev.DstPort {
+		nat = append(nat, "snat")
+	}
+	natText := ""
+	if len(nat) > 0 {
+		natText = " [" + strings.Join(nat, ",") + "]"
+	}
+	return fmt.Sprintf("%-4s %s -> %s  reply %s -> %s  timeout=%ds%s",
+		protoName(fwd.Protocol), hostPort(fwd.SrcIP, fwd.SrcPort), hostPort(fwd.DstIP, fwd.DstPort),
+		hostPort(rev.SrcIP, rev.SrcPort), hostPort(rev.DstIP, rev.DstPort), f.TimeOut, natText)
+}
+
+func hostPort(ip net.IP, port uint16) string {
+	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case unix.IPPROTO_TCP:
+		return "tcp"
+	case unix.IPPROTO_UDP:
+		return "udp"
+	case unix.IPPROTO_SCTP:
+		return "sctp"
+	case unix.IPPROTO_ICMP:
+		return "icmp"
+	}
+	return strconv.Itoa(int(p))
 }
 
 func newCleanupCommand(flags *config.Flags) *cobra.Command {

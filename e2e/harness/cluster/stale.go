@@ -20,8 +20,14 @@ const ownerFile = "owner"
 const staleGrace = time.Minute
 
 // writeOwner records the current process as the owner of a cluster directory.
-func writeOwner(dir string) error {
-	rec, err := netns.OwnerRecord()
+func writeOwner(dir string) error { return writeOwnerPID(dir, os.Getpid()) }
+
+// HandOver makes process pid the owner of the cluster's directory, so that it is not
+// removed as stale while that process runs.
+func (c *Cluster) HandOver(pid int) error { return writeOwnerPID(c.Dir(), pid) }
+
+func writeOwnerPID(dir string, pid int) error {
+	rec, err := netns.OwnerRecordOf(pid)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}

@@ -8,10 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/portico-dev/portico/e2e/harness/cluster"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/portico"
+	"github.com/portico-dev/portico/e2e/harness/proc"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
@@ -29,6 +33,10 @@ type Options struct {
 	// Keep leaves every process running and every namespace in place after the caller
 	// exits (Teardown is then up to the user).
 	Keep bool
+	// ServerCommand, when set, runs each pod's traffic server as its own process (argv
+	// followed by "-addrs A,B -ports 8080/TCP,8080/UDP", inside the pod's namespace)
+	// instead of in the caller, so that servers outlive it (with Keep).
+	ServerCommand []string
 	// Log receives progress lines (default: discard).
 	Log func(format string, args ...any)
 }
@@ -39,8 +47,10 @@ type Env struct {
 	Cluster *cluster.Cluster
 	Portico *portico.Portico
 	Servers map[string]*traffic.Server
-	Dir     string
-	opts    Options
+	// ServerProcs are the traffic server processes (with Options.ServerCommand).
+	ServerProcs []*proc.Process
+	Dir         string
+	opts        Options
 }
 
 // Setup builds the environment. On error, everything built so far is torn down.
@@ -90,7 +100,7 @@ func (e *Env) buildNetwork(ctx context.Context) error {
 
 func (e *Env) startControlPlane(ctx context.Context) error {
 	e.Cluster = cluster.New(cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep})
-	e.opts.Log("starting etcd and kube-apiserver in %s (https://%s)", e.Topo.Name(netns.API), e.Cluster.APIServerURL())
+	e.opts.Log("starting etcd and kube-apiserver in %s (%s)", e.Topo.Name(netns.API), e.Cluster.APIServerURL())
 	if err := e.Cluster.Start(ctx); err != nil {
 		return err
 	}
@@ -103,6 +113,12 @@ func (e *Env) startServers() error {
 	ports := []traffic.PortSpec{{Port: ServerPort, Protocol: "TCP"}, {Port: ServerPort, Protocol: "UDP"}}
 	for _, n := range e.Topo.Spec().Nodes {
 		for _, pod := range n.Pods {
+			if len(e.opts.ServerCommand) > 0 {
+				if err := e.startServerProcess(pod.Name); err != nil {
+					return err
+				}
+				continue
+			}
 			s, err := traffic.Serve(e.Topo, pod.Name, nil, ports)
 			if err != nil {
 				return fmt.Errorf("traffic server in %s: %w", pod.Name, err)
@@ -110,6 +126,23 @@ func (e *Env) startServers() error {
 			e.Servers[pod.Name] = s
 		}
 	}
+	return nil
+}
+
+// startServerProcess runs a pod's traffic server as a process of its own.
+func (e *Env) startServerProcess(pod string) error {
+	var addrs []string
+	for _, a := range e.Topo.Addrs(pod) {
+		addrs = append(addrs, a.String())
+	}
+	argv := append(append([]string{}, e.opts.ServerCommand...),
+		"-addrs", strings.Join(addrs, ","), "-ports", fmt.Sprintf("%d/TCP,%d/UDP", ServerPort, ServerPort))
+	p := proc.New("server-"+pod, e.Topo.Name(pod), filepath.Join(e.Dir, "server-"+pod+".log"), argv)
+	p.Detach = e.opts.Keep
+	if _, err := p.Start(); err != nil {
+		return err
+	}
+	e.ServerProcs = append(e.ServerProcs, p)
 	return nil
 }
 
@@ -125,6 +158,9 @@ func (e *Env) Teardown() error {
 	}
 	for _, s := range e.Servers {
 		errs = append(errs, s.Close())
+	}
+	for _, p := range e.ServerProcs {
+		errs = append(errs, p.Stop(5*time.Second))
 	}
 	if e.Cluster != nil {
 		errs = append(errs, e.Cluster.Stop())

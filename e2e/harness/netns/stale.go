@@ -15,11 +15,20 @@ import (
 const StateDir = "/run/portico-e2e"
 
 // writePIDFile records the current process as the owner of prefix.
-func writePIDFile(prefix string) (string, error) {
+func writePIDFile(prefix string) (string, error) { return writeOwnerFile(prefix, os.Getpid()) }
+
+// HandOver makes process pid the owner of the topology's namespaces, so that they are
+// not removed as stale while it runs (an environment kept after its creator exits).
+func (t *Topology) HandOver(pid int) error {
+	_, err := writeOwnerFile(t.spec.Prefix, pid)
+	return err
+}
+
+func writeOwnerFile(prefix string, pid int) (string, error) {
 	if err := os.MkdirAll(StateDir, 0o755); err != nil {
 		return "", fmt.Errorf("netns: state dir: %w", err)
 	}
-	rec, err := OwnerRecord()
+	rec, err := OwnerRecordOf(pid)
 	if err != nil {
 		return "", err
 	}
@@ -32,8 +41,10 @@ func writePIDFile(prefix string) (string, error) {
 
 // OwnerRecord returns "<pid> <start time>" for the current process: with the start time
 // (in clock ticks since boot) the record survives PID reuse.
-func OwnerRecord() (string, error) {
-	pid := os.Getpid()
+func OwnerRecord() (string, error) { return OwnerRecordOf(os.Getpid()) }
+
+// OwnerRecordOf returns the owner record of process pid.
+func OwnerRecordOf(pid int) (string, error) {
 	start, err := processStart(pid)
 	if err != nil {
 		return "", err
@@ -159,4 +170,22 @@ func removeDeadRecords() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DeleteRun deletes every namespace of the run prefix and its PID record, whoever owns
+// it (used to remove an environment kept after its creator exited).
+func DeleteRun(prefix string) ([]string, error) {
+	if !prefixPattern.MatchString(prefix) {
+		return nil, fmt.Errorf("netns: %q is not a run prefix", prefix)
+	}
+	names, err := Leftovers(prefix + "-")
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, deleteNamed(n))
+	}
+	errs = append(errs, removeFile(filepath.Join(StateDir, prefix+".pid")))
+	return names, errors.Join(errs...)
 }

@@ -103,8 +103,9 @@ func (p *Portico) ConfigDocument() map[string]any {
 		"healthzBindAddress": fmt.Sprintf("0.0.0.0:%d", HealthzPort),
 		"clientConnection":   map[string]any{"kubeconfig": p.opts.Cluster.Kubeconfig()},
 		"conntrack":          map[string]any{"maxPerCore": 0},
-		"nftables":           map[string]any{"minSyncPeriod": "0s"},
-		"iptables":           map[string]any{"minSyncPeriod": "0s"},
+		// kube-proxy reads 0 as "default" (1s); tests want changes applied quickly.
+		"nftables": map[string]any{"minSyncPeriod": "50ms"},
+		"iptables": map[string]any{"minSyncPeriod": "50ms"},
 	}
 	for k, v := range p.opts.Config {
 		doc[k] = v
@@ -220,7 +221,10 @@ func (p *Portico) Kill() error {
 	return p.proc.Kill(10 * time.Second)
 }
 
-// Running reports whether portico is running; PID returns its PID.
+// Bin returns the path of the portico binary.
+func (p *Portico) Bin() string { return p.opts.Bin }
+
+// Running reports whether portico is running.
 func (p *Portico) Running() bool { return p.proc != nil && p.proc.Running() }
 
 // PID returns the PID of the running portico (0 if none).

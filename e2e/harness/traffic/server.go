@@ -68,6 +68,24 @@ func Serve(topo *netns.Topology, nsName string, addrs []netip.Addr, ports []Port
 		s.closeSockets()
 		return nil, fmt.Errorf("traffic: serve in %s: %w", s.ns, err)
 	}
+	s.start()
+	return s, nil
+}
+
+// ServeHere listens in the calling process's own network namespace (a server process
+// started with `ip netns exec`) and answers in goroutines until Close.
+func ServeHere(addrs []netip.Addr, ports []PortSpec) (*Server, error) {
+	s := &Server{ns: "(own namespace)", hits: map[netip.AddrPort]int{}}
+	if err := s.listen(addrs, ports); err != nil {
+		s.closeSockets()
+		return nil, fmt.Errorf("traffic: serve: %w", err)
+	}
+	s.start()
+	return s, nil
+}
+
+// start serves every socket in its own goroutine.
+func (s *Server) start() {
 	for _, l := range s.tcp {
 		s.wg.Add(1)
 		go s.serveTCP(l)
@@ -76,7 +94,6 @@ func Serve(topo *netns.Topology, nsName string, addrs []netip.Addr, ports []Port
 		s.wg.Add(1)
 		go s.serveUDP(c)
 	}
-	return s, nil
 }
 
 // listen creates every socket; it runs on a thread inside the server's namespace.

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/portico-dev/portico/config"
+	"github.com/portico-dev/portico/e2e/harness/env"
+	"github.com/portico-dev/portico/e2e/harness/netns"
+)
+
+const steps = 6
+
+// run is the whole demo.
+func run(ctx context.Context, o options) (err error) {
+	fmt.Printf("\033[1mportico demo\033[0m: a kube-proxy replacement programming a real kernel (mode %s)\n", o.mode)
+	start := time.Now()
+	step(1, steps, "Network and control plane")
+	eo := env.Options{Mode: o.mode, NoPortico: true, Keep: o.keep, Log: info}
+	if o.keep {
+		// Kept pods need servers that outlive this process: run them as processes.
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		eo.ServerCommand = []string{self, "-serve"}
+	}
+	e, err := env.Setup(ctx, eo)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil || !o.keep {
+			fmt.Println("\nTearing down: stopping portico, kube-apiserver and etcd, deleting the namespaces.")
+			_ = e.Teardown()
+		}
+	}()
+	describeNetwork(e)
+	if err := startPortico(ctx, e, o); err != nil {
+		return err
+	}
+	svcs, err := applyExamples(ctx, e, o.examples)
+	if err != nil {
+		return err
+	}
+	if err := showTraffic(ctx, e, svcs); err != nil {
+		return err
+	}
+	if err := showDump(ctx, e); err != nil {
+		return err
+	}
+	fmt.Printf("\nDemo finished in %s.\n", since(start))
+	if o.keep {
+		return keep(e)
+	}
+	return nil
+}
+
+// describeNetwork prints the topology's addresses.
+func describeNetwork(e *env.Env) {
+	t := e.Topo
+	info("node-a  %-15s (portico runs here)   pods: pod-a1 %s, pod-a2 %s",
+		t.NodeIP(netns.NodeA, netns.IPv4), t.PodIP(netns.PodA1, netns.IPv4), t.PodIP(netns.PodA2, netns.IPv4))
+	info("node-b  %-15s (a remote node)       pods: pod-b1 %s, pod-b2 %s",
+		t.NodeIP(netns.NodeB, netns.IPv4), t.PodIP(netns.PodB1, netns.IPv4), t.PodIP(netns.PodB2, netns.IPv4))
+	info("client  %v (outside the cluster; routes 192.168.60.0/24 to node-a)", t.ClientIPs(netns.IPv4))
+	info("every pod runs a server on port %d (TCP and UDP) that answers with its own address and the one it saw", env.ServerPort)
+}
+
+// startPortico runs portico from the example ConfigMap's config.conf.
+func startPortico(ctx context.Context, e *env.Env, o options) error {
+	step(2, steps, "portico on node-a, configured by the kube-system/kube-proxy ConfigMap")
+	doc, err := exampleConfig(filepath.Join(o.examples, "kube-proxy-configmap.yaml"))
+	if err != nil {
+		return err
+	}
+	doc["mode"] = o.mode
+	doc["clientConnection"] = map[string]any{"kubeconfig": e.Cluster.Kubeconfig()}
+	info("config.conf from %s/kube-proxy-configmap.yaml (kubeadm's format), mode: %s", o.examples, o.mode)
+	info("kubeconfig: the demo's admin credentials (a DaemonSet uses its service account)")
+	e.Portico.Reconfigure(doc)
+	t := time.Now()
+	if err := e.Portico.Start(ctx); err != nil {
+		return err
+	}
+	info("portico --config=<config.conf> --hostname-override=node-a  (pid %d, healthy in %s)", e.Portico.PID(), since(t))
+	return nil
+}
+
+// exampleConfig reads the KubeProxyConfiguration out of the example ConfigMap.
+func exampleConfig(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.Unmarshal(b, &cm); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	data, err := config.FromConfigMap(&cm)
+	if err != nil {
+		return nil, err
+	}
+	doc := map[string]any{}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: config.conf: %w", path, err)
+	}
+	return doc, nil
+}
+
+// keep leaves everything running and says how to reach it.
+func keep(e *env.Env) error {
+	if err := saveState(e); err != nil {
+		return err
+	}
+	p := e.Topo.Prefix()
+	kubectl := fmt.Sprintf("ip netns exec %s-node-a %s --kubeconfig %s", p, kubectlPath(), e.Cluster.Kubeconfig())
+	fmt.Println("\n\033[1mKept running\033[0m (KEEP=1). Try:")
+	fmt.Printf("  %s get svc,endpointslices -n demo\n", kubectl)
+	fmt.Printf("  %s apply -f examples/\n", kubectl)
+	fmt.Printf("  ip netns exec %s-client curl -s http://192.168.50.10:30007/   # a NodePort; any HTTP client works\n", p)
+	fmt.Printf("  ip netns exec %s-node-a %s dump --config=%s/config.conf\n", p, e.Portico.Bin(), e.Dir)
+	fmt.Printf("  portico's log: %s/portico.log\n", e.Dir)
+	fmt.Println("Stop it with: make demo-down")
+	return nil
+}
+
+func kubectlPath() string {
+	if wd, err := os.Getwd(); err == nil {
+		return filepath.Join(wd, ".cache", "bin", "kubectl")
+	}
+	return "kubectl"
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return prefix + strings.Join(lines, "\n"+prefix)
+}
