@@ -42,11 +42,16 @@ func staleUDPFlows(prev, next *model.Table, d model.Diff) []StaleFlow {
 		if name.Protocol != model.UDP {
 			continue
 		}
-		old, ok := prev.Get(name)
-		if !ok {
+		old, existed := prev.Get(name)
+		cur, exists := next.Get(name)
+		if !existed && exists {
+			// A new Service port: packets sent to its frontends before it existed may
+			// have left un-NATed entries (its endpoints went from none to some).
+			old = &model.ServicePort{Name: name, Frontends: cur.Frontends}
+		}
+		if old == nil {
 			continue
 		}
-		cur, _ := next.Get(name)
 		out = append(out, staleForPort(old, cur)...)
 	}
 	return out

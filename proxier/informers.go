@@ -106,6 +106,7 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 		},
 		DeleteFunc: func(obj any) { nodeEvent(t, onNode, nil, nil) },
 	}
+	w.synced = nil
 	for _, reg := range []struct {
 		inf cache.SharedIndexInformer
 		h   cache.ResourceEventHandler
@@ -114,9 +115,13 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 		{w.factory.Discovery().V1().EndpointSlices().Informer(), sliceHandler},
 		{w.nodeFactory.Core().V1().Nodes().Informer(), nodeHandler},
 	} {
-		if _, err := reg.inf.AddEventHandler(reg.h); err != nil {
+		r, err := reg.inf.AddEventHandler(reg.h)
+		if err != nil {
 			return fmt.Errorf("adding event handler: %w", err)
 		}
+		// Wait for the handlers, not only the caches: the first sync then starts with
+		// every initial object already delivered.
+		w.synced = append(w.synced, r.HasSynced)
 	}
 	return nil
 }

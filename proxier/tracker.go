@@ -114,7 +114,8 @@ func (t *tracker) Requeue(c changes) {
 		t.dirty[n] = struct{}{}
 	}
 	for n, ts := range c.triggers {
-		t.triggers[n] = append(ts, t.triggers[n]...)
+		merged := append(ts, t.triggers[n]...)
+		t.triggers[n] = merged[:min(len(merged), maxTriggerTimes)]
 	}
 	t.node = t.node || c.node
 	if t.queued.IsZero() || (!c.queued.IsZero() && c.queued.Before(t.queued)) {

@@ -1,0 +1,229 @@
+package proxier
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+var (
+	managed = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}
+	owners  = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Thing", Name: "owner", UID: "1"}}
+)
+
+func transformed[T any](t *testing.T, obj T) T {
+	t.Helper()
+	out, err := stripUnused(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := out.(T)
+	if !ok {
+		t.Fatalf("stripUnused returned %T, want %T", out, obj)
+	}
+	return got
+}
+
+func TestStripService(t *testing.T) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web", Namespace: "default", ResourceVersion: "7",
+			Labels:          map[string]string{"app": "web"},
+			Annotations:     map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			ManagedFields:   managed,
+			OwnerReferences: owners,
+		},
+		Spec: corev1.ServiceSpec{
+			Type:                  corev1.ServiceTypeLoadBalancer,
+			Selector:              map[string]string{"app": "web"},
+			ClusterIP:             "10.96.0.10",
+			ClusterIPs:            []string{"10.96.0.10"},
+			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080}},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			HealthCheckNodePort:   32000,
+		},
+		Status: corev1.ServiceStatus{
+			LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}},
+			Conditions:   []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}},
+		},
+	}
+	want := svc.DeepCopy()
+	want.Annotations, want.ManagedFields, want.OwnerReferences = nil, nil, nil
+	want.Spec.Selector = nil
+	want.Status.Conditions = nil
+
+	got := transformed(t, svc)
+	if got != svc {
+		t.Error("the Service was copied; the transform works in place")
+	}
+	if !apiequality.Semantic.DeepEqual(got, want) {
+		t.Errorf("stripped Service:\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestStripEndpointSlice(t *testing.T) {
+	trigger := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339Nano)
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web-1", Namespace: "default",
+			Labels:          map[string]string{discoveryv1.LabelServiceName: "web"},
+			Annotations:     map[string]string{TriggerTimeAnnotation: trigger, "other": "x"},
+			ManagedFields:   managed,
+			OwnerReferences: owners,
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:          []string{"10.244.1.10"},
+			Conditions:         discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+			Hostname:           ptr.To("web-0"),
+			TargetRef:          &corev1.ObjectReference{Kind: "Pod", Name: "web-0"},
+			DeprecatedTopology: map[string]string{"kubernetes.io/hostname": "node-a"},
+			NodeName:           ptr.To("node-a"),
+			Zone:               ptr.To("zone-a"),
+			Hints:              &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}},
+		}},
+	}
+	want := slice.DeepCopy()
+	want.Annotations = map[string]string{TriggerTimeAnnotation: trigger}
+	want.ManagedFields, want.OwnerReferences = nil, nil
+	want.Endpoints[0].Hostname, want.Endpoints[0].TargetRef, want.Endpoints[0].DeprecatedTopology = nil, nil, nil
+
+	got := transformed(t, slice)
+	if !apiequality.Semantic.DeepEqual(got, want) {
+		t.Errorf("stripped EndpointSlice:\n%+v\nwant\n%+v", got, want)
+	}
+
+	// Without the trigger-time annotation no annotation is kept.
+	noTrigger := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"other": "x"}}}
+	if got := transformed(t, noTrigger); got.Annotations != nil {
+		t.Errorf("annotations %v kept, want none", got.Annotations)
+	}
+}
+
+func TestStripNode(t *testing.T) {
+	deleted := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              "node-a",
+			Labels:            map[string]string{corev1.LabelTopologyZone: "zone-a"},
+			Annotations:       map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
+			ManagedFields:     managed,
+			OwnerReferences:   owners,
+			DeletionTimestamp: &deleted,
+		},
+		Spec: corev1.NodeSpec{
+			PodCIDR:       "10.244.1.0/24",
+			PodCIDRs:      []string{"10.244.1.0/24", "fd00:244:1::/64"},
+			ProviderID:    "kind://node-a",
+			Unschedulable: true,
+			Taints:        []corev1.Taint{{Key: "ToBeDeletedByClusterAutoscaler", Effect: corev1.TaintEffectNoSchedule}},
+		},
+		Status: corev1.NodeStatus{
+			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.50.10"}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			NodeInfo:   corev1.NodeSystemInfo{KubeletVersion: "v1.37.2"},
+			Images:     []corev1.ContainerImage{{Names: []string{"busybox"}}},
+		},
+	}
+	want := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              "node-a",
+			Labels:            map[string]string{corev1.LabelTopologyZone: "zone-a"},
+			DeletionTimestamp: &deleted,
+		},
+		Spec: corev1.NodeSpec{
+			PodCIDR:  "10.244.1.0/24",
+			PodCIDRs: []string{"10.244.1.0/24", "fd00:244:1::/64"},
+			Taints:   []corev1.Taint{{Key: "ToBeDeletedByClusterAutoscaler", Effect: corev1.TaintEffectNoSchedule}},
+		},
+		Status: corev1.NodeStatus{
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.50.10"}},
+		},
+	}
+	if got := transformed(t, node); !apiequality.Semantic.DeepEqual(got, want) {
+		t.Errorf("stripped Node:\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestStripOtherObjects(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{"a": "b"}, ManagedFields: managed}}
+	want := pod.DeepCopy()
+	if got := transformed(t, pod); !apiequality.Semantic.DeepEqual(got, want) {
+		t.Errorf("a Pod was changed: %+v", got)
+	}
+}
+
+func TestServiceUnchanged(t *testing.T) {
+	base := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.Service)
+		want   bool
+	}{
+		{"identical", func(*corev1.Service) {}, true},
+		{"resource version", func(s *corev1.Service) { s.ResourceVersion = "8" }, true},
+		{"annotation", func(s *corev1.Service) { s.Annotations = map[string]string{"a": "b"} }, true},
+		{"port", func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 }, false},
+		{"type", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }, false},
+		{"label", func(s *corev1.Service) { s.Labels["service.kubernetes.io/service-proxy-name"] = "other" }, false},
+		{"load balancer status", func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := base.DeepCopy()
+			tc.change(next)
+			if got := serviceUnchanged(base, next); got != tc.want {
+				t.Errorf("serviceUnchanged = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeUnchanged(t *testing.T) {
+	base := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-a", Labels: map[string]string{corev1.LabelTopologyZone: "zone-a"}},
+		Spec:       corev1.NodeSpec{PodCIDRs: []string{"10.244.1.0/24"}},
+		Status: corev1.NodeStatus{
+			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.50.10"}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		},
+	}
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.Node)
+		want   bool
+	}{
+		{"identical", func(*corev1.Node) {}, true},
+		{"heartbeat after the transform", func(n *corev1.Node) {
+			n.Status.Conditions[0].LastHeartbeatTime = now
+			n.Annotations = map[string]string{"a": "b"}
+		}, true},
+		{"zone label", func(n *corev1.Node) { n.Labels[corev1.LabelTopologyZone] = "zone-b" }, false},
+		{"address", func(n *corev1.Node) { n.Status.Addresses[0].Address = "192.168.50.11" }, false},
+		{"pod CIDRs", func(n *corev1.Node) { n.Spec.PodCIDRs = append(n.Spec.PodCIDRs, "fd00:244:1::/64") }, false},
+		{"taint", func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "ToBeDeletedByClusterAutoscaler"}} }, false},
+		{"deletion", func(n *corev1.Node) { n.DeletionTimestamp = &now }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Both objects go through the transform, as in the informer.
+			old := transformed(t, base.DeepCopy())
+			next := base.DeepCopy()
+			tc.change(next)
+			next = transformed(t, next)
+			if got := nodeUnchanged(old, next); got != tc.want {
+				t.Errorf("nodeUnchanged = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}
