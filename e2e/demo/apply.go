@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/portico-dev/portico/e2e/harness/env"
+	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
 // firstLBIP is the first address the demo's "cloud" hands to LoadBalancer Services.
@@ -46,11 +48,33 @@ func applyExamples(ctx context.Context, e *env.Env, dir string) ([]*corev1.Servi
 			svcs = append(svcs, svc)
 		}
 	}
-	if err := e.Portico.WaitProgrammed(ctx, since); err != nil {
+	if err := waitAnswering(ctx, e, svcs); err != nil {
 		return nil, err
 	}
-	info("portico programmed all of them %s after the first API write (minSyncPeriod 1s coalesces the burst)", since2(since))
+	info("kube-controller-manager wrote the EndpointSlices and portico programmed them: every frontend")
+	info("answers %s after the first API write (portico's minSyncPeriod of 1s coalesces the burst)", since2(since))
 	return svcs, nil
+}
+
+// waitAnswering waits, at most 30 s, until every frontend of every Service answers one
+// connection: the controllers and portico work asynchronously.
+func waitAnswering(ctx context.Context, e *env.Env, svcs []*corev1.Service) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, svc := range svcs {
+		for _, p := range probesFor(e, svc) {
+			for {
+				r := traffic.Probe(ctx, e.Topo, p.from, netip.Addr{}, p.dst, p.proto, time.Second)
+				if r.Outcome == traffic.OK {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%s (%s) still does not answer after 30 s: %s", p.label, p.dst, r.Outcome)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	return nil
 }
 
 func since2(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
@@ -117,8 +141,39 @@ func applyOne(ctx context.Context, e *env.Env, obj runtime.Object, lb *int) (*co
 	case *corev1.Namespace:
 		info("namespace/%s", o.Name)
 		return nil, e.EnsureNamespace(ctx, o.Name)
+	case *corev1.Pod:
+		return nil, createPod(ctx, e, o)
+	case *corev1.Endpoints: //nolint:staticcheck // what operators write for selector-less Services
+		return nil, createEndpoints(ctx, e, o)
 	}
 	return nil, fmt.Errorf("the demo does not apply %T objects", obj)
+}
+
+// createPod creates a Pod and, playing the kubelet, reports it running and ready.
+func createPod(ctx context.Context, e *env.Env, p *corev1.Pod) error {
+	got, err := e.CreatePod(ctx, p)
+	if err != nil {
+		return err
+	}
+	info("pod/%-17s on %s, IP %s, Ready (reported by the demo, playing the kubelet)", got.Name, got.Spec.NodeName, got.Status.PodIP)
+	return nil
+}
+
+func createEndpoints(ctx context.Context, e *env.Env, ep *corev1.Endpoints) error { //nolint:staticcheck // see applyOne
+	api := e.Cluster.Client().CoreV1().Endpoints(ep.Namespace) //nolint:staticcheck // see applyOne
+	if _, err := api.Create(ctx, ep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("endpoints %s/%s: %w", ep.Namespace, ep.Name, err)
+	}
+	var addrs []string
+	for _, s := range ep.Subsets {
+		for _, a := range s.Addresses {
+			for _, p := range s.Ports {
+				addrs = append(addrs, fmt.Sprintf("%s:%d", a.IP, p.Port))
+			}
+		}
+	}
+	info("endpoints/%-11s %s (written by hand; mirrored into an EndpointSlice by kube-controller-manager)", ep.Name, strings.Join(addrs, ", "))
+	return nil
 }
 
 func createSlice(ctx context.Context, e *env.Env, s *discoveryv1.EndpointSlice) error {

@@ -46,15 +46,20 @@ func showTraffic(ctx context.Context, e *env.Env, svcs []*corev1.Service) error 
 	return nil
 }
 
-// probesFor lists the frontends of a Service: its ClusterIP ports from a pod (ClusterIPs
-// are for in-cluster clients), its NodePorts and load-balancer IPs from the client.
+// probesFor lists the frontends of a Service, probed from the client outside the cluster
+// (it routes the service range to node-a): ClusterIPs, NodePorts, load-balancer IPs. The
+// first ClusterIP is also probed from a pod, whose address is not masqueraded.
 func probesFor(e *env.Env, svc *corev1.Service) []probe {
 	var out []probe
 	cip, _ := netip.ParseAddr(svc.Spec.ClusterIP)
-	for _, p := range svc.Spec.Ports {
+	for i, p := range svc.Spec.Ports {
 		proto := string(p.Protocol)
 		if svc.Spec.Type == corev1.ServiceTypeClusterIP {
-			out = append(out, probe{fmt.Sprintf("%s ClusterIP %s", svc.Name, proto), netns.PodA2, proto, netip.AddrPortFrom(cip, uint16(p.Port))})
+			dst := netip.AddrPortFrom(cip, uint16(p.Port))
+			out = append(out, probe{fmt.Sprintf("%s ClusterIP %s", svc.Name, proto), netns.Client, proto, dst})
+			if i == 0 {
+				out = append(out, probe{fmt.Sprintf("%s ClusterIP %s", svc.Name, proto), netns.PodA2, proto, dst})
+			}
 		}
 		if p.NodePort != 0 && svc.Spec.Type == corev1.ServiceTypeNodePort {
 			node := e.Topo.NodeIP(netns.NodeA, netns.IPv4)

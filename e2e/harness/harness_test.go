@@ -180,9 +180,10 @@ func testTimeout(ctx context.Context, t *testing.T, topo *netns.Topology) {
 			netns.IPv4: netip.MustParseAddrPort("10.99.0.1:80"),
 			netns.IPv6: netip.MustParseAddrPort("[fd00:99::1]:80"),
 		}[fam]
-		r := traffic.Probe(ctx, topo, netns.PodA1, netip.Addr{}, unrouted, traffic.TCP, probeTimeout)
+		// The nodes have a default route (through the client); the client has none.
+		r := traffic.Probe(ctx, topo, netns.Client, netip.Addr{}, unrouted, traffic.TCP, probeTimeout)
 		if r.Outcome != traffic.Unreachable {
-			t.Errorf("%s TCP -> %s (no route on node-a): %+v, want Unreachable", fam, unrouted, r)
+			t.Errorf("%s TCP -> %s (no route in the client): %+v, want Unreachable", fam, unrouted, r)
 		}
 	}
 }

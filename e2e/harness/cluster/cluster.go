@@ -6,9 +6,10 @@
 // default topology), reachable from the node namespace that holds the other end of the
 // api link. The test process stays in the root namespace; RESTConfig dials from inside
 // the api namespace, so no route is ever added to the root namespace. Authentication is
-// by static bearer tokens, authorization is RBAC. There is no controller-manager, no
-// scheduler and no kubelet: tests create Node objects (CreateNodes) and EndpointSlices
-// themselves.
+// by static bearer tokens, authorization is RBAC. kube-controller-manager runs the
+// EndpointSlice, EndpointSlice-mirroring, ServiceAccount and namespace controllers (unless
+// Options.NoControllerManager). There is no scheduler and no kubelet: tests create Node
+// objects (CreateNodes), bind Pods to nodes and write Pod status themselves.
 package cluster
 
 import (
@@ -63,6 +64,9 @@ type Options struct {
 	Nodes []NodeSpec
 	// Users are extra token users (for RBAC tests) besides the admin.
 	Users []User
+	// NoControllerManager leaves kube-controller-manager out (see
+	// ControllerManagerControllers for what it runs otherwise).
+	NoControllerManager bool
 	// ExtraAPIServerFlags are appended to the apiserver's flags.
 	ExtraAPIServerFlags []string
 	// StartTimeout bounds each wait for readiness; default DefaultStartTimeout.
@@ -128,7 +132,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if c.opts.Topology == nil {
 		return errors.New("cluster: Options.Topology is required")
 	}
-	if err := c.checkBinaries("etcd", "kube-apiserver"); err != nil {
+	bins := []string{"etcd", "kube-apiserver"}
+	if !c.opts.NoControllerManager {
+		bins = append(bins, "kube-controller-manager")
+	}
+	if err := c.checkBinaries(bins...); err != nil {
 		return err
 	}
 	if err := c.prepare(); err != nil {
@@ -160,7 +168,13 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	c.mu.Lock()
 	c.client = cs
 	c.mu.Unlock()
-	return c.writeKubeconfig(filepath.Join(c.Dir(), "kubeconfig"), c.users[0])
+	if err := c.writeKubeconfig(filepath.Join(c.Dir(), "kubeconfig"), c.users[0]); err != nil {
+		return err
+	}
+	if c.opts.NoControllerManager {
+		return nil
+	}
+	return c.startControllerManager(ctx)
 }
 
 // startProcess creates (or reuses, by name) a process in the api namespace and starts it.
@@ -318,6 +332,8 @@ func (c *Cluster) RESTConfigFor(user string) (*rest.Config, error) {
 		QPS:             200,
 		Burst:           400,
 		UserAgent:       "portico-e2e",
+		// Tests write v1 Endpoints on purpose (selector-less Services): no deprecation noise.
+		WarningHandler: rest.NoWarnings{},
 	}, nil
 }
 

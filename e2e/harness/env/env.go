@@ -100,7 +100,7 @@ func (e *Env) buildNetwork(ctx context.Context) error {
 
 func (e *Env) startControlPlane(ctx context.Context) error {
 	e.Cluster = cluster.New(cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep})
-	e.opts.Log("starting etcd and kube-apiserver in %s (%s)", e.Topo.Name(netns.API), e.Cluster.APIServerURL())
+	e.opts.Log("starting etcd, kube-apiserver (%s) and kube-controller-manager in %s", e.Cluster.APIServerURL(), e.Topo.Name(netns.API))
 	if err := e.Cluster.Start(ctx); err != nil {
 		return err
 	}
