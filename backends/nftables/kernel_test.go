@@ -22,6 +22,7 @@ import (
 
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/proxier/compile"
+	"github.com/portico-dev/portico/proxier/fixture"
 	"github.com/portico-dev/portico/proxier/model"
 )
 
@@ -144,7 +145,7 @@ func (p *pair) compare(what string, f model.Family) {
 	p.t.Helper()
 	got, want := kernelSummary(p.t, f), fakeSummary(p.fakes[f])
 	if got != want {
-		p.t.Fatalf("%s: %s kernel table differs from the fake's (objects: rules or elements):\n%s", what, f, firstDiff(want, got))
+		p.t.Fatalf("%s: %s kernel table differs from the fake's (objects: rules or elements):\n%s", what, f, fixture.FirstDiff(want, got))
 	}
 }
 
@@ -387,7 +388,7 @@ func TestKernelSequence(t *testing.T) {
 		t.Fatalf("fresh full sync: %v", err)
 	}
 	if want := kernelCanonical(t, model.IPv4); got != want {
-		t.Errorf("restarted table differs from a fresh load:\n%s", firstDiff(want, got))
+		t.Errorf("restarted table differs from a fresh load:\n%s", fixture.FirstDiff(want, got))
 	}
 	if err := fresh.Cleanup(context.Background()); err != nil {
 		t.Fatalf("cleanup: %v", err)
@@ -441,7 +442,7 @@ func TestKernelRestart(t *testing.T) {
 			t.Fatalf("restart, same model: %v", err)
 		}
 		if got := kernelCanonical(t, tbl.Family()); got != wantAll[tbl.Family()] {
-			t.Errorf("%s after a restart differs from a fresh load:\n%s", tbl.Family(), firstDiff(wantAll[tbl.Family()], got))
+			t.Errorf("%s after a restart differs from a fresh load:\n%s", tbl.Family(), fixture.FirstDiff(wantAll[tbl.Family()], got))
 		}
 	}
 	// Fewer Services after another restart: the stale ones are flushed, then deleted.
@@ -457,7 +458,7 @@ func TestKernelRestart(t *testing.T) {
 			t.Fatalf("sync after the restart: %v", err)
 		}
 		if got := kernelCanonical(t, tbl.Family()); got != wantFew[tbl.Family()] {
-			t.Errorf("%s does not converge after a restart with fewer Services:\n%s", tbl.Family(), firstDiff(wantFew[tbl.Family()], got))
+			t.Errorf("%s does not converge after a restart with fewer Services:\n%s", tbl.Family(), fixture.FirstDiff(wantFew[tbl.Family()], got))
 		}
 	}
 	if err := third.Cleanup(ctx); err != nil {

@@ -3,9 +3,7 @@ package nftables
 import (
 	"context"
 	"flag"
-	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,41 +110,7 @@ func TestGoldenEveryKindOfService(t *testing.T) {
 			b, fakes := fakeBackend(t)
 			syncAll(t, b, nil, scenario(t, tc.tweak, fixtures...))
 			got := "# ip\n" + fakes[model.IPv4].Dump() + "# ip6\n" + fakes[model.IPv6].Dump()
-			checkGolden(t, filepath.Join("testdata", tc.name+".golden"), got)
+			fixture.CheckGolden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
 		})
 	}
-}
-
-func checkGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs (run with -update to accept):\n%s", path, firstDiff(string(want), got))
-	}
-}
-
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, wl, gl)
-		}
-	}
-	return ""
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/proxier/fixture"
 	"github.com/portico-dev/portico/proxier/model"
 )
 
@@ -450,7 +451,7 @@ func assertSameBehaviour(t *testing.T, fake *knftables.Fake, tbl *model.Table) {
 	t.Helper()
 	checkConsistent(t, fake)
 	if got, want := semantic(fake), semantic(freshFake(t, tbl)); got != want {
-		t.Errorf("state differs from a fresh sync of the same table:\n%s", firstDiff(want, got))
+		t.Errorf("state differs from a fresh sync of the same table:\n%s", fixture.FirstDiff(want, got))
 	}
 }
 
@@ -987,7 +988,7 @@ func TestSequenceFailureForcesFullRewrite(t *testing.T) {
 				}
 			}
 			if got, want := fake.Dump(), freshFake(t, next).Dump(); got != want {
-				t.Errorf("state after recovery differs from a fresh backend's:\n%s", firstDiff(want, got))
+				t.Errorf("state after recovery differs from a fresh backend's:\n%s", fixture.FirstDiff(want, got))
 			}
 			// And partial syncs work again afterwards.
 			after := editPort(t, next, npHTTP, func(sp *model.ServicePort) {
@@ -1124,16 +1125,16 @@ func TestSequenceRestart(t *testing.T) {
 			t.Fatal("first sync of a new backend is not full")
 		}
 		if got := fakes[model.IPv4].Dump(); got != want {
-			t.Errorf("full sync over a populated table does not converge:\n%s", firstDiff(want, got))
+			t.Errorf("full sync over a populated table does not converge:\n%s", fixture.FirstDiff(want, got))
 		}
 		// Again, as a periodic full sync: same state, no deletions, same transaction.
 		tx2 := stepDiff(t, b2, recs2[model.IPv4], t3, model.Diff{Full: true})
 		if got := fakes[model.IPv4].Dump(); got != want {
-			t.Errorf("second full sync changes the table:\n%s", firstDiff(want, got))
+			t.Errorf("second full sync changes the table:\n%s", fixture.FirstDiff(want, got))
 		}
 		// (The order of endpoint elements within a transaction is not fixed.)
 		if a, b := sortedLines(tx.text), sortedLines(tx2.text); a != b {
-			t.Errorf("second full sync differs from the first:\n%s", firstDiff(a, b))
+			t.Errorf("second full sync differs from the first:\n%s", fixture.FirstDiff(a, b))
 		}
 	})
 	t.Run("stale objects of the previous run", func(t *testing.T) {
@@ -1183,7 +1184,7 @@ func TestSequenceRestart(t *testing.T) {
 			}
 		}
 		if got, want := fake.Dump(), freshFake(t, cur).Dump(); got != want {
-			t.Errorf("restarted backend does not converge to a fresh table:\n%s", firstDiff(want, got))
+			t.Errorf("restarted backend does not converge to a fresh table:\n%s", fixture.FirstDiff(want, got))
 		}
 	})
 }
