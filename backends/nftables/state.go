@@ -45,7 +45,7 @@ type pendingState struct {
 	release                []block
 	staleChains, staleSets map[string]bool
 	epMaps                 map[string]bool // endpoint maps the transaction creates
-	deleted                []string // stale objects the transaction deletes
+	deleted                []string        // stale objects the transaction deletes
 }
 
 func newFamilyState(nft knftables.Interface, f fam) *familyState {

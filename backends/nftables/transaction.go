@@ -3,8 +3,8 @@ package nftables
 import (
 	"context"
 	"fmt"
-	"strings"
 	"slices"
+	"strings"
 
 	"sigs.k8s.io/knftables"
 
