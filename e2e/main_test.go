@@ -10,10 +10,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portico-dev/portico/e2e/harness/env"
+	"github.com/portico-dev/portico/e2e/harness/netns"
 )
 
 // suite is the environment shared by every test of the package.
@@ -44,9 +46,29 @@ func TestMain(m *testing.M) {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: environment ready in %v (mode %s)\n", time.Since(start).Round(time.Millisecond), mode())
 	code := m.Run()
-	if err := suite.Teardown(); err != nil {
+	if err := teardown(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: teardown:", err)
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// teardown removes the environment and checks that nothing of it is left: no namespace of
+// the run (which also takes every rule, link and address with it) and no process.
+func teardown() error {
+	prefix := suite.Topo.Prefix()
+	pids := append([]int{suite.Portico.PID()}, suite.Cluster.PIDs()...)
+	if err := suite.Teardown(); err != nil {
+		return err
+	}
+	if left, err := netns.Leftovers(prefix + "-"); err != nil || len(left) > 0 {
+		return fmt.Errorf("namespaces left behind: %v (%v)", left, err)
+	}
+	for _, pid := range pids {
+		if pid != 0 && syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("process %d still running after teardown", pid)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "e2e: teardown left no namespace of %s and none of the processes %v\n", prefix, pids)
+	return nil
 }
