@@ -74,6 +74,11 @@ type Flow struct {
 	Outcome traffic.Outcome
 	// Peer checks masquerading.
 	Peer Peer
+	// Sticky: every probe must be answered by the same endpoint, one of Endpoints
+	// (ClientIP session affinity), instead of by all of them.
+	Sticky bool
+	// Probes overrides how many probes an answered flow sends (default probesBalanced).
+	Probes int
 }
 
 // probes per flow kind.
@@ -98,7 +103,11 @@ func runFlow(ctx context.Context, t *testing.T, svcs map[string]*corev1.Service,
 	}
 	switch {
 	case len(f.Endpoints) > 0:
-		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, proto, probeTimeout, probesBalanced)
+		n := probesBalanced
+		if f.Probes > 0 {
+			n = f.Probes
+		}
+		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, proto, probeTimeout, n)
 		checkAnswered(t, f, dst, st)
 	case f.Outcome == traffic.Timeout:
 		r := traffic.Probe(ctx, suite.Topo, f.From, src, dst, proto, dropTimeout)
@@ -127,6 +136,13 @@ func checkAnswered(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
 	got := map[netip.Addr]bool{}
 	for s := range st.Servers {
 		got[s.Addr()] = true
+	}
+	if f.Sticky {
+		if len(got) != 1 || !want[slices.Collect(maps.Keys(got))[0]] {
+			t.Errorf("%s -> %s: answering endpoints %v, want a single one of %v (session affinity) (%s)", f.From, dst, sortedAddrs(got), sortedAddrs(want), st)
+		}
+		checkPeers(t, f, st)
+		return
 	}
 	if !maps.Equal(want, got) {
 		t.Errorf("%s -> %s: answering endpoints %v, want exactly %v (%s)", f.From, dst, sortedAddrs(got), sortedAddrs(want), st)
@@ -249,6 +265,9 @@ type ServiceSetup struct {
 	Svc      *corev1.Service
 	Backends []env.Backend
 	LB       []string
+	// TargetPorts maps Service port names to the pods' port they target (default
+	// env.ServerPort), e.g. an echo server's port.
+	TargetPorts map[string]int32
 }
 
 // Scenario is a set of Services and the flows they must produce.
@@ -256,6 +275,8 @@ type Scenario struct {
 	Name     string
 	Services []ServiceSetup
 	Flows    []Flow
+	// HealthChecks are the healthCheckNodePort answers the scenario must produce.
+	HealthChecks []HealthCheck
 }
 
 // apply creates a scenario's objects in its own namespace and waits until portico has
@@ -278,7 +299,7 @@ func apply(ctx context.Context, t *testing.T, sc Scenario) map[string]*corev1.Se
 			}
 		}
 		if s.Backends != nil {
-			if err := suite.SetEndpoints(ctx, got, s.Backends); err != nil {
+			if err := suite.SetEndpointsPorts(ctx, got, s.Backends, s.TargetPorts); err != nil {
 				t.Fatalf("writing EndpointSlices of %s: %v", in.Name, err)
 			}
 		}
@@ -327,5 +348,8 @@ func runScenario(ctx context.Context, t *testing.T, sc Scenario) {
 	svcs := apply(ctx, t, sc)
 	for _, f := range sc.Flows {
 		t.Run(f.Name, func(t *testing.T) { runFlow(ctx, t, svcs, f) })
+	}
+	for _, hc := range sc.HealthChecks {
+		t.Run(hc.Name, func(t *testing.T) { runHealthCheck(ctx, t, svcs, hc) })
 	}
 }

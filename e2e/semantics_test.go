@@ -30,6 +30,10 @@ func TestServiceSemantics(t *testing.T) {
 }
 
 func staticScenarios() []Scenario {
+	return append(append(baseScenarios(), externalScenarios()...), policyScenarios()...)
+}
+
+func baseScenarios() []Scenario {
 	return []Scenario{
 		{
 			Name: "ClusterIP",
@@ -59,7 +63,7 @@ func staticScenarios() []Scenario {
 			},
 		},
 		{
-			Name: "Hairpin",
+			Name:     "Hairpin",
 			Services: []ServiceSetup{{Svc: service("self"), Backends: ready(a1)}},
 			Flows: []Flow{
 				{Name: "an endpoint reaching its own Service is masqueraded and answered", From: a1, Service: "self", Endpoints: []string{a1}, Peer: PeerNode},
