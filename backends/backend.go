@@ -33,6 +33,14 @@ type Backend interface {
 	Cleanup(ctx context.Context) error
 }
 
+// Deferrer is implemented by backends that finish some work in a later Sync (objects
+// emptied by one transaction are deleted by the next, once nothing refers to them). The
+// proxier then calls Sync again, with an empty Diff, soon after.
+type Deferrer interface {
+	// PendingWork reports whether a Sync of family f has work left from the last one.
+	PendingWork(f model.Family) bool
+}
+
 // Options configure a backend. They come from the validated configuration.
 type Options struct {
 	// Families are the IP families the backend will be asked to sync.

@@ -41,7 +41,7 @@ func testNodeConfig() compile.NodeConfig {
 		NodePorts: compile.NodePortSelector{Primary: true},
 		LocalTraffic: compile.LocalTrafficConfig{
 			Mode:         "ClusterCIDR",
-			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/48")},
+			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/44")},
 		},
 	}
 }

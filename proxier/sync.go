@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/proxier/health"
 	"github.com/portico-dev/portico/proxier/model"
 )
@@ -31,6 +32,9 @@ func (p *Proxier) sync(ctx context.Context) error {
 	}
 	if full {
 		p.lastFull = start
+	}
+	if p.pendingWork(state) {
+		p.runner.Request() // let the backend finish (e.g. delete what it emptied)
 	}
 	p.afterSync(ctx, state, ch)
 	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start))
@@ -59,7 +63,7 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) err
 	prev := p.applied[fam]
 	d := model.Compare(prev, t)
 	d.Full = d.Full || full || p.needFull[fam]
-	if d.Empty() {
+	if d.Empty() && !p.backendPending(fam) {
 		p.opts.Health.Updated(fam)
 		p.opts.Recorder.SetLastSync(fam, time.Now())
 		return nil
@@ -82,6 +86,21 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) err
 		}
 	}
 	return nil
+}
+
+// backendPending reports whether the backend has work left for family fam.
+func (p *Proxier) backendPending(fam model.Family) bool {
+	d, ok := p.backend.(backends.Deferrer)
+	return ok && d.PendingWork(fam)
+}
+
+func (p *Proxier) pendingWork(state *model.State) bool {
+	for _, t := range state.Tables {
+		if p.backendPending(t.Family()) {
+			return true
+		}
+	}
+	return false
 }
 
 // afterSync records metrics and updates the health check servers after a successful sync.

@@ -110,6 +110,15 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 	return nil
 }
 
+// PendingWork implements backends.Deferrer: chains, sets and maps emptied by the last
+// transaction wait for the next one to be deleted.
+func (b *Backend) PendingWork(f model.Family) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fs, ok := b.fams[f]
+	return ok && fs.ready && len(fs.staleChains)+len(fs.staleSets) > 0
+}
+
 // family returns the state of f, creating it on first use.
 func (b *Backend) family(f model.Family) (*familyState, error) {
 	if fs, ok := b.fams[f]; ok {

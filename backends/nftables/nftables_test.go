@@ -63,7 +63,7 @@ func scenario(t *testing.T, tweak func(*compile.NodeConfig), files ...string) *m
 		Families:  []model.Family{model.IPv4, model.IPv6},
 		NodePorts: compile.NodePortSelector{Primary: true},
 		LocalTraffic: compile.LocalTrafficConfig{Mode: "ClusterCIDR", ClusterCIDRs: []netip.Prefix{
-			netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/48")}},
+			netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/44")}},
 	}
 	if tweak != nil {
 		tweak(&cfg)

@@ -1285,3 +1285,32 @@ func TestSequenceEndpointChurnIsProportional(t *testing.T) {
 	}
 	assertSameBehaviour(t, fake, next2)
 }
+
+// TestPendingWorkAfterDeletion: the backend tells the proxier that a deletion left work
+// for the next transaction, and that an empty-diff sync finishes it.
+func TestPendingWorkAfterDeletion(t *testing.T) {
+	b, recs, _ := recordingBackend(t, nil)
+	rec := recs[model.IPv4]
+	full := everyKind(t)
+	step(t, b, rec, nil, full)
+	if b.PendingWork(model.IPv4) {
+		t.Fatal("pending work right after a clean full sync")
+	}
+	var victim model.ServicePortName
+	for _, n := range full.Names() {
+		victim = n
+		break
+	}
+	without := full.Update(full.Node(), nil, []model.ServicePortName{victim})
+	step(t, b, rec, full, without)
+	if !b.PendingWork(model.IPv4) {
+		t.Fatalf("deleting %s left no pending work (its chains must be deleted by the next transaction)", victim)
+	}
+	tx := stepDiff(t, b, rec, without, model.Diff{})
+	if !strings.Contains(tx.text, "delete chain") {
+		t.Errorf("the follow-up transaction deletes no chain:\n%s", tx.text)
+	}
+	if b.PendingWork(model.IPv4) {
+		t.Error("work still pending after the follow-up sync")
+	}
+}

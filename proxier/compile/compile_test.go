@@ -26,7 +26,7 @@ func testNodeConfig() NodeConfig {
 		NodePorts: NodePortSelector{Primary: true},
 		LocalTraffic: LocalTrafficConfig{
 			Mode:         "ClusterCIDR",
-			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/48")},
+			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/44")},
 		},
 	}
 }

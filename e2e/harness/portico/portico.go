@@ -97,7 +97,7 @@ func (p *Portico) ConfigDocument() map[string]any {
 		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
 		"kind":               "KubeProxyConfiguration",
 		"mode":               p.opts.Mode,
-		"clusterCIDR":        "10.244.0.0/16,fd00:244::/48",
+		"clusterCIDR":        "10.244.0.0/16,fd00:244::/44",
 		"bindAddress":        "0.0.0.0",
 		"metricsBindAddress": fmt.Sprintf("0.0.0.0:%d", MetricsPort),
 		"healthzBindAddress": fmt.Sprintf("0.0.0.0:%d", HealthzPort),
