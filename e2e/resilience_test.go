@@ -284,12 +284,19 @@ func ruleItems(dump string, noAPI bool) map[string]int {
 		p := strings.TrimSpace(piece)
 		p = strings.TrimSpace(strings.TrimPrefix(p, "elements = {"))
 		p = strings.TrimSpace(strings.TrimSuffix(p, "}"))
-		if p == "" || noAPI && (strings.Contains(p, "default/kubernetes") || strings.Contains(p, apiEndpoint)) {
+		if p == "" || noAPI && (strings.Contains(p, "default/kubernetes") || strings.Contains(p, apiEndpoint) || endpointMapDecl(p)) {
 			continue
 		}
 		out[p]++
 	}
 	return out
+}
+
+// endpointMapDecl reports whether a dump line declares an endpoint map. Such maps exist
+// while some Service's endpoints use them: the one that only held the apiserver's
+// endpoint goes when the apiserver withdraws it.
+func endpointMapDecl(line string) bool {
+	return strings.HasPrefix(line, "map endpoints-") || strings.HasPrefix(line, "typeof numgen random mod 1 :")
 }
 
 // Endpoint-map slots: "offset 4 map @endpoints-tcp-02" in DNAT rules, "4 : 10.244.1.10 .
