@@ -1,6 +1,8 @@
 package proxier
 
 import (
+	"github.com/portico-dev/portico/proxier/compile"
+
 	"testing"
 	"time"
 
@@ -33,7 +35,7 @@ func TestStripService(t *testing.T) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web", Namespace: "default", ResourceVersion: "7",
-			Labels:          map[string]string{"app": "web"},
+			Labels:          map[string]string{"app": "web", compile.LabelServiceProxyName: "portico"},
 			Annotations:     map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
 			ManagedFields:   managed,
 			OwnerReferences: owners,
@@ -54,6 +56,8 @@ func TestStripService(t *testing.T) {
 	}
 	want := svc.DeepCopy()
 	want.Annotations, want.ManagedFields, want.OwnerReferences = nil, nil, nil
+	// Only the label portico reads is kept.
+	want.Labels = map[string]string{compile.LabelServiceProxyName: "portico"}
 	want.Spec.Selector = nil
 	want.Status.Conditions = nil
 
@@ -225,5 +229,23 @@ func TestNodeUnchanged(t *testing.T) {
 				t.Errorf("nodeUnchanged = %t, want %t", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCompactEndpointsShareValues(t *testing.T) {
+	node, zone, yes := "node-a", "zone-a", true
+	mk := func() discoveryv1.Endpoint {
+		n, z, r := node, zone, yes
+		return discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, NodeName: &n, Zone: &z,
+			Conditions: discoveryv1.EndpointConditions{Ready: &r}}
+	}
+	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{mk(), mk()}}
+	got := transformed(t, slice)
+	a, b := got.Endpoints[0], got.Endpoints[1]
+	if a.NodeName != b.NodeName || a.Zone != b.Zone || a.Conditions.Ready != b.Conditions.Ready {
+		t.Error("equal node names, zones and conditions are not shared between endpoints")
+	}
+	if *a.NodeName != node || *a.Zone != zone || !*a.Conditions.Ready || a.Conditions.Serving != nil {
+		t.Errorf("values changed by compaction: %+v", a)
 	}
 }

@@ -25,6 +25,9 @@ type Backend struct {
 	opts   backends.Options
 	newNFT func(model.Family) (knftables.Interface, error)
 	dump   func(ctx context.Context, f model.Family) (string, error)
+	// batched runs sync transactions with `nft -f` itself, each set's elements in one
+	// command (knftables writes one command per element); off with injected interfaces.
+	batched bool
 
 	mu   sync.Mutex
 	fams map[model.Family]*familyState
@@ -39,12 +42,13 @@ func WithInterfaces(newNFT func(model.Family) (knftables.Interface, error), dump
 	return func(b *Backend) {
 		b.newNFT = newNFT
 		b.dump = dump
+		b.batched = false
 	}
 }
 
 // New returns an nftables backend. It has no side effects.
 func New(opts backends.Options, options ...Option) *Backend {
-	b := &Backend{opts: opts, newNFT: realNFT, dump: nftList, fams: map[model.Family]*familyState{}}
+	b := &Backend{opts: opts, newNFT: realNFT, dump: nftList, batched: true, fams: map[model.Family]*familyState{}}
 	for _, o := range options {
 		o(b)
 	}
@@ -89,22 +93,22 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 	if err != nil {
 		return err
 	}
-	var tx *knftables.Transaction
+	var w *txWriter
 	if d.Full || !fs.ready {
-		tx, err = fs.fullTransaction(ctx, t, b.opts.MasqueradeMark())
+		w, err = fs.fullTransaction(ctx, t, b.opts.MasqueradeMark())
 	} else {
-		tx = fs.partialTransaction(t, d)
+		w = fs.partialTransaction(t, d)
 	}
 	if err != nil {
 		fs.reset()
 		return err
 	}
 	if b.opts.TransactionSize != nil {
-		b.opts.TransactionSize(tx.NumOperations())
+		b.opts.TransactionSize(w.size())
 	}
-	if err := fs.nft.Run(ctx, tx); err != nil {
+	if err := fs.apply(ctx, w); err != nil {
 		fs.reset()
-		return fmt.Errorf("nftables transaction of %d operations: %w", tx.NumOperations(), err)
+		return fmt.Errorf("nftables transaction of %d operations: %w", w.size(), err)
 	}
 	fs.committed()
 	return nil
@@ -129,6 +133,7 @@ func (b *Backend) family(f model.Family) (*familyState, error) {
 		return nil, err
 	}
 	fs := newFamilyState(nft, newFam(f))
+	fs.batched = b.batched
 	b.fams[f] = fs
 	return fs, nil
 }

@@ -24,8 +24,8 @@ type chainPlan struct {
 
 // groupPlan is an endpoint group that a DNAT rule picks from through an endpoint map.
 type groupPlan struct {
-	block  block
-	values [][]string // the map values of keys block.start+i
+	block block
+	eps   []netip.AddrPort // the endpoint of key block.start+i
 }
 
 // affinitySet is a set remembering which clients went to one endpoint.
@@ -155,9 +155,9 @@ func (r *renderer) dnat(p *portPlan, chain string, sp *model.ServicePort, eps []
 		return r.affinityDNAT(p, chain, sp, eps, l4)
 	}
 	b := slots(chain, sp.Name.Protocol, len(eps))
-	g := groupPlan{block: b, values: make([][]string, len(eps))}
+	g := groupPlan{block: b, eps: make([]netip.AddrPort, len(eps))}
 	for i, e := range eps {
-		g.values[i] = []string{e.Addr.String(), fmt.Sprint(e.Port)}
+		g.eps[i] = e.AddrPort()
 	}
 	p.groups[chain] = g
 	return []string{fmt.Sprintf("%s dnat %s to numgen random mod %d offset %d map @%s",

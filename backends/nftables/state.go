@@ -1,8 +1,9 @@
 package nftables
 
 import (
-	"fmt"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,8 @@ type familyState struct {
 	ready bool
 	// pending holds the effects of the transaction being built, applied by committed.
 	pending pendingState
+	// batched applies transactions with nft directly, elements batched (see apply.go).
+	batched bool
 }
 
 // pendingState is what a transaction changes in the mirror once it succeeds.
@@ -96,7 +99,21 @@ func (fs *familyState) committed() {
 // fixed order: objects and rules first, then element deletions before additions, then
 // flushes of vanished chains, then deletions of objects emptied by the previous sync.
 type txWriter struct {
-	setup, objects, epDel, epAdd, elDel, elAdd, flushes, deletes []knftables.Object
+	setup, objects, elDel, elAdd, flushes, deletes []knftables.Object
+	epDel, epAdd                                   []epOp
+}
+
+// epOp is one endpoint-map element: slot -> endpoint (kept compact: a cold sync at 10,000
+// Services × 10 endpoints writes 100,000 of them).
+type epOp struct {
+	m    string
+	slot uint32
+	ep   netip.AddrPort
+}
+
+func (o epOp) element() *knftables.Element {
+	return &knftables.Element{Map: o.m, Key: []string{strconv.FormatUint(uint64(o.slot), 10)},
+		Value: []string{o.ep.Addr().String(), strconv.Itoa(int(o.ep.Port()))}}
 }
 
 func (w *txWriter) transaction(nft knftables.Interface) *knftables.Transaction {
@@ -107,15 +124,17 @@ func (w *txWriter) transaction(nft knftables.Interface) *knftables.Transaction {
 	for _, o := range w.objects {
 		addOrFlush(tx, o)
 	}
-	for _, group := range [][]knftables.Object{w.epDel, w.elDel} {
-		for _, o := range group {
-			tx.Delete(o)
-		}
+	for _, o := range w.epDel {
+		tx.Delete(o.element())
 	}
-	for _, group := range [][]knftables.Object{w.epAdd, w.elAdd} {
-		for _, o := range group {
-			tx.Add(o)
-		}
+	for _, o := range w.elDel {
+		tx.Delete(o)
+	}
+	for _, o := range w.epAdd {
+		tx.Add(o.element())
+	}
+	for _, o := range w.elAdd {
+		tx.Add(o)
 	}
 	for _, o := range w.flushes {
 		tx.Flush(o)
@@ -228,7 +247,7 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 	for chain, og := range old.groups {
 		ng, ok := plan.groups[chain]
 		if !ok || ng.block != og.block {
-			fs.groupElements(&w.epDel, og, 0, len(og.values))
+			fs.groupElements(&w.epDel, og, 0, len(og.eps))
 			fs.pending.release = append(fs.pending.release, og.block)
 		}
 	}
@@ -236,10 +255,10 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 		fs.ensureEndpointMap(w, ng.block)
 		og, ok := old.groups[chain]
 		if !ok || og.block != ng.block {
-			fs.groupElements(&w.epAdd, ng, 0, len(ng.values))
+			fs.groupElements(&w.epAdd, ng, 0, len(ng.eps))
 			continue
 		}
-		ng.values = keepSlots(og.values, ng.values)
+		ng.eps = keepSlots(og.eps, ng.eps)
 		plan.groups[chain] = ng
 		fs.groupDiff(w, og, ng)
 	}
@@ -274,26 +293,25 @@ func (fs *familyState) ensureEndpointMap(w *txWriter, b block) {
 // keepSlots reorders next so that the endpoints also in old keep their slot (when it is
 // still in range) and the new ones fill the others: a change of one endpoint rewrites one
 // slot, wherever the endpoint sorts. The order does not matter to a random pick.
-func keepSlots(old, next [][]string) [][]string {
-	want := map[string]int{} // endpoint -> how many times next has it
+func keepSlots(old, next []netip.AddrPort) []netip.AddrPort {
+	want := map[netip.AddrPort]int{} // endpoint -> how many times next has it
 	for _, v := range next {
-		want[strings.Join(v, " ")]++
+		want[v]++
 	}
-	out := make([][]string, len(next))
+	out := make([]netip.AddrPort, len(next))
 	for i := 0; i < len(old) && i < len(next); i++ {
-		if k := strings.Join(old[i], " "); want[k] > 0 {
-			want[k]--
+		if want[old[i]] > 0 {
+			want[old[i]]--
 			out[i] = old[i]
 		}
 	}
 	j := 0
 	for _, v := range next {
-		k := strings.Join(v, " ")
-		if want[k] == 0 {
+		if want[v] == 0 {
 			continue
 		}
-		want[k]--
-		for out[j] != nil {
+		want[v]--
+		for out[j].IsValid() {
 			j++
 		}
 		out[j] = v
@@ -303,13 +321,13 @@ func keepSlots(old, next [][]string) [][]string {
 
 // groupDiff writes the changes between two versions of a group in the same block.
 func (fs *familyState) groupDiff(w *txWriter, og, ng groupPlan) {
-	for i := range max(len(og.values), len(ng.values)) {
+	for i := range max(len(og.eps), len(ng.eps)) {
 		switch {
-		case i >= len(ng.values):
+		case i >= len(ng.eps):
 			fs.groupElements(&w.epDel, og, i, i+1)
-		case i >= len(og.values):
+		case i >= len(og.eps):
 			fs.groupElements(&w.epAdd, ng, i, i+1)
-		case !slices.Equal(og.values[i], ng.values[i]):
+		case og.eps[i] != ng.eps[i]:
 			fs.groupElements(&w.epDel, og, i, i+1)
 			fs.groupElements(&w.epAdd, ng, i, i+1)
 		}
@@ -317,14 +335,10 @@ func (fs *familyState) groupDiff(w *txWriter, og, ng groupPlan) {
 }
 
 // groupElements appends the map elements of slots from..to-1 of g to out.
-func (fs *familyState) groupElements(out *[]knftables.Object, g groupPlan, from, to int) {
+func (fs *familyState) groupElements(out *[]epOp, g groupPlan, from, to int) {
 	m := endpointMapName(g.block.proto, g.block.bucket)
 	for i := from; i < to; i++ {
-		*out = append(*out, &knftables.Element{
-			Map:   m,
-			Key:   []string{fmt.Sprint(g.block.start + uint32(i))},
-			Value: g.values[i],
-		})
+		*out = append(*out, epOp{m: m, slot: g.block.start + uint32(i), ep: g.eps[i]})
 	}
 }
 
@@ -390,4 +404,10 @@ func isPortObject(name string) bool {
 		}
 	}
 	return false
+}
+
+// size returns the number of operations in the transaction.
+func (w *txWriter) size() int {
+	return len(w.setup) + len(w.objects) + len(w.epDel) + len(w.epAdd) + len(w.elDel) + len(w.elAdd) +
+		len(w.flushes) + len(w.deletes)
 }

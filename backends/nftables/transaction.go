@@ -13,7 +13,7 @@ import (
 
 // partialTransaction writes only the Service ports named in d, plus the deletion of the
 // objects the previous transaction emptied. Its size is proportional to the change.
-func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *knftables.Transaction {
+func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *txWriter {
 	w := &txWriter{}
 	fs.deleteStale(w)
 	for _, name := range slices.Concat(d.Removed, d.Changed) {
@@ -25,7 +25,7 @@ func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *knftabl
 		fs.applyPort(w, name, old, plan, false)
 	}
 	fs.dropRecreated(w)
-	return w.transaction(fs.nft)
+	return w
 }
 
 // dropRecreated removes from the pending deletions the objects this transaction brought
@@ -73,7 +73,7 @@ func objectName(o knftables.Object) string {
 // connections (held by conntrack) and the rules of other tables are not disturbed, and
 // objects left by an earlier run that the model no longer needs are emptied (and deleted
 // by the next transaction).
-func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark uint32) (*knftables.Transaction, error) {
+func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark uint32) (*txWriter, error) {
 	existing, err := fs.listExisting(ctx)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark
 	}
 	fs.retireUnknown(w, existing, emptiedChains, emptiedSets)
 	fs.flushEndpointMaps(w, existing, emptiedSets)
-	return w.transaction(fs.nft), nil
+	return w, nil
 }
 
 // flushEndpointMaps empties the endpoint maps an earlier run left: the ones still used

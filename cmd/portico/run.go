@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 
 	"golang.org/x/sync/errgroup"
@@ -55,7 +57,7 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 	logger.Info("Starting portico", "version", version, "mode", cfg.Mode, "modeSource", cfg.ModeSource, "node", nodeName)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return metrics.Serve(gctx, cfg.MetricsBindAddress, m.Handler(cfg.Mode, configz(cfg)))
+		return metrics.Serve(gctx, cfg.MetricsBindAddress, withProfiling(cfg.EnableProfiling, m.Handler(cfg.Mode, configz(cfg))))
 	})
 	g.Go(func() error { return metrics.Serve(gctx, cfg.HealthzBindAddress, ph.Handler()) })
 	g.Go(func() error { return p.Run(gctx) })
@@ -125,6 +127,22 @@ func nodeConfig(cfg *config.Config, nodeName string) compile.NodeConfig {
 		MasqueradeAll: cfg.MasqueradeAll,
 		BindAddress:   bind,
 	}
+}
+
+// withProfiling adds Go's /debug/pprof handlers to the metrics server when enableProfiling
+// is set, as kube-proxy does.
+func withProfiling(enabled bool, h http.Handler) http.Handler {
+	if !enabled {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
 
 // configz returns the /configz content: the effective configuration.
