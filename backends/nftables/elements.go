@@ -9,24 +9,30 @@ import (
 	"github.com/portico-dev/portico/proxier/model"
 )
 
-// elem is one element of a shared set or map, as a Service port wants it.
+// elem is one element of a shared set or map, as a Service port wants it. Its key and
+// value are written as nft writes them (fields joined with " . "); value is empty for a
+// set element.
 type elem struct {
-	set     string
-	key     []string
-	value   []string // nil for a set element
-	comment string
+	set, key, value, comment string
 }
 
 // id identifies the element in its set.
-func (e elem) id() elemID { return elemID{set: e.set, key: strings.Join(e.key, " . ")} }
+func (e elem) id() elemID { return elemID{set: e.set, key: e.key} }
 
-// elemID identifies an element: its set and its joined key.
+// elemID identifies an element: its set and its key.
 type elemID struct{ set, key string }
 
-// claim is one Service port's wish for an element.
+// claim is one Service port's wish for an element's value.
 type claim struct {
-	owner model.ServicePortName
-	elem  elem
+	owner          model.ServicePortName
+	value, comment string
+}
+
+// entry is one element: the ports that want it (sorted by name) and what the kernel holds.
+type entry struct {
+	claims   []claim
+	kernel   claim // owner unused
+	inKernel bool
 }
 
 // elementStore mirrors the elements of the shared sets and maps: who wants each one and
@@ -34,12 +40,11 @@ type claim struct {
 // a cluster IP with several ports); the kernel holds the value of the first owner in name
 // order, and the element goes when its last owner does.
 type elementStore struct {
-	claims map[elemID][]claim
-	kernel map[elemID]elem
+	entries map[elemID]*entry
 }
 
 func newElementStore() *elementStore {
-	return &elementStore{claims: map[elemID][]claim{}, kernel: map[elemID]elem{}}
+	return &elementStore{entries: map[elemID]*entry{}}
 }
 
 // replace swaps owner's claims from old to next and returns the ids it touched.
@@ -47,25 +52,28 @@ func (s *elementStore) replace(owner model.ServicePortName, old, next []elem) []
 	touched := make([]elemID, 0, len(old)+len(next))
 	for _, e := range old {
 		id := e.id()
-		s.claims[id] = slices.DeleteFunc(s.claims[id], func(c claim) bool { return c.owner == owner })
-		if len(s.claims[id]) == 0 {
-			delete(s.claims, id)
+		if en := s.entries[id]; en != nil {
+			en.claims = slices.DeleteFunc(en.claims, func(c claim) bool { return c.owner == owner })
 		}
 		touched = append(touched, id)
 	}
 	for _, e := range next {
 		id := e.id()
-		cs := append(s.claims[id], claim{owner: owner, elem: e})
-		slices.SortFunc(cs, func(a, b claim) int { return a.owner.Compare(b.owner) })
-		s.claims[id] = cs
+		en := s.entries[id]
+		if en == nil {
+			en = &entry{}
+			s.entries[id] = en
+		}
+		en.claims = append(en.claims, claim{owner: owner, value: e.value, comment: e.comment})
+		slices.SortFunc(en.claims, func(a, b claim) int { return a.owner.Compare(b.owner) })
 		touched = append(touched, id)
 	}
 	return touched
 }
 
-// reconcile writes to tx what makes the kernel hold the wanted element of every id, and
-// records it as done. Deletions are written to del, additions to add, so that the caller
-// can order them.
+// reconcile writes what makes the kernel hold the wanted element of every id, and records
+// it as done. Deletions are written to del, additions to add, so that the caller can order
+// them.
 func (s *elementStore) reconcile(ids []elemID, del, add *[]knftables.Object) {
 	slices.SortFunc(ids, func(a, b elemID) int {
 		if c := strings.Compare(a.set, b.set); c != 0 {
@@ -73,36 +81,49 @@ func (s *elementStore) reconcile(ids []elemID, del, add *[]knftables.Object) {
 		}
 		return strings.Compare(a.key, b.key)
 	})
-	ids = slices.Compact(ids)
-	for _, id := range ids {
-		have, inKernel := s.kernel[id]
-		var want *elem
-		if cs := s.claims[id]; len(cs) > 0 {
-			want = &cs[0].elem
+	for _, id := range slices.Compact(ids) {
+		en := s.entries[id]
+		if en == nil {
+			continue
 		}
 		switch {
-		case want == nil && inKernel:
-			*del = append(*del, have.object())
-			delete(s.kernel, id)
-		case want != nil && (!inKernel || !slices.Equal(have.value, want.value)):
-			if inKernel {
-				*del = append(*del, have.object())
+		case len(en.claims) == 0:
+			if en.inKernel {
+				*del = append(*del, elemObject(id, claim{}))
 			}
-			*add = append(*add, want.object())
-			s.kernel[id] = *want
+			delete(s.entries, id)
+		case !en.inKernel || en.kernel.value != en.claims[0].value:
+			if en.inKernel {
+				*del = append(*del, elemObject(id, claim{}))
+			}
+			*add = append(*add, elemObject(id, en.claims[0]))
+			en.kernel, en.inKernel = claim{value: en.claims[0].value}, true
 		}
 	}
 }
 
-func (e elem) object() knftables.Object {
-	o := &knftables.Element{Key: e.key, Value: e.value}
-	if e.value != nil {
-		o.Map = e.set
+// elemObject returns the knftables element of id with the value and comment of c.
+func elemObject(id elemID, c claim) knftables.Object {
+	o := &knftables.Element{Key: strings.Split(id.key, " . ")}
+	if isMap(id.set) {
+		o.Map = id.set
+		if c.value != "" {
+			o.Value = strings.Split(c.value, " . ")
+		}
 	} else {
-		o.Set = e.set
+		o.Set = id.set
 	}
-	if e.comment != "" {
-		o.Comment = &e.comment
+	if c.comment != "" {
+		o.Comment = &c.comment
 	}
 	return o
+}
+
+// isMap reports whether a shared set is a map.
+func isMap(set string) bool {
+	switch set {
+	case mapServiceIPs, mapServiceNodePorts, mapNoEndpointServices, mapNoEndpointNodePort:
+		return true
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/portico-dev/portico/proxier/model"
@@ -24,6 +25,7 @@ type chainPlan struct {
 
 // groupPlan is an endpoint group that a DNAT rule picks from through an endpoint map.
 type groupPlan struct {
+	chain  string // the chain whose DNAT rule reads the group
 	block block
 	eps   []netip.AddrPort // the endpoint of key block.start+i
 }
@@ -38,7 +40,7 @@ type affinitySet struct {
 type portPlan struct {
 	comment  string
 	chains   []chainPlan
-	groups   map[string]groupPlan // by chain name
+	groups   []groupPlan
 	affinity []affinitySet
 	elems    []elem
 }
@@ -49,7 +51,7 @@ type slotFunc func(chain string, p model.Protocol, n int) block
 
 // render plans one Service port.
 func (r *renderer) render(sp *model.ServicePort, slots slotFunc) *portPlan {
-	p := &portPlan{comment: sp.Name.String(), groups: map[string]groupPlan{}}
+	p := &portPlan{comment: sp.Name.String()}
 	sfx := portSuffix(sp.Name)
 	clusterChain := prefixService + sfx
 	if sp.InternalLocal {
@@ -155,11 +157,11 @@ func (r *renderer) dnat(p *portPlan, chain string, sp *model.ServicePort, eps []
 		return r.affinityDNAT(p, chain, sp, eps, l4)
 	}
 	b := slots(chain, sp.Name.Protocol, len(eps))
-	g := groupPlan{block: b, eps: make([]netip.AddrPort, len(eps))}
+	g := groupPlan{chain: chain, block: b, eps: make([]netip.AddrPort, len(eps))}
 	for i, e := range eps {
 		g.eps[i] = e.AddrPort()
 	}
-	p.groups[chain] = g
+	p.groups = append(p.groups, g)
 	return []string{fmt.Sprintf("%s dnat %s to numgen random mod %d offset %d map @%s",
 		l4, r.f.ip, len(eps), b.start, endpointMapName(b.proto, b.bucket))}
 }
@@ -196,7 +198,7 @@ func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, svcChain
 			continue // loopback NodePorts need route_localnet; nftables mode does not serve them
 		}
 		if f.Kind == model.ClusterIP {
-			p.elems = append(p.elems, elem{set: setClusterIPs, key: []string{f.Addr.String()}})
+			p.elems = append(p.elems, elem{set: setClusterIPs, key: f.Addr.String()})
 		}
 		key, dispatch, noEP := r.frontendKey(sp, f)
 		target := svcChain
@@ -205,12 +207,12 @@ func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, svcChain
 		}
 		switch v := sp.FrontendVerdict(f); {
 		case v == model.Reject:
-			p.elems = append(p.elems, elem{set: noEP, key: key, value: []string{"goto " + chainReject}, comment: p.comment})
+			p.elems = append(p.elems, elem{set: noEP, key: key, value: "goto " + chainReject, comment: p.comment})
 		case v == model.Drop:
-			p.elems = append(p.elems, elem{set: noEP, key: key, value: []string{"drop"}, comment: p.comment})
+			p.elems = append(p.elems, elem{set: noEP, key: key, value: "drop", comment: p.comment})
 		}
 		if target != "" && (f.Kind.External() || sp.InternalVerdict() == model.Forward) {
-			p.elems = append(p.elems, elem{set: dispatch, key: key, value: []string{"goto " + target}, comment: p.comment})
+			p.elems = append(p.elems, elem{set: dispatch, key: key, value: "goto " + target, comment: p.comment})
 		}
 		if f.Kind == model.LoadBalancer && len(sp.SourceRanges) > 0 {
 			r.firewallElements(p, key, sp)
@@ -219,18 +221,18 @@ func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, svcChain
 }
 
 // frontendKey returns a frontend's key and the dispatch and no-endpoint maps it goes in.
-func (r *renderer) frontendKey(sp *model.ServicePort, f model.Frontend) ([]string, string, string) {
-	port := fmt.Sprint(f.Port)
+func (r *renderer) frontendKey(sp *model.ServicePort, f model.Frontend) (string, string, string) {
+	pp := proto(sp.Name.Protocol) + " . " + strconv.Itoa(int(f.Port))
 	if f.AnyLocalAddr() {
-		return []string{proto(sp.Name.Protocol), port}, mapServiceNodePorts, mapNoEndpointNodePort
+		return pp, mapServiceNodePorts, mapNoEndpointNodePort
 	}
-	return []string{f.Addr.String(), proto(sp.Name.Protocol), port}, mapServiceIPs, mapNoEndpointServices
+	return f.Addr.String() + " . " + pp, mapServiceIPs, mapNoEndpointServices
 }
 
-func (r *renderer) firewallElements(p *portPlan, key []string, sp *model.ServicePort) {
+func (r *renderer) firewallElements(p *portPlan, key string, sp *model.ServicePort) {
 	p.elems = append(p.elems, elem{set: setFirewallIPs, key: key})
 	for _, src := range sp.SourceRanges {
-		p.elems = append(p.elems, elem{set: setFirewallAllow, key: append(append([]string{}, key...), src.String())})
+		p.elems = append(p.elems, elem{set: setFirewallAllow, key: key + " . " + src.String()})
 	}
 }
 
@@ -239,7 +241,7 @@ func (r *renderer) hairpinElements(p *portPlan, sp *model.ServicePort) {
 	for _, e := range sp.ForwardedEndpoints() {
 		if e.Local {
 			a := e.Addr.String()
-			p.elems = append(p.elems, elem{set: setHairpin, key: []string{a, a}})
+			p.elems = append(p.elems, elem{set: setHairpin, key: a + " . " + a})
 		}
 	}
 }

@@ -12,12 +12,43 @@ import (
 	"github.com/portico-dev/portico/proxier/model"
 )
 
-// portState is what one Service port has in the kernel.
+// portState is what one Service port has in the kernel. Its collections hold one to three
+// entries, so they are slices (a map per port costs more at 10,000 ports).
 type portState struct {
-	chains   map[string]uint64 // chain name → hash of its rules
-	groups   map[string]groupPlan
+	chains   []chainRef
+	groups   []groupPlan
 	affinity []string
 	elems    []elem
+}
+
+// chainRef is a chain of a port and the hash of its rules.
+type chainRef struct {
+	name string
+	hash uint64
+}
+
+// chain returns the hash of the port's chain called name.
+func (ps *portState) chain(name string) (uint64, bool) {
+	for _, c := range ps.chains {
+		if c.name == name {
+			return c.hash, true
+		}
+	}
+	return 0, false
+}
+
+// group returns the port's endpoint group read by chain.
+func (ps *portState) group(chain string) (groupPlan, bool) {
+	return findGroup(ps.groups, chain)
+}
+
+func findGroup(gs []groupPlan, chain string) (groupPlan, bool) {
+	for _, g := range gs {
+		if g.chain == chain {
+			return g, true
+		}
+	}
+	return groupPlan{}, false
 }
 
 // familyState mirrors portico's table of one family, so that a partial sync writes only
@@ -180,9 +211,9 @@ func (fs *familyState) applyPort(w *txWriter, name model.ServicePortName, old *p
 	removed := plan == nil
 	if removed {
 		// An empty plan: the endpoint elements and the affinity sets go too.
-		plan = &portPlan{groups: map[string]groupPlan{}}
+		plan = &portPlan{}
 	}
-	next := &portState{chains: map[string]uint64{}, groups: map[string]groupPlan{}}
+	next := &portState{chains: make([]chainRef, 0, len(plan.chains))}
 	fs.writeAffinitySets(w, old, plan, next)
 	fs.writeChains(w, old, plan, next, full)
 	fs.writeGroups(w, old, plan)
@@ -220,8 +251,8 @@ func (fs *familyState) writeAffinitySets(w *txWriter, old *portState, plan *port
 
 func (fs *familyState) writeChains(w *txWriter, old *portState, plan *portPlan, next *portState, full bool) {
 	for _, c := range plan.chains {
-		next.chains[c.name] = c.hash
-		h, existed := old.chains[c.name]
+		next.chains = append(next.chains, chainRef{name: c.name, hash: c.hash})
+		h, existed := old.chain(c.name)
 		wasStale := fs.staleChains[c.name]
 		delete(fs.staleChains, c.name)
 		if existed && h == c.hash && !full {
@@ -233,10 +264,10 @@ func (fs *familyState) writeChains(w *txWriter, old *portState, plan *portPlan, 
 
 // retireChains flushes the chains old had and next has not; they are deleted next time.
 func (fs *familyState) retireChains(w *txWriter, old, next *portState) {
-	for c := range old.chains {
-		if _, ok := next.chains[c]; !ok {
-			w.flushes = append(w.flushes, &knftables.Chain{Name: c})
-			fs.pending.staleChains[c] = true
+	for _, c := range old.chains {
+		if _, ok := next.chain(c.name); !ok {
+			w.flushes = append(w.flushes, &knftables.Chain{Name: c.name})
+			fs.pending.staleChains[c.name] = true
 		}
 	}
 }
@@ -244,29 +275,28 @@ func (fs *familyState) retireChains(w *txWriter, old, next *portState) {
 // writeGroups writes the endpoint-map elements that changed between old and plan.
 func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) {
 	fs.countMapUsers(old.groups, plan.groups)
-	for chain, og := range old.groups {
-		ng, ok := plan.groups[chain]
+	for _, og := range old.groups {
+		ng, ok := findGroup(plan.groups, og.chain)
 		if !ok || ng.block != og.block {
 			fs.groupElements(&w.epDel, og, 0, len(og.eps))
 			fs.pending.release = append(fs.pending.release, og.block)
 		}
 	}
-	for chain, ng := range plan.groups {
+	for i, ng := range plan.groups {
 		fs.ensureEndpointMap(w, ng.block)
-		og, ok := old.groups[chain]
+		og, ok := old.group(ng.chain)
 		if !ok || og.block != ng.block {
 			fs.groupElements(&w.epAdd, ng, 0, len(ng.eps))
 			continue
 		}
-		ng.eps = keepSlots(og.eps, ng.eps)
-		plan.groups[chain] = ng
-		fs.groupDiff(w, og, ng)
+		plan.groups[i].eps = keepSlots(og.eps, ng.eps)
+		fs.groupDiff(w, og, plan.groups[i])
 	}
 }
 
 // countMapUsers moves the endpoint-map users of a port from old to next groups; a map
 // left without users is deleted by the next transaction (its rules go in this one).
-func (fs *familyState) countMapUsers(old, next map[string]groupPlan) {
+func (fs *familyState) countMapUsers(old, next []groupPlan) {
 	for _, g := range old {
 		m := endpointMapName(g.block.proto, g.block.bucket)
 		if fs.mapUsers[m]--; fs.mapUsers[m] <= 0 {
@@ -346,7 +376,7 @@ func (fs *familyState) groupElements(out *[]epOp, g groupPlan, from, to int) {
 func (fs *familyState) slotFunc(old *portState) slotFunc {
 	return func(chain string, p model.Protocol, n int) block {
 		if old != nil {
-			if og, ok := old.groups[chain]; ok && og.block.proto == p && og.block.fits(n) {
+			if og, ok := old.group(chain); ok && og.block.proto == p && og.block.fits(n) {
 				return og.block
 			}
 		}

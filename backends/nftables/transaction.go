@@ -49,7 +49,7 @@ func (fs *familyState) dropRecreated(w *txWriter) {
 // the endpoint map called name.
 func (fs *familyState) inUse(name string) bool {
 	for _, ps := range fs.ports {
-		if _, ok := ps.chains[name]; ok || slices.Contains(ps.affinity, name) {
+		if _, ok := ps.chain(name); ok || slices.Contains(ps.affinity, name) {
 			return true
 		}
 	}
