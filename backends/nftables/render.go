@@ -25,7 +25,7 @@ type chainPlan struct {
 
 // groupPlan is an endpoint group that a DNAT rule picks from through an endpoint map.
 type groupPlan struct {
-	chain  string // the chain whose DNAT rule reads the group
+	chain string // the chain whose DNAT rule reads the group
 	block block
 	eps   []netip.AddrPort // the endpoint of key block.start+i
 }
