@@ -20,7 +20,7 @@ type Source func(model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSli
 type Compiler struct {
 	node          NodeInfo
 	state         *model.State
-	contributed   map[model.ServiceName]map[model.Family][]model.ServicePortName
+	contributed   map[model.ServiceName][]portRef
 	externalNames map[model.ServiceName]model.ExternalName
 }
 
@@ -28,7 +28,7 @@ type Compiler struct {
 func NewCompiler() *Compiler {
 	return &Compiler{
 		state:         &model.State{},
-		contributed:   map[model.ServiceName]map[model.Family][]model.ServicePortName{},
+		contributed:   map[model.ServiceName][]portRef{},
 		externalNames: map[model.ServiceName]model.ExternalName{},
 	}
 }
@@ -39,9 +39,21 @@ func (c *Compiler) State() *model.State { return c.state }
 // Node returns the NodeInfo of the last build.
 func (c *Compiler) Node() NodeInfo { return c.node }
 
+// portRef is a port a Service contributed to the table of one family.
+type portRef struct {
+	family model.Family
+	name   model.ServicePortName
+}
+
 // Ports returns the names of the ports Service name contributed to the table of fam.
 func (c *Compiler) Ports(name model.ServiceName, fam model.Family) []model.ServicePortName {
-	return c.contributed[name][fam]
+	var out []model.ServicePortName
+	for _, r := range c.contributed[name] {
+		if r.family == fam {
+			out = append(out, r.name)
+		}
+	}
+	return out
 }
 
 // Known returns the names of every Service the compiler holds rules or an ExternalName for.
@@ -64,8 +76,8 @@ func (c *Compiler) Update(node NodeInfo, dirty []model.ServiceName, get Source) 
 	set := map[model.Family][]*model.ServicePort{}
 	remove := map[model.Family][]model.ServicePortName{}
 	for _, name := range dirty {
-		for fam, names := range c.contributed[name] {
-			remove[fam] = append(remove[fam], names...)
+		for _, r := range c.contributed[name] {
+			remove[r.family] = append(remove[r.family], r.name)
 		}
 		delete(c.contributed, name)
 		delete(c.externalNames, name)
@@ -89,14 +101,14 @@ func (c *Compiler) record(name model.ServiceName, res Result, set map[model.Fami
 	if len(res.Ports) == 0 {
 		return
 	}
-	byFam := map[model.Family][]model.ServicePortName{}
+	var refs []portRef
 	for fam, ports := range res.Ports {
 		for _, sp := range ports {
-			byFam[fam] = append(byFam[fam], sp.Name)
+			refs = append(refs, portRef{family: fam, name: sp.Name})
 			set[fam] = append(set[fam], sp)
 		}
 	}
-	c.contributed[name] = byFam
+	c.contributed[name] = refs
 }
 
 // build derives the new tables from the previous ones.
