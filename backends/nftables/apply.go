@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,11 +25,9 @@ func (fs *familyState) apply(ctx context.Context, w *txWriter) error {
 		return fs.nft.Run(ctx, w.transaction(fs.nft))
 	}
 	var b bytes.Buffer
-	head := fs.nft.NewTransaction()
-	for _, o := range append(w.setup, w.objects...) {
-		addOrFlush(head, o)
-	}
-	b.WriteString(head.String())
+	b.Grow(textSizeHint(w))
+	fs.writeObjects(&b, w.setup)
+	fs.writeObjects(&b, w.objects)
 	writeEndpointOps(&b, "delete", fs.r.f, w.epDel)
 	writeElements(&b, "delete", fs.r.f, w.elDel)
 	writeEndpointOps(&b, "add", fs.r.f, w.epAdd)
@@ -41,8 +40,32 @@ func (fs *familyState) apply(ctx context.Context, w *txWriter) error {
 		tail.Delete(o)
 	}
 	b.WriteString(tail.String())
-	return runNFT(ctx, &b)
+	return execNFT(ctx, &b)
 }
+
+// objectsPerChunk bounds the objects rendered by one knftables transaction: each renders
+// into a buffer of its own, so smaller ones avoid copying megabytes as it grows.
+const objectsPerChunk = 1024
+
+// writeObjects renders objects (adds, or flushes for flushMarkers) as transaction text.
+func (fs *familyState) writeObjects(b *bytes.Buffer, objs []knftables.Object) {
+	for start := 0; start < len(objs); start += objectsPerChunk {
+		tx := fs.nft.NewTransaction()
+		for _, o := range objs[start:min(start+objectsPerChunk, len(objs))] {
+			addOrFlush(tx, o)
+		}
+		b.WriteString(tx.String())
+	}
+}
+
+// textSizeHint estimates the transaction text's size, to allocate its buffer once.
+func textSizeHint(w *txWriter) int {
+	return 100*(len(w.setup)+len(w.objects)+len(w.flushes)+len(w.deletes)) +
+		120*(len(w.elAdd)+len(w.elDel)) + 32*(len(w.epAdd)+len(w.epDel))
+}
+
+// execNFT runs a transaction's text; a variable so that benchmarks can leave nft out.
+var execNFT = runNFT
 
 // runNFT runs `nft -f -` with the transaction text on its standard input.
 func runNFT(ctx context.Context, text *bytes.Buffer) error {
@@ -77,31 +100,30 @@ func writeElements(b *bytes.Buffer, verb string, f fam, ops []knftables.Object) 
 	}
 }
 
-// writeEndpointOps writes endpoint-map element operations, grouped per map.
+// writeEndpointOps writes endpoint-map element operations, one command per map (or per
+// maxElementsPerCommand elements). It sorts ops by map in place.
 func writeEndpointOps(b *bytes.Buffer, verb string, f fam, ops []epOp) {
-	var order []string
-	byMap := map[string][]epOp{}
-	for _, o := range ops {
-		if _, seen := byMap[o.m]; !seen {
-			order = append(order, o.m)
+	slices.SortStableFunc(ops, func(a, b epOp) int { return strings.Compare(a.m, b.m) })
+	for start := 0; start < len(ops); {
+		end := start + 1
+		for end < len(ops) && ops[end].m == ops[start].m && end-start < maxElementsPerCommand {
+			end++
 		}
-		byMap[o.m] = append(byMap[o.m], o)
-	}
-	for _, m := range order {
-		all := byMap[m]
-		for start := 0; start < len(all); start += maxElementsPerCommand {
-			fmt.Fprintf(b, "%s element %s %s %s { ", verb, f.ip, tableName, m)
-			for i, o := range all[start:min(start+maxElementsPerCommand, len(all))] {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString(strconv.FormatUint(uint64(o.slot), 10))
-				if verb == "add" {
-					fmt.Fprintf(b, " : %s . %d", o.ep.Addr(), o.ep.Port())
-				}
+		fmt.Fprintf(b, "%s element %s %s %s { ", verb, f.ip, tableName, ops[start].m)
+		for i, o := range ops[start:end] {
+			if i > 0 {
+				b.WriteString(", ")
 			}
-			b.WriteString(" }\n")
+			b.WriteString(strconv.FormatUint(uint64(o.slot), 10))
+			if verb == "add" {
+				b.WriteString(" : ")
+				b.WriteString(o.ep.Addr().String())
+				b.WriteString(" . ")
+				b.WriteString(strconv.Itoa(int(o.ep.Port())))
+			}
 		}
+		b.WriteString(" }\n")
+		start = end
 	}
 }
 

@@ -82,7 +82,7 @@ func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark
 	emptiedChains, emptiedSets := fs.staleChains, fs.staleSets
 	fs.reset()
 	fs.r.node = t.Node()
-	w := &txWriter{}
+	w := &txWriter{epAdd: make([]epOp, 0, endpointCount(t))}
 	fs.writeSkeleton(w, mark)
 	for sp := range t.All() {
 		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
@@ -112,6 +112,15 @@ func (fs *familyState) flushEndpointMaps(w *txWriter, existing existingObjects, 
 		}
 		fs.epMaps[s] = true
 	}
+}
+
+// endpointCount is the number of endpoint slots a full sync of t writes (an upper bound).
+func endpointCount(t *model.Table) int {
+	n := 0
+	for sp := range t.All() {
+		n += len(sp.Cluster) + len(sp.Local)
+	}
+	return n
 }
 
 // writeSkeleton writes the table, the shared sets and maps (flushed) and the fixed chains.
