@@ -41,7 +41,9 @@ func BenchmarkFullSyncRender(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		be := New(backends.Options{MasqueradeBit: 14})
-		be.newNFT = func(model.Family) (knftables.Interface, error) { return knftables.NewFake(knftables.IPv4Family, tableName), nil }
+		be.newNFT = func(model.Family) (knftables.Interface, error) {
+			return knftables.NewFake(knftables.IPv4Family, tableName), nil
+		}
 		if err := be.Sync(context.Background(), tbl, model.Diff{Full: true}); err != nil {
 			b.Fatal(err)
 		}
