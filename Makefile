@@ -48,6 +48,16 @@ demo-down:
 	$(GO) build -o bin/portico-demo ./e2e/demo
 	bin/portico-demo -down
 
+## bench: portico vs upstream kube-proxy (both nftables) at 1k/5k/10k Services: cold sync, change
+##        latency, churn, memory, CPU, the nft floor and the dataplane (root; tens of minutes).
+##        QUICK=1: N = 1,000 only, fewer samples (under 10 minutes). Writes docs/benchmarks.md,
+##        docs/bench-results.json and docs/bench-plot.png. Not part of `make test`.
+bench: build deps
+	e2e/tools/build.sh $(CLUSTER_BINS) etcd kube-apiserver kube-controller-manager kubectl kube-proxy
+	$(GO) build -o bin/portico-bench ./e2e/bench/cmd/portico-bench
+	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
+		bin/portico-bench -out docs $(if $(QUICK),-quick)
+
 ## lint: gofmt and go vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \

@@ -1,0 +1,151 @@
+// Command portico-bench is `make bench`: portico and upstream kube-proxy, both in nftables
+// mode, side by side at 1,000, 5,000 and 10,000 Services (QUICK=1: 1,000), against the
+// kernel's floor. It writes docs/benchmarks.md, docs/bench-results.json and
+// docs/bench-plot.png. Run it as root from the repository root; -render regenerates the
+// report and the plot from the JSON alone.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/portico-dev/portico/e2e/bench"
+	"github.com/portico-dev/portico/e2e/harness/cluster"
+)
+
+func main() {
+	quick := flag.Bool("quick", false, "the quick run: N = 1,000 only, fewer samples (under 10 minutes)")
+	out := flag.String("out", "docs", "directory for benchmarks.md, bench-results.json and bench-plot.png")
+	render := flag.Bool("render", false, "only regenerate benchmarks.md and bench-plot.png from <out>/bench-results.json")
+	scales := flag.String("scales", "", "comma-separated Service counts (default 1000,5000,10000; quick: 1000)")
+	samples := flag.Int("samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 20)")
+	churnSec := flag.Duration("churn", 0, "churn duration (default 20s; quick: 10s)")
+	churnRate := flag.Float64("churn-rate", 0, "changes per second under churn (default 50)")
+	conns := flag.Int("conns", 0, "dataplane connections per measurement (default 1000)")
+	proxies := flag.String("proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
+	logs := flag.String("logs", "", "directory to keep the proxies' logs in (default: discarded)")
+	seed := flag.Uint64("seed", 0, "random seed (default: time-based)")
+	profile := flag.Bool("profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles into -logs")
+	flag.Parse()
+
+	if *render {
+		if err := renderFrom(*out); err != nil {
+			fmt.Fprintln(os.Stderr, "portico-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	o := bench.DefaultOptions(*quick)
+	if *scales != "" {
+		o.Scales = nil
+		for _, s := range strings.Split(*scales, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "portico-bench: bad -scales value %q\n", s)
+				os.Exit(2)
+			}
+			o.Scales = append(o.Scales, n)
+		}
+	}
+	if *samples > 0 {
+		o.ChangeSamples = *samples
+	}
+	if *churnSec > 0 {
+		o.ChurnDuration = *churnSec
+	}
+	if *churnRate > 0 {
+		o.ChurnRate = *churnRate
+	}
+	if *conns > 0 {
+		o.DataplaneConns = *conns
+	}
+	if *proxies != "" {
+		o.Proxies = strings.Split(*proxies, ",")
+	}
+	o.Seed = *seed
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "portico-bench: run it from the repository:", err)
+		os.Exit(2)
+	}
+	o.RepoRoot = root
+	o.PorticoBin = envOr("PORTICO_BIN", filepath.Join(root, "bin", "portico"))
+	o.BinDir = envOr("PORTICO_CLUSTER_BINS", filepath.Join(root, ".cache", "bin"))
+	o.LogDir = *logs
+	o.Profile = *profile
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "portico-bench:", err)
+		os.Exit(1)
+	}
+	o.Partial = filepath.Join(*out, "bench-results.partial.json")
+	start := time.Now()
+	o.Log = func(format string, args ...any) {
+		fmt.Printf("[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "portico-bench: needs root (network namespaces, nftables)")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "\nportico-bench failed after %s: %v\npartial results: %s\n", time.Since(start).Round(time.Second), err, o.Partial)
+		if res != nil {
+			_ = res.Save(o.Partial)
+		}
+		os.Exit(1)
+	}
+	if err := write(*out, res); err != nil {
+		fmt.Fprintln(os.Stderr, "portico-bench:", err)
+		os.Exit(1)
+	}
+	_ = os.Remove(o.Partial)
+	fmt.Printf("\nbenchmark finished in %s: %s, %s, %s\n", time.Since(start).Round(time.Second),
+		filepath.Join(*out, "benchmarks.md"), filepath.Join(*out, "bench-results.json"), filepath.Join(*out, "bench-plot.png"))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// write saves the JSON and generates the report and the plot from it.
+func write(out string, res *bench.Results) error {
+	if err := res.Save(filepath.Join(out, "bench-results.json")); err != nil {
+		return err
+	}
+	return renderFrom(out)
+}
+
+func renderFrom(out string) error {
+	res, err := bench.LoadResults(filepath.Join(out, "bench-results.json"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "benchmarks.md"), []byte(bench.Report(res, "bench-plot.png")), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(out, "bench-plot.png"))
+	if err != nil {
+		return err
+	}
+	if err := bench.Plot(res, f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,605 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	vnetns "github.com/vishvananda/netns"
+
+	"github.com/portico-dev/portico/e2e/harness/netns"
+)
+
+// Metric names both proxies export.
+const (
+	metricLastSync    = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+	metricSyncDur     = "kubeproxy_sync_proxy_rules_duration_seconds"
+	metricNetProgram  = "kubeproxy_network_programming_duration_seconds"
+	coldTimeout       = 5 * time.Minute
+	coldKernelTimeout = 30 * time.Second
+)
+
+// phaseTracker measures one phase of a proxy's run.
+type phaseTracker struct {
+	ph        *Phase
+	mon       *Monitor
+	monBefore MonitorStats
+	wrapLog   string
+	wrapOff   int64
+}
+
+// startPhase waits (up to 10 s) for the machine to be at least half idle, then starts
+// measuring a phase.
+func startPhase(name string, mon *Monitor, p Proxy) *phaseTracker {
+	waited, idle := WaitIdle(0.5, 500*time.Millisecond, 10*time.Second)
+	t := &phaseTracker{ph: &Phase{Name: name, Start: time.Now(), LoadStart: LoadAvg(),
+		SettleS: waited.Seconds(), IdleFrac: idle}, mon: mon, monBefore: mon.Stats(), wrapLog: p.WrapLog()}
+	if st, err := os.Stat(t.wrapLog); err == nil {
+		t.wrapOff = st.Size()
+	}
+	return t
+}
+
+// end samples the proxy process and the nft runs of the phase.
+func (t *phaseTracker) end(ctx context.Context, p Proxy) *Phase {
+	t.ph.End = time.Now()
+	t.ph.LoadEnd = LoadAvg()
+	if pid := p.PID(); pid > 0 && p.Running() {
+		if s, err := SampleProc(pid); err == nil {
+			t.ph.Proc = s
+		}
+		if s, err := p.Scrape(ctx); err == nil {
+			v := func(n string) float64 { x, _ := s.Value(n, nil); return x }
+			t.ph.GoMem = GoMem{HeapAlloc: v("go_memstats_heap_alloc_bytes"), HeapInuse: v("go_memstats_heap_inuse_bytes"),
+				HeapIdle: v("go_memstats_heap_idle_bytes"), HeapReleased: v("go_memstats_heap_released_bytes"),
+				Sys: v("go_memstats_sys_bytes"), NextGC: v("go_memstats_next_gc_bytes"),
+				AllocTotal: v("go_memstats_alloc_bytes_total"), GCs: v("go_gc_duration_seconds")}
+		}
+	}
+	t.ph.NFT = readWrapLog(t.wrapLog, t.wrapOff)
+	t.ph.Monitor = t.mon.Stats().Delta(t.monBefore)
+	return t.ph
+}
+
+// readWrapLog summarises the wrapper's lines from offset off on.
+func readWrapLog(path string, off int64) NFTRuns {
+	r := NFTRuns{Kinds: map[string]int{}}
+	f, err := os.Open(path)
+	if err != nil {
+		return r
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return r
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 9 {
+			continue
+		}
+		rss, _ := strconv.ParseInt(fs[1], 10, 64)
+		wall, _ := strconv.ParseFloat(fs[2], 64)
+		user, _ := strconv.ParseFloat(fs[3], 64)
+		sys, _ := strconv.ParseFloat(fs[4], 64)
+		code, _ := strconv.Atoi(fs[5])
+		inBytes, _ := strconv.ParseInt(fs[6], 10, 64)
+		inLines, _ := strconv.ParseInt(fs[7], 10, 64)
+		r.Count++
+		r.InBytes += inBytes
+		if inBytes > r.MaxInBytes {
+			r.MaxInBytes, r.MaxInLines = inBytes, inLines
+		}
+		if code != 0 {
+			r.Failed++
+		}
+		r.MaxRSSKiB = max(r.MaxRSSKiB, rss)
+		r.WallS += wall / 1e6
+		r.MaxWallS = max(r.MaxWallS, wall/1e6)
+		r.CPUS += (user + sys) / 1e6
+		r.Kinds[nftKind(fs[8:])]++
+	}
+	return r
+}
+
+// nftKind names an nft invocation by its arguments ("-f -", "--check -f -", "list ...").
+func nftKind(args []string) string {
+	var keep []string
+	for _, a := range args {
+		if a == "--json" || a == "--terse" || a == "-j" || a == "-t" {
+			continue
+		}
+		keep = append(keep, a)
+		if len(keep) == 3 {
+			break
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// waitSynced polls the proxy's metrics until its last-sync timestamp of every family is
+// at or after t0, and returns the latest of them and the scrape.
+func waitSynced(ctx context.Context, p Proxy, t0 time.Time, timeout time.Duration) (time.Time, Scrape, error) {
+	deadline := time.Now().Add(timeout)
+	var last error
+	oneFamilySince := time.Time{}
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, nil, err
+		}
+		select {
+		case <-p.Exited():
+			return time.Time{}, nil, fmt.Errorf("%s exited before its first sync; log tail:\n%s", p.Name(), p.LogTail(30))
+		default:
+		}
+		s, err := p.Scrape(ctx)
+		if err == nil {
+			if at, ok := syncedAt(s, t0, &oneFamilySince); ok {
+				return at, s, nil
+			}
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return time.Time{}, nil, fmt.Errorf("%s did not report a sync within %s (last scrape error: %v); log tail:\n%s",
+		p.Name(), timeout, last, p.LogTail(30))
+}
+
+// syncedAt reads the last-sync timestamps: with an ip_family label, both IPv4 and IPv6
+// must be at or after t0 (one family alone is accepted after 20 s, for a single-stack
+// proxy); without the label, the single gauge must be.
+func syncedAt(s Scrape, t0 time.Time, oneSince *time.Time) (time.Time, bool) {
+	fams := s.Families(metricLastSync)
+	t0s := float64(t0.UnixNano()) / 1e9
+	if len(fams) == 0 {
+		v, ok := s.Value(metricLastSync, nil)
+		if !ok || v < t0s {
+			return time.Time{}, false
+		}
+		return unixFloat(v), true
+	}
+	latest, n := 0.0, 0
+	for _, f := range fams {
+		v, _ := s.Value(metricLastSync, map[string]string{"ip_family": f})
+		if v < t0s {
+			return time.Time{}, false
+		}
+		latest = max(latest, v)
+		n++
+	}
+	if n >= 2 {
+		return unixFloat(latest), true
+	}
+	if oneSince.IsZero() {
+		*oneSince = time.Now()
+	}
+	if time.Since(*oneSince) > 20*time.Second {
+		return unixFloat(latest), true
+	}
+	return time.Time{}, false
+}
+
+func unixFloat(v float64) time.Time {
+	sec, frac := math.Modf(v)
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+// measureCold starts the proxy and measures its cold full sync from the kernel side.
+func measureCold(ctx context.Context, p Proxy, mon *Monitor, expected []netip.Addr) (*Cold, error) {
+	c := &Cold{Expected: len(expected)}
+	mon.Expect(expected)
+	defer mon.StopExpect()
+	before := mon.Stats()
+	t0, err := p.Start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	at, s, err := waitSynced(ctx, p, t0, coldTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.MetricS = at.Sub(t0).Seconds()
+	h := s.Histogram(metricSyncDur)
+	c.SyncDurationS, c.SyncCount = h.Sum, h.Count
+	// Wait for the kernel side: every expected address seen and the commit after it.
+	kdeadline := time.Now().Add(coldKernelTimeout)
+	for time.Now().Before(kdeadline) {
+		if left, _, g := mon.ColdState(); left == 0 && g != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mon.Quiet(300*time.Millisecond, 10*time.Second)
+	left, allSeen, g := mon.ColdState()
+	c.Unseen = left
+	// The last commit received before the metric said both families were synced. The
+	// grace covers the observer receiving the NEWGEN a little after the proxy stamped its
+	// metric; no further sync can start within it (minSyncPeriod, and nothing changes).
+	gens := mon.GensBetween(t0, at.Add(200*time.Millisecond))
+	if len(gens) > 0 {
+		c.MetricGenS = gens[len(gens)-1].At.Sub(t0).Seconds()
+	}
+	if left == 0 {
+		c.AllSeenS = allSeen.Sub(t0).Seconds()
+	}
+	if g != nil {
+		c.AllSeenGenS = g.At.Sub(t0).Seconds()
+	}
+	switch {
+	case left == 0 && g != nil && c.AllSeenGenS >= c.MetricGenS:
+		c.KernelS, c.Criterion = c.AllSeenGenS, "commit after the last expected address appeared"
+	case left == 0 && g != nil:
+		c.KernelS, c.Criterion = c.MetricGenS, "last commit before the proxy reported both families synced"
+	case c.MetricGenS > 0:
+		c.KernelS, c.Criterion = c.MetricGenS, fmt.Sprintf("last commit before the proxy reported both families synced (%d expected addresses never seen)", left)
+	default:
+		c.KernelS, c.Criterion = c.MetricS, "proxy metric (no commit observed)"
+	}
+	end := t0.Add(time.Duration(c.KernelS * float64(time.Second)))
+	procs := map[string]bool{}
+	for _, g := range mon.GensBetween(t0, end) {
+		c.Commits++
+		procs[g.Proc] = true
+	}
+	for k := range procs {
+		c.CommitProcs = append(c.CommitProcs, k)
+	}
+	sort.Strings(c.CommitProcs)
+	d := mon.Stats().Delta(before)
+	c.Msgs, c.ENOBUFS = d.Msgs, mon.ENOBUFSBetween(t0, end.Add(time.Second))
+	return c, nil
+}
+
+// histLatency converts a network-programming histogram delta into MetricLatency.
+func histLatency(h Hist) MetricLatency {
+	return MetricLatency{Count: h.Count, P50: h.Quantile(0.5) * 1e3, P90: h.Quantile(0.9) * 1e3,
+		P99: h.Quantile(0.99) * 1e3, Mean: h.Mean() * 1e3, Hist: h}
+}
+
+// changeOpts are the one-endpoint change parameters.
+type changeOpts struct {
+	samples int
+	spacing time.Duration
+	timeout time.Duration
+}
+
+// measureChanges makes spaced one-endpoint changes and times each from the API write to
+// the first kernel notification holding the new address.
+func measureChanges(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n int, o changeOpts, rng *rand.Rand) (*Latency, error) {
+	l := &Latency{MsgTypes: map[string]int{}}
+	before, _ := p.Scrape(ctx)
+	monBefore := mon.Stats()
+	var acks []float64
+	var lastWrite, lastSeen time.Time
+	for k := 0; k < o.samples; k++ {
+		// Each change finds the proxy idle: more than minSyncPeriod after the previous
+		// write and after the last commit in node-a (a periodic sync, or the cold sync
+		// just before the first sample), so that no sample waits for the rate limiter.
+		for wait := 0; wait < 10; wait++ { // a commit may land while waiting: check again
+			next := lastWrite.Add(o.spacing)
+			for _, t := range []time.Time{lastSeen.Add(100 * time.Millisecond), mon.LastGen().Add(o.spacing)} {
+				if t.After(next) {
+					next = t
+				}
+			}
+			d := time.Until(next)
+			if d <= 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		addr := objs.NextAddr()
+		var w *Watch
+		ch, err := objs.ReplaceEndpoint(ctx, rng.IntN(n), addr, rng, func() { w = mon.Watch(addr) })
+		lastWrite = ch.Written
+		if err != nil {
+			l.Errors++
+			if w != nil {
+				mon.Unwatch(w)
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		acks = append(acks, ch.Acked.Sub(ch.Written).Seconds()*1e3)
+		select {
+		case <-w.Done():
+			l.Values = append(l.Values, w.At.Sub(ch.Written).Seconds()*1e3)
+			l.MsgTypes[w.MsgType]++
+			lastSeen = w.At
+		case <-time.After(o.timeout):
+			l.Missed++
+			mon.Unwatch(w)
+			lastSeen = time.Now()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	l.Samples = len(l.Values)
+	l.finish()
+	l.AckP50 = percentile(acks, 0.5)
+	time.Sleep(200 * time.Millisecond) // let the metric catch the last sample
+	if after, err := p.Scrape(ctx); err == nil && before != nil {
+		l.Metric = histLatency(after.Histogram(metricNetProgram).Sub(before.Histogram(metricNetProgram)))
+	}
+	l.Commits = mon.Stats().Delta(monBefore).Gens
+	return l, nil
+}
+
+// churnOpts are the churn parameters.
+type churnOpts struct {
+	rate    float64
+	dur     time.Duration
+	timeout time.Duration
+	workers int
+}
+
+// measureChurn writes changes at a steady rate and times each like measureChanges.
+func measureChurn(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n int, o churnOpts, rng *rand.Rand) (*Churn, error) {
+	c := &Churn{Rate: o.rate, Seconds: o.dur.Seconds()}
+	c.MsgTypes = map[string]int{}
+	before, _ := p.Scrape(ctx)
+	monBefore := mon.Stats()
+	perm := rng.Perm(n)
+	interval := time.Duration(float64(time.Second) / o.rate)
+	total := int(o.rate * o.dur.Seconds())
+	type result struct {
+		w   *Watch
+		ch  Change
+		err error
+	}
+	results := make(chan result, total)
+	sem := make(chan struct{}, o.workers)
+	var wg sync.WaitGroup
+	var rngMu sync.Mutex
+	start := time.Now()
+	tick := time.NewTicker(interval)
+	sent := 0
+	for sent < total {
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			wg.Wait()
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		i := perm[sent%len(perm)]
+		sent++
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.Errors++ // the apiserver fell behind: skip this tick's change
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			addr := objs.NextAddr()
+			var w *Watch
+			rngMu.Lock()
+			seed := rng.Uint64()
+			rngMu.Unlock()
+			r := rand.New(rand.NewPCG(seed, uint64(i)))
+			ch, err := objs.ReplaceEndpoint(ctx, i, addr, r, func() { w = mon.Watch(addr) })
+			results <- result{w: w, ch: ch, err: err}
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	writeEnd := time.Now()
+	close(results)
+	c.Achieved = float64(len(results)) / writeEnd.Sub(start).Seconds()
+	var pending []result
+	var acks []float64
+	for r := range results {
+		if r.err != nil {
+			c.Errors++
+			if r.w != nil {
+				mon.Unwatch(r.w)
+			}
+			continue
+		}
+		acks = append(acks, r.ch.Acked.Sub(r.ch.Written).Seconds()*1e3)
+		pending = append(pending, r)
+	}
+	deadline := writeEnd.Add(o.timeout)
+	for _, r := range pending {
+		select {
+		case <-r.w.Done(): // already seen: never count it as missed
+			c.Values = append(c.Values, r.w.At.Sub(r.ch.Written).Seconds()*1e3)
+			c.MsgTypes[r.w.MsgType]++
+			continue
+		default:
+		}
+		select {
+		case <-r.w.Done():
+			c.Values = append(c.Values, r.w.At.Sub(r.ch.Written).Seconds()*1e3)
+			c.MsgTypes[r.w.MsgType]++
+		case <-time.After(time.Until(deadline)):
+			c.Missed++
+			mon.Unwatch(r.w)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c.Samples = len(c.Values)
+	c.finish()
+	c.AckP50 = percentile(acks, 0.5)
+	mon.Quiet(300*time.Millisecond, 5*time.Second)
+	c.Commits = mon.Stats().Delta(monBefore).Gens
+	if c.Commits > 0 {
+		c.ChangesPerCommit = float64(c.Samples) / float64(c.Commits)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after, err := p.Scrape(ctx); err == nil && before != nil {
+		c.Metric = histLatency(after.Histogram(metricNetProgram).Sub(before.Histogram(metricNetProgram)))
+	}
+	return c, nil
+}
+
+// measureDataplane opens conns sequential TCP connections from a pod to the real
+// Service's cluster IP, timing connect() and the whole exchange (the server answers one
+// line and closes).
+func measureDataplane(ctx context.Context, topo *netns.Topology, from string, dst netip.AddrPort, conns int) *Dataplane {
+	d := &Dataplane{From: from, Target: dst.String(), Conns: conns}
+	var connect []float64
+	one := func(record bool) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var dl net.Dialer
+		t := time.Now()
+		c, err := dl.DialContext(cctx, "tcp4", dst.String())
+		ct := time.Since(t)
+		if err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err = bufio.NewReader(c).ReadString('\n')
+			c.Close()
+		}
+		if !record {
+			return
+		}
+		if err != nil {
+			d.Failed++
+			d.LastError = err.Error()
+			return
+		}
+		d.OK++
+		connect = append(connect, float64(ct.Microseconds()))
+	}
+	var elapsed time.Duration
+	err := topo.Do(from, func() error {
+		for i := 0; i < 50; i++ { // warm-up: neighbour entries, caches, code paths
+			one(false)
+		}
+		start := time.Now()
+		for i := 0; i < conns && ctx.Err() == nil; i++ {
+			one(true)
+		}
+		elapsed = time.Since(start)
+		return nil
+	})
+	if err != nil {
+		d.LastError = err.Error()
+	}
+	d.ConnectP50, d.ConnectP90, d.ConnectP99 = percentile(connect, 0.5), percentile(connect, 0.9), percentile(connect, 0.99)
+	d.ConnectMean = mean(connect)
+	if elapsed > 0 {
+		d.ConnsPerSec = float64(d.OK) / elapsed.Seconds()
+	}
+	d.Values = connect
+	return d
+}
+
+// dumpRuleset lists the proxy's tables in node-a into one file.
+func dumpRuleset(ctx context.Context, topo *netns.Topology, p Proxy, path string) (int64, int, error) {
+	var b strings.Builder
+	for _, t := range p.Tables() {
+		out, err := nftIn(ctx, topo, netns.NodeA, "list", "table", t[0], t[1])
+		if err != nil {
+			return 0, 0, err
+		}
+		b.WriteString(out)
+		b.WriteString("\n")
+	}
+	s := b.String()
+	return int64(len(s)), strings.Count(s, "\n"), os.WriteFile(path, []byte(s), 0o644)
+}
+
+// floorNS is the scratch namespace the floor is measured in.
+func floorNS(topo *netns.Topology) string { return topo.Prefix() + "-floor" }
+
+// deleteFloorNS removes the scratch namespace if it exists.
+func deleteFloorNS(topo *netns.Topology) error {
+	name := floorNS(topo)
+	if _, err := os.Stat(filepath.Join(netns.RunDir, name)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip netns delete %s: %w: %s", name, err, out)
+	}
+	return nil
+}
+
+// loadOnce creates a fresh namespace, times `nft -f path` in it and deletes it. nft runs
+// through the wrapper, as the proxies' nft runs do: started straight from this (large)
+// process, a child's maxrss would count this process's RSS at the moment of exec.
+func loadOnce(ctx context.Context, topo *netns.Topology, nt nftTools, path string) (time.Duration, NFTRuns, error) {
+	name := floorNS(topo)
+	_ = deleteFloorNS(topo)
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return 0, NFTRuns{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
+	}
+	defer deleteFloorNS(topo)
+	h, err := vnetns.GetFromName(name)
+	if err != nil {
+		return 0, NFTRuns{}, err
+	}
+	defer h.Close()
+	var off int64
+	if st, err := os.Stat(nt.log); err == nil {
+		off = st.Size()
+	}
+	cmd := exec.CommandContext(ctx, nt.wrapper, "-f", path)
+	cmd.Env = append(os.Environ(), "NFTWRAP_LOG="+nt.log, "NFTWRAP_REAL="+nt.real)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	var start time.Time
+	// The child inherits the namespace of the thread that forks it.
+	if err := netns.DoIn(h, func() error { start = time.Now(); return cmd.Start() }); err != nil {
+		return 0, NFTRuns{}, err
+	}
+	err = cmd.Wait()
+	el := time.Since(start)
+	if err != nil {
+		return el, NFTRuns{}, fmt.Errorf("nft -f: %w: %s", err, lastLines(stderr.String(), 5))
+	}
+	return el, readWrapLog(nt.log, off), nil
+}
+
+// nftTools are the nft wrapper, its log for the floor's runs and the real nft.
+type nftTools struct{ wrapper, log, real string }
+
+// measureFloor times nft loading the dumped ruleset into a fresh namespace: three times
+// when that is quick, once when it takes more than 5 s; the median counts.
+func measureFloor(ctx context.Context, topo *netns.Topology, nt nftTools, path string, bytes int64, lines int) *Floor {
+	f := &Floor{RulesetBytes: bytes, RulesetLines: lines}
+	for r := 0; r < 3; r++ {
+		el, run, err := loadOnce(ctx, topo, nt, path)
+		if err != nil {
+			f.Error = err.Error()
+			return f
+		}
+		f.Runs = append(f.Runs, el.Seconds())
+		f.MaxRSSKiB = max(f.MaxRSSKiB, run.MaxRSSKiB)
+		f.CPUS += run.CPUS
+		if el > 5*time.Second {
+			break
+		}
+	}
+	f.CPUS /= float64(len(f.Runs))
+	f.MedianS = percentile(f.Runs, 0.5)
+	return f
+}

@@ -1,0 +1,409 @@
+package bench
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/portico-dev/portico/e2e/harness/netns"
+)
+
+// Monitor listens to the nf_tables notifications of one network namespace (netlink group
+// NFNLGRP_NFTABLES on a NETLINK_NETFILTER socket created inside it) and timestamps every
+// message when it is received. The kernel sends them when a transaction commits: one
+// message per object created or deleted (tables, chains, rules, sets, elements), then a
+// NEWGEN message that closes the commit.
+//
+// It answers two questions: when did the kernel first hold a given IPv4 address in any
+// object (Watch, for change latency; Expect, for the end of a cold sync), and when did each
+// commit happen (Gens).
+type Monitor struct {
+	fd   int
+	done chan struct{}
+
+	mu      sync.Mutex
+	stopped bool
+	gens    []Gen
+	msgs    int64
+	bytes   int64
+	byType  map[string]int64
+	enobufs []time.Time
+	lastMsg time.Time
+	watches map[[4]byte]*Watch
+	expect  map[[4]byte]bool
+	expLeft int
+	allSeen time.Time // when the last expected address was seen (zero until then)
+	// coldGen is the first commit received at or after allSeen.
+	coldGen *Gen
+	// second bytes of the 10.x.y.z addresses worth a map lookup.
+	interesting [256]bool
+}
+
+// Gen is one commit (an NFT_MSG_NEWGEN notification).
+type Gen struct {
+	At   time.Time `json:"at"`
+	ID   uint32    `json:"id"`
+	PID  uint32    `json:"pid"`
+	Proc string    `json:"proc"`
+	// Msgs is how many messages (this commit's included) the monitor had received when it
+	// received this one.
+	Msgs int64 `json:"msgs"`
+}
+
+// Watch waits for the first notification holding an address.
+type Watch struct {
+	Addr  netip.Addr
+	Since time.Time
+	// At is set once a message holding the address was received; MsgType is its type.
+	At      time.Time
+	MsgType string
+	done    chan struct{}
+}
+
+// Done is closed when the address was seen.
+func (w *Watch) Done() <-chan struct{} { return w.done }
+
+// rcvBuf is the socket's receive buffer: a cold sync of 10,000 Services sends hundreds of
+// thousands of messages at once.
+const rcvBuf = 256 << 20
+
+// Netlink constants not all spelled out by x/sys/unix.
+const (
+	nfnlSubsysNFTables = 10
+	nftMsgNewGen       = 15
+	nftaGenID          = 1
+	nftaGenProcPID     = 2
+	nftaGenProcName    = 3
+)
+
+var nftMsgNames = []string{"NEWTABLE", "GETTABLE", "DELTABLE", "NEWCHAIN", "GETCHAIN", "DELCHAIN",
+	"NEWRULE", "GETRULE", "DELRULE", "NEWSET", "GETSET", "DELSET", "NEWSETELEM", "GETSETELEM",
+	"DELSETELEM", "NEWGEN", "GETGEN", "TRACE", "NEWOBJ", "GETOBJ", "DELOBJ", "GETOBJ_RESET",
+	"NEWFLOWTABLE", "GETFLOWTABLE", "DELFLOWTABLE"}
+
+func msgName(t uint16) string {
+	if t>>8 != nfnlSubsysNFTables {
+		return fmt.Sprintf("other-%#x", t)
+	}
+	if m := int(t & 0xff); m < len(nftMsgNames) {
+		return nftMsgNames[m]
+	}
+	return fmt.Sprintf("nft-%d", t&0xff)
+}
+
+// StartMonitor opens the socket inside namespace h (on a thread switched into it) and
+// starts reading.
+func StartMonitor(h vnetns.NsHandle) (*Monitor, error) {
+	m := &Monitor{fd: -1, done: make(chan struct{}), byType: map[string]int64{},
+		watches: map[[4]byte]*Watch{}}
+	err := netns.DoIn(h, func() error {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		if err != nil {
+			return fmt.Errorf("netlink socket: %w", err)
+		}
+		m.fd = fd
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.setup(); err != nil {
+		unix.Close(m.fd)
+		return nil, err
+	}
+	go m.read()
+	return m, nil
+}
+
+func (m *Monitor) setup() error {
+	if err := unix.SetsockoptInt(m.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf); err != nil {
+		return fmt.Errorf("SO_RCVBUFFORCE: %w", err)
+	}
+	// A receive timeout lets the reader notice Close.
+	tv := unix.Timeval{Usec: 200_000}
+	if err := unix.SetsockoptTimeval(m.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("SO_RCVTIMEO: %w", err)
+	}
+	if err := unix.Bind(m.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.NFNLGRP_NFTABLES); err != nil {
+		return fmt.Errorf("join NFNLGRP_NFTABLES: %w", err)
+	}
+	return nil
+}
+
+// Close stops the reader and closes the socket.
+func (m *Monitor) Close() {
+	m.mu.Lock()
+	already := m.stopped
+	m.stopped = true
+	m.mu.Unlock()
+	if already {
+		return
+	}
+	<-m.done
+	unix.Close(m.fd)
+}
+
+func (m *Monitor) read() {
+	defer close(m.done)
+	buf := make([]byte, 4<<20)
+	for {
+		m.mu.Lock()
+		stop := m.stopped
+		m.mu.Unlock()
+		if stop {
+			return
+		}
+		n, _, err := unix.Recvfrom(m.fd, buf, 0)
+		now := time.Now()
+		if err != nil {
+			switch {
+			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			case errors.Is(err, unix.ENOBUFS):
+				m.mu.Lock()
+				m.enobufs = append(m.enobufs, now)
+				m.mu.Unlock()
+			default:
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		m.handle(buf[:n], now)
+	}
+}
+
+// handle processes one datagram (one or more netlink messages) received at now.
+func (m *Monitor) handle(b []byte, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastMsg = now
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(binary.NativeEndian.Uint32(b[0:4]))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			return
+		}
+		typ := binary.NativeEndian.Uint16(b[4:6])
+		payload := b[unix.NLMSG_HDRLEN:l]
+		m.msgs++
+		m.bytes += int64(l)
+		name := msgName(typ)
+		m.byType[name]++
+		if typ>>8 == nfnlSubsysNFTables && typ&0xff == nftMsgNewGen {
+			g := parseGen(payload, now)
+			g.Msgs = m.msgs
+			m.gens = append(m.gens, g)
+			if !m.allSeen.IsZero() && m.coldGen == nil {
+				gg := g
+				m.coldGen = &gg
+			}
+		} else if len(m.watches) > 0 || m.expLeft > 0 {
+			m.scan(payload, now, name)
+		}
+		b = b[min(nlmAlign(l), len(b)):]
+	}
+}
+
+func nlmAlign(l int) int { return (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+
+// scan looks for the watched and expected IPv4 addresses (all in 10.0.0.0/8) anywhere in
+// a message: in set elements and rule expressions an address is 4 consecutive bytes.
+func (m *Monitor) scan(p []byte, now time.Time, name string) {
+	for i := 0; i+4 <= len(p); i++ {
+		if p[i] != 10 || !m.interesting[p[i+1]] {
+			continue
+		}
+		k := [4]byte{p[i], p[i+1], p[i+2], p[i+3]}
+		if w, ok := m.watches[k]; ok {
+			delete(m.watches, k)
+			w.At, w.MsgType = now, name
+			close(w.done)
+		}
+		if m.expLeft > 0 && m.expect[k] {
+			delete(m.expect, k)
+			m.expLeft--
+			if m.expLeft == 0 {
+				m.allSeen = now
+			}
+		}
+	}
+}
+
+func parseGen(p []byte, now time.Time) Gen {
+	g := Gen{At: now}
+	if len(p) < 4 {
+		return g
+	}
+	p = p[4:] // struct nfgenmsg
+	for len(p) >= 4 {
+		l := int(binary.NativeEndian.Uint16(p[0:2]))
+		t := binary.NativeEndian.Uint16(p[2:4]) & 0x3fff
+		if l < 4 || l > len(p) {
+			break
+		}
+		v := p[4:l]
+		switch {
+		case t == nftaGenID && len(v) >= 4:
+			g.ID = binary.BigEndian.Uint32(v)
+		case t == nftaGenProcPID && len(v) >= 4:
+			g.PID = binary.BigEndian.Uint32(v)
+		case t == nftaGenProcName:
+			for i, c := range v {
+				if c == 0 {
+					v = v[:i]
+					break
+				}
+			}
+			g.Proc = string(v)
+		}
+		p = p[min((l+3)&^3, len(p)):]
+	}
+	return g
+}
+
+func key4(a netip.Addr) [4]byte { return a.As4() }
+
+// Watch starts waiting for the first message, received from now on, that holds a (an
+// address of 10.0.0.0/8).
+func (m *Monitor) Watch(a netip.Addr) *Watch {
+	w := &Watch{Addr: a, done: make(chan struct{})}
+	k := key4(a)
+	m.mu.Lock()
+	m.interesting[k[1]] = true
+	w.Since = time.Now()
+	m.watches[k] = w
+	m.mu.Unlock()
+	return w
+}
+
+// Unwatch drops a watch that was not satisfied.
+func (m *Monitor) Unwatch(w *Watch) {
+	m.mu.Lock()
+	if cur, ok := m.watches[key4(w.Addr)]; ok && cur == w {
+		delete(m.watches, key4(w.Addr))
+	}
+	m.mu.Unlock()
+}
+
+// Expect resets the cold-sync tracking: from now on, every address of addrs (all in
+// 10.0.0.0/8) must appear in some message; the first commit received after the last one
+// appeared is the cold sync's end (ColdEnd).
+func (m *Monitor) Expect(addrs []netip.Addr) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expect = make(map[[4]byte]bool, len(addrs))
+	for _, a := range addrs {
+		k := key4(a)
+		m.expect[k] = true
+		m.interesting[k[1]] = true
+	}
+	m.expLeft = len(m.expect)
+	m.allSeen, m.coldGen = time.Time{}, nil
+}
+
+// ColdState reports the cold-sync tracking: how many expected addresses are still unseen,
+// when the last one was seen, and the commit that followed (nil until received).
+func (m *Monitor) ColdState() (left int, allSeen time.Time, gen *Gen) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.expLeft, m.allSeen, m.coldGen
+}
+
+// StopExpect ends cold-sync tracking.
+func (m *Monitor) StopExpect() {
+	m.mu.Lock()
+	m.expect, m.expLeft = nil, 0
+	m.mu.Unlock()
+}
+
+// MonitorStats are counters since the monitor started.
+type MonitorStats struct {
+	Msgs    int64            `json:"msgs"`
+	Bytes   int64            `json:"bytes"`
+	ByType  map[string]int64 `json:"by_type"`
+	ENOBUFS int              `json:"enobufs"`
+	Gens    int              `json:"gens"`
+	LastMsg time.Time        `json:"last_msg"`
+}
+
+// Stats returns the counters.
+func (m *Monitor) Stats() MonitorStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	bt := make(map[string]int64, len(m.byType))
+	for k, v := range m.byType {
+		bt[k] = v
+	}
+	return MonitorStats{Msgs: m.msgs, Bytes: m.bytes, ByType: bt, ENOBUFS: len(m.enobufs), Gens: len(m.gens), LastMsg: m.lastMsg}
+}
+
+// Delta returns s minus an earlier snapshot.
+func (s MonitorStats) Delta(prev MonitorStats) MonitorStats {
+	d := MonitorStats{Msgs: s.Msgs - prev.Msgs, Bytes: s.Bytes - prev.Bytes, ENOBUFS: s.ENOBUFS - prev.ENOBUFS,
+		Gens: s.Gens - prev.Gens, LastMsg: s.LastMsg, ByType: map[string]int64{}}
+	for k, v := range s.ByType {
+		if v-prev.ByType[k] != 0 {
+			d.ByType[k] = v - prev.ByType[k]
+		}
+	}
+	return d
+}
+
+// GensBetween returns the commits received in [from, to].
+func (m *Monitor) GensBetween(from, to time.Time) []Gen {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Gen
+	for _, g := range m.gens {
+		if !g.At.Before(from) && !g.At.After(to) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// LastGen returns when the last commit was received (zero if none).
+func (m *Monitor) LastGen() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.gens) == 0 {
+		return time.Time{}
+	}
+	return m.gens[len(m.gens)-1].At
+}
+
+// ENOBUFSBetween counts receive-buffer overruns in [from, to].
+func (m *Monitor) ENOBUFSBetween(from, to time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, t := range m.enobufs {
+		if !t.Before(from) && !t.After(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// Quiet waits until no message arrived for quiet (at most max), and reports whether it
+// got quiet.
+func (m *Monitor) Quiet(quiet, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		last := m.lastMsg
+		m.mu.Unlock()
+		if time.Since(last) >= quiet {
+			return true
+		}
+		time.Sleep(quiet / 4)
+	}
+	return false
+}

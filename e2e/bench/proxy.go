@@ -1,0 +1,324 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/portico-dev/portico/config"
+	"github.com/portico-dev/portico/e2e/harness/cluster"
+	"github.com/portico-dev/portico/e2e/harness/netns"
+	"github.com/portico-dev/portico/e2e/harness/portico"
+	"github.com/portico-dev/portico/e2e/harness/proc"
+)
+
+// Proxy is one proxy under test, run in node-a with the nft wrapper first in its PATH.
+type Proxy interface {
+	// Name is "portico" or "kube-proxy".
+	Name() string
+	// Start launches the process and returns the moment just before it was launched.
+	Start(ctx context.Context) (time.Time, error)
+	// Stop sends SIGTERM (then SIGKILL) and waits.
+	Stop() error
+	// Cleanup runs the proxy's own cleanup command in node-a.
+	Cleanup(ctx context.Context) (string, error)
+	PID() int
+	Running() bool
+	Exited() <-chan struct{}
+	LogTail(n int) string
+	// Scrape reads its /metrics.
+	Scrape(ctx context.Context) (Scrape, error)
+	// Tables are the nftables tables it owns (family, name).
+	Tables() [][2]string
+	// WrapLog is the nft wrapper's log of this proxy's nft runs.
+	WrapLog() string
+	// Describe says how it was configured (for the report).
+	Describe() string
+	// Get fetches a path of its metrics server (/debug/pprof/... with profiling on).
+	Get(ctx context.Context, path string) ([]byte, error)
+}
+
+// Common settings of both proxies.
+const (
+	minSyncPeriod = "1s"
+	syncPeriod    = "30s"
+	verbosity     = "-v=2"
+	clusterCIDR   = "10.244.0.0/16,fd00:244::/48"
+	kpMetricsPort = 10349
+	kpHealthzPort = 10356
+)
+
+// wrapEnv returns the `env` prefix that puts the nft wrapper first in a proxy's PATH.
+func wrapEnv(wrapDir, wrapLog, realNFT string) []string {
+	return []string{"env",
+		"PATH=" + wrapDir + ":" + os.Getenv("PATH"),
+		"NFTWRAP_LOG=" + wrapLog,
+		"NFTWRAP_REAL=" + realNFT,
+	}
+}
+
+// porticoProxy runs portico from the kube-system/kube-proxy ConfigMap, the way the harness
+// does, but launched through `env` so that its nft runs go through the wrapper.
+type porticoProxy struct {
+	h       *portico.Portico
+	cl      *cluster.Cluster
+	topo    *netns.Topology
+	dir     string
+	argvEnv []string
+	wrapLog string
+	proc    *proc.Process
+	scr     *scraper
+}
+
+func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *porticoProxy {
+	cfg := map[string]any{
+		"nftables": map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
+		"iptables": map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
+	}
+	if profiling {
+		cfg["enableProfiling"] = true
+	}
+	h := portico.New(portico.Options{Bin: bin, Topology: topo, Cluster: cl, Dir: dir, Config: cfg})
+	wl := filepath.Join(dir, "nft-runs.log")
+	return &porticoProxy{h: h, cl: cl, topo: topo, dir: dir, wrapLog: wl,
+		argvEnv: wrapEnv(wrapDir, wl, realNFT), scr: newScraper(topo, netns.NodeA, portico.MetricsPort)}
+}
+
+func (p *porticoProxy) Name() string { return "portico" }
+
+func (p *porticoProxy) configPath() string { return filepath.Join(p.dir, config.ConfigMapKey) }
+
+// writeConfig publishes the configuration as the kube-proxy ConfigMap and writes its
+// config.conf where a DaemonSet would mount it.
+func (p *porticoProxy) writeConfig(ctx context.Context) error {
+	body, err := yaml.Marshal(p.h.ConfigDocument())
+	if err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: metav1.NamespaceSystem, Labels: map[string]string{"app": "kube-proxy"}},
+		Data:       map[string]string{config.ConfigMapKey: string(body)},
+	}
+	cms := p.cl.Client().CoreV1().ConfigMaps(metav1.NamespaceSystem)
+	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("creating the kube-proxy ConfigMap: %w", err)
+	}
+	got, err := cms.Get(ctx, "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	data, err := config.FromConfigMap(got)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p.configPath(), data, 0o644)
+}
+
+func (p *porticoProxy) Start(ctx context.Context) (time.Time, error) {
+	if err := p.writeConfig(ctx); err != nil {
+		return time.Time{}, err
+	}
+	if p.proc == nil {
+		argv := append(append([]string{}, p.argvEnv...), p.h.Bin(), "--config="+p.configPath(),
+			"--hostname-override="+netns.NodeA, verbosity)
+		p.proc = proc.New("portico", p.topo.Name(netns.NodeA), filepath.Join(p.dir, "portico.log"), argv)
+	}
+	t0 := time.Now()
+	_, err := p.proc.Start()
+	return t0, err
+}
+
+func (p *porticoProxy) Stop() error {
+	if p.proc == nil {
+		return nil
+	}
+	return p.proc.Stop(10 * time.Second)
+}
+
+func (p *porticoProxy) Cleanup(ctx context.Context) (string, error) {
+	return p.h.Command(ctx, "cleanup")
+}
+
+func (p *porticoProxy) PID() int {
+	if p.proc == nil {
+		return 0
+	}
+	return p.proc.PID()
+}
+
+func (p *porticoProxy) Running() bool { return p.proc != nil && p.proc.Running() }
+
+func (p *porticoProxy) Exited() <-chan struct{} {
+	if p.proc == nil {
+		return nil
+	}
+	return p.proc.Exited()
+}
+
+func (p *porticoProxy) LogTail(n int) string {
+	if p.proc == nil {
+		return ""
+	}
+	return p.proc.Tail(n)
+}
+
+func (p *porticoProxy) Scrape(ctx context.Context) (Scrape, error) { return p.scr.scrape(ctx) }
+
+func (p *porticoProxy) Get(ctx context.Context, path string) ([]byte, error) {
+	return p.scr.get(ctx, path)
+}
+
+func (p *porticoProxy) Tables() [][2]string {
+	return [][2]string{{"ip", "portico"}, {"ip6", "portico"}}
+}
+
+func (p *porticoProxy) WrapLog() string { return p.wrapLog }
+
+func (p *porticoProxy) Describe() string {
+	return fmt.Sprintf("`%s --config=config.conf --hostname-override=node-a %s` from the kube-system/kube-proxy ConfigMap "+
+		"(mode nftables, nftables.minSyncPeriod %s, syncPeriod %s)", filepath.Base(p.h.Bin()), verbosity, minSyncPeriod, syncPeriod)
+}
+
+// kubeProxy runs upstream kube-proxy in nftables mode from a KubeProxyConfiguration file.
+type kubeProxy struct {
+	bin       string
+	profiling bool
+	cl        *cluster.Cluster
+	topo      *netns.Topology
+	dir       string
+	argvEnv   []string
+	wrapLog   string
+	proc      *proc.Process
+	scr       *scraper
+}
+
+func newKubeProxy(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *kubeProxy {
+	wl := filepath.Join(dir, "nft-runs.log")
+	return &kubeProxy{bin: bin, profiling: profiling, cl: cl, topo: topo, dir: dir, wrapLog: wl, argvEnv: wrapEnv(wrapDir, wl, realNFT),
+		scr: newScraper(topo, netns.NodeA, kpMetricsPort)}
+}
+
+func (k *kubeProxy) Name() string { return "kube-proxy" }
+
+func (k *kubeProxy) configPath() string { return filepath.Join(k.dir, "kube-proxy.yaml") }
+
+// configDocument is what kubeadm would write, with the settings a network namespace needs
+// (see /work/shared/control-plane.md): no conntrack sysctl, the Node's name, own ports.
+func (k *kubeProxy) configDocument() map[string]any {
+	return map[string]any{
+		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
+		"kind":               "KubeProxyConfiguration",
+		"mode":               "nftables",
+		"clusterCIDR":        clusterCIDR,
+		"bindAddress":        "0.0.0.0",
+		"hostnameOverride":   netns.NodeA,
+		"metricsBindAddress": fmt.Sprintf("127.0.0.1:%d", kpMetricsPort),
+		"healthzBindAddress": fmt.Sprintf("0.0.0.0:%d", kpHealthzPort),
+		"clientConnection":   map[string]any{"kubeconfig": k.cl.Kubeconfig()},
+		"conntrack":          map[string]any{"maxPerCore": 0},
+		"nftables":           map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
+		"enableProfiling":    k.profiling,
+	}
+}
+
+func (k *kubeProxy) Start(ctx context.Context) (time.Time, error) {
+	body, err := yaml.Marshal(k.configDocument())
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := os.WriteFile(k.configPath(), body, 0o644); err != nil {
+		return time.Time{}, err
+	}
+	if k.proc == nil {
+		argv := append(append([]string{}, k.argvEnv...), k.bin, "--config="+k.configPath(), verbosity)
+		k.proc = proc.New("kube-proxy", k.topo.Name(netns.NodeA), filepath.Join(k.dir, "kube-proxy.log"), argv)
+	}
+	t0 := time.Now()
+	_, err = k.proc.Start()
+	return t0, err
+}
+
+func (k *kubeProxy) Stop() error {
+	if k.proc == nil {
+		return nil
+	}
+	return k.proc.Stop(10 * time.Second)
+}
+
+func (k *kubeProxy) Cleanup(ctx context.Context) (string, error) {
+	cmd := k.topo.Exec(ctx, netns.NodeA, k.bin, "--cleanup", "--config="+k.configPath(), verbosity)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kube-proxy --cleanup: %w: %s", err, lastLines(string(out), 10))
+	}
+	return string(out), nil
+}
+
+func (k *kubeProxy) PID() int {
+	if k.proc == nil {
+		return 0
+	}
+	return k.proc.PID()
+}
+
+func (k *kubeProxy) Running() bool { return k.proc != nil && k.proc.Running() }
+
+func (k *kubeProxy) Exited() <-chan struct{} {
+	if k.proc == nil {
+		return nil
+	}
+	return k.proc.Exited()
+}
+
+func (k *kubeProxy) LogTail(n int) string {
+	if k.proc == nil {
+		return ""
+	}
+	return k.proc.Tail(n)
+}
+
+func (k *kubeProxy) Scrape(ctx context.Context) (Scrape, error) { return k.scr.scrape(ctx) }
+
+func (k *kubeProxy) Get(ctx context.Context, path string) ([]byte, error) {
+	return k.scr.get(ctx, path)
+}
+
+func (k *kubeProxy) Tables() [][2]string {
+	return [][2]string{{"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
+}
+
+func (k *kubeProxy) WrapLog() string { return k.wrapLog }
+
+func (k *kubeProxy) Describe() string {
+	return fmt.Sprintf("`kube-proxy --config=kube-proxy.yaml %s` (mode nftables, hostnameOverride node-a, "+
+		"conntrack.maxPerCore 0, nftables.minSyncPeriod %s, syncPeriod %s)", verbosity, minSyncPeriod, syncPeriod)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// nftIn runs nft in a namespace of the topology and returns its output.
+func nftIn(ctx context.Context, topo *netns.Topology, ns string, args ...string) (string, error) {
+	out, err := topo.Exec(ctx, ns, append([]string{"nft"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), topo.Name(ns), err, lastLines(string(out), 5))
+	}
+	return string(out), nil
+}

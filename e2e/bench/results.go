@@ -1,0 +1,372 @@
+package bench
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"reflect"
+	"sort"
+	"time"
+)
+
+// SchemaVersion is the version of the JSON results format.
+const SchemaVersion = 1
+
+// Results is everything one run measured; docs/bench-results.json holds it and the
+// report is generated from it alone.
+type Results struct {
+	Schema   int       `json:"schema"`
+	Quick    bool      `json:"quick"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	// ControlPlane lists the control-plane processes that ran (api namespace).
+	ControlPlane []string `json:"control_plane"`
+	LoadStart    string   `json:"load_start"`
+	LoadEnd      string   `json:"load_end"`
+	// Baseline runs each proxy with only the real Service (and the apiserver's own).
+	Baseline []*ProxyRun `json:"baseline"`
+	Scales   []*ScaleRun `json:"scales"`
+	Notes    []string    `json:"notes,omitempty"`
+	Errors   []string    `json:"errors,omitempty"`
+}
+
+// Settings are the run's parameters.
+type Settings struct {
+	Scales          []int             `json:"scales"`
+	Endpoints       int               `json:"endpoints"`
+	ChangeSamples   int               `json:"change_samples"`
+	ChangeSpacingS  float64           `json:"change_spacing_s"`
+	ChangeTimeoutS  float64           `json:"change_timeout_s"`
+	ChurnRate       float64           `json:"churn_rate"`
+	ChurnSeconds    float64           `json:"churn_seconds"`
+	DataplaneConns  int               `json:"dataplane_conns"`
+	MinSyncPeriod   string            `json:"min_sync_period"`
+	SyncPeriod      string            `json:"sync_period"`
+	Verbosity       string            `json:"verbosity"`
+	ProxyCommands   map[string]string `json:"proxy_commands"`
+	MonitorRcvBufMB int               `json:"monitor_rcvbuf_mib"`
+}
+
+// ScaleRun is one N: loading the objects, then each proxy in turn.
+type ScaleRun struct {
+	N            int         `json:"n"`
+	Created      int         `json:"created"`
+	LoadSeconds  float64     `json:"load_seconds"`
+	LoadAvgStart string      `json:"loadavg_start"`
+	LoadAvgEnd   string      `json:"loadavg_end"`
+	Proxies      []*ProxyRun `json:"proxies"`
+}
+
+// Proxy returns the run of a proxy by name (nil if none).
+func (s *ScaleRun) Proxy(name string) *ProxyRun {
+	if s == nil {
+		return nil
+	}
+	for _, p := range s.Proxies {
+		if p.Proxy == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// ProxyRun is one proxy at one N.
+type ProxyRun struct {
+	Proxy     string     `json:"proxy"`
+	N         int        `json:"n"`
+	Cold      *Cold      `json:"cold,omitempty"`
+	Floor     *Floor     `json:"floor,omitempty"`
+	Change    *Latency   `json:"change,omitempty"`
+	Churn     *Churn     `json:"churn,omitempty"`
+	Dataplane *Dataplane `json:"dataplane,omitempty"`
+	Phases    []*Phase   `json:"phases"`
+	// RulesetBefore is node-a's ruleset before the proxy started (should be empty).
+	RulesetBefore string `json:"ruleset_before,omitempty"`
+	// Leftovers is node-a's ruleset after the proxy's own cleanup (should be empty).
+	Leftovers    string   `json:"leftovers,omitempty"`
+	CleanupError string   `json:"cleanup_error,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
+}
+
+// Phase returns a phase by name (nil if none).
+func (p *ProxyRun) Phase(name string) *Phase {
+	if p == nil {
+		return nil
+	}
+	for _, ph := range p.Phases {
+		if ph.Name == name {
+			return ph
+		}
+	}
+	return nil
+}
+
+// PeakHWM is the proxy's largest VmHWM over its phases (KiB).
+func (p *ProxyRun) PeakHWM() int64 {
+	var m int64
+	for _, ph := range p.Phases {
+		m = max(m, ph.Proc.HWMKiB)
+	}
+	return m
+}
+
+// PeakNFT is the largest nft child's peak RSS over the phases (KiB).
+func (p *ProxyRun) PeakNFT() int64 {
+	var m int64
+	for _, ph := range p.Phases {
+		m = max(m, ph.NFT.MaxRSSKiB)
+	}
+	return m
+}
+
+// NFTRunsTotal counts nft runs over the phases.
+func (p *ProxyRun) NFTRunsTotal() int {
+	n := 0
+	for _, ph := range p.Phases {
+		n += ph.NFT.Count
+	}
+	return n
+}
+
+// LastCPU is the CPU seconds at the end of the last phase.
+func (p *ProxyRun) LastCPU() float64 {
+	if len(p.Phases) == 0 {
+		return math.NaN()
+	}
+	return p.Phases[len(p.Phases)-1].Proc.CPU()
+}
+
+// Phase is one measured stretch of a proxy's run, with its resource use at the end.
+type Phase struct {
+	Name      string    `json:"name"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	LoadStart string    `json:"loadavg_start"`
+	LoadEnd   string    `json:"loadavg_end"`
+	// SettleS is how long the phase waited for the machine to be idle before it started
+	// (IdleFrac: the CPUs' idle fraction in the last 500 ms window).
+	SettleS  float64    `json:"settle_s"`
+	IdleFrac float64    `json:"idle_frac"`
+	Proc     ProcSample `json:"proc"`
+	// GoMem is the proxy's Go memory statistics at the end (from its /metrics).
+	GoMem   GoMem        `json:"go_mem"`
+	NFT     NFTRuns      `json:"nft"`
+	Monitor MonitorStats `json:"monitor"`
+}
+
+// GoMem are a Go process's go_memstats_* gauges, in bytes.
+type GoMem struct {
+	HeapAlloc    float64 `json:"heap_alloc"`
+	HeapInuse    float64 `json:"heap_inuse"`
+	HeapIdle     float64 `json:"heap_idle"`
+	HeapReleased float64 `json:"heap_released"`
+	Sys          float64 `json:"sys"`
+	NextGC       float64 `json:"next_gc"`
+	// AllocTotal is go_memstats_alloc_bytes_total (bytes allocated since start); GCs
+	// the number of collections so far.
+	AllocTotal float64 `json:"alloc_total"`
+	GCs        float64 `json:"gcs"`
+}
+
+// NFTRuns summarises the nft processes a proxy ran during a phase (from the wrapper's log).
+type NFTRuns struct {
+	Count     int     `json:"count"`
+	Failed    int     `json:"failed"`
+	MaxRSSKiB int64   `json:"max_rss_kib"`
+	WallS     float64 `json:"wall_s"`
+	CPUS      float64 `json:"cpu_s"`
+	MaxWallS  float64 `json:"max_wall_s"`
+	// InBytes is the input of every `nft -f -`; MaxInBytes and MaxInLines the largest.
+	InBytes    int64          `json:"in_bytes"`
+	MaxInBytes int64          `json:"max_in_bytes"`
+	MaxInLines int64          `json:"max_in_lines"`
+	Kinds      map[string]int `json:"kinds,omitempty"`
+}
+
+// Cold is the cold full sync.
+type Cold struct {
+	// KernelS is the result: seconds from process start to the commit that completed the
+	// rules (see Criterion).
+	KernelS float64 `json:"kernel_s"`
+	// Criterion says which kernel-side event ended the sync.
+	Criterion string `json:"criterion"`
+	// AllSeenS: when the last expected address first appeared in a notification;
+	// AllSeenGenS: the commit (NEWGEN) that followed it.
+	AllSeenS    float64 `json:"all_seen_s"`
+	AllSeenGenS float64 `json:"all_seen_gen_s"`
+	// MetricGenS: the last commit received before the proxy's
+	// kubeproxy_sync_proxy_rules_last_timestamp_seconds covered both families.
+	MetricGenS float64 `json:"metric_gen_s"`
+	// MetricS: that metric's value minus the process start.
+	MetricS float64 `json:"metric_s"`
+	// SyncDurationS and SyncCount: kubeproxy_sync_proxy_rules_duration_seconds sum and
+	// count at that point (the proxy's own timing of its sync functions).
+	SyncDurationS float64  `json:"sync_duration_s"`
+	SyncCount     float64  `json:"sync_count"`
+	Commits       int      `json:"commits"`
+	CommitProcs   []string `json:"commit_procs"`
+	Msgs          int64    `json:"msgs"`
+	ENOBUFS       int      `json:"enobufs"`
+	Expected      int      `json:"expected"`
+	Unseen        int      `json:"unseen"`
+}
+
+// Floor is the time nft takes to load the proxy's ruleset into an empty namespace.
+type Floor struct {
+	RulesetBytes int64     `json:"ruleset_bytes"`
+	RulesetLines int       `json:"ruleset_lines"`
+	Runs         []float64 `json:"runs_s"`
+	MedianS      float64   `json:"median_s"`
+	MaxRSSKiB    int64     `json:"max_rss_kib"`
+	CPUS         float64   `json:"cpu_s"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// Latency is a set of one-endpoint change samples, in milliseconds.
+type Latency struct {
+	Samples  int            `json:"samples"`
+	Missed   int            `json:"missed"`
+	Errors   int            `json:"errors"`
+	P50      float64        `json:"p50_ms"`
+	P90      float64        `json:"p90_ms"`
+	P99      float64        `json:"p99_ms"`
+	Max      float64        `json:"max_ms"`
+	Mean     float64        `json:"mean_ms"`
+	AckP50   float64        `json:"api_ack_p50_ms"`
+	MsgTypes map[string]int `json:"msg_types,omitempty"`
+	Values   []float64      `json:"values_ms"`
+	Metric   MetricLatency  `json:"metric"`
+	Commits  int            `json:"commits"`
+}
+
+// MetricLatency is the proxy's own kubeproxy_network_programming_duration_seconds over
+// the same changes (histogram delta; quantiles interpolated within buckets), in ms.
+type MetricLatency struct {
+	Count float64 `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	Mean  float64 `json:"mean_ms"`
+	Hist  Hist    `json:"hist"`
+}
+
+// Churn is the latency under a steady stream of changes.
+type Churn struct {
+	Latency
+	Rate     float64 `json:"rate"`
+	Seconds  float64 `json:"seconds"`
+	Achieved float64 `json:"achieved_rate"`
+	// ChangesPerCommit is how many changes the proxy folded into one commit on average.
+	ChangesPerCommit float64 `json:"changes_per_commit"`
+}
+
+// Dataplane is connection setup through the real Service's ClusterIP.
+type Dataplane struct {
+	From        string    `json:"from"`
+	Target      string    `json:"target"`
+	Conns       int       `json:"conns"`
+	OK          int       `json:"ok"`
+	Failed      int       `json:"failed"`
+	LastError   string    `json:"last_error,omitempty"`
+	ConnectP50  float64   `json:"connect_p50_us"`
+	ConnectP90  float64   `json:"connect_p90_us"`
+	ConnectP99  float64   `json:"connect_p99_us"`
+	ConnectMean float64   `json:"connect_mean_us"`
+	ConnsPerSec float64   `json:"conns_per_sec"`
+	Values      []float64 `json:"-"`
+}
+
+// Save writes the results as indented JSON (NaN and infinite values, which JSON cannot
+// hold, are written as 0; every figure has a count beside it that tells it is missing).
+func (r *Results) Save(path string) error {
+	sanitize(reflect.ValueOf(r))
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// LoadResults reads a results file.
+func LoadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// percentile returns the q-quantile (0..1) of vs by linear interpolation between order
+// statistics; NaN when empty.
+func percentile(vs []float64, q float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	pos := q * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := int(math.Ceil(pos))
+	if lo == hi {
+		return s[lo]
+	}
+	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
+}
+
+func mean(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	t := 0.0
+	for _, v := range vs {
+		t += v
+	}
+	return t / float64(len(vs))
+}
+
+func maxOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	m := vs[0]
+	for _, v := range vs {
+		m = max(m, v)
+	}
+	return m
+}
+
+// finish fills the summary fields from Values.
+func (l *Latency) finish() {
+	l.P50, l.P90, l.P99 = percentile(l.Values, 0.5), percentile(l.Values, 0.9), percentile(l.Values, 0.99)
+	l.Max, l.Mean = maxOf(l.Values), mean(l.Values)
+}
+
+// sanitize replaces NaN and infinite floats reachable from v by 0.
+func sanitize(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			sanitize(v.Elem())
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				sanitize(v.Field(i))
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			sanitize(v.Index(i))
+		}
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); (math.IsNaN(f) || math.IsInf(f, 0)) && v.CanSet() {
+			v.SetFloat(0)
+		}
+	}
+}

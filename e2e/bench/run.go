@@ -1,0 +1,449 @@
+// Package bench is the harness behind `make bench`: it runs portico (nftables mode) and
+// upstream kube-proxy (nftables mode) one after the other in the same node namespace of
+// the e2e environment, against the same API objects at growing scale, and measures cold
+// sync, one-endpoint change latency, latency under churn, memory and CPU, the kernel's own
+// floor (nft loading the same ruleset with no controller), and connection setup through a
+// ClusterIP. Every kernel-side time comes from nf_tables notifications received inside
+// node-a (Monitor). Results go to JSON, a Markdown report and a PNG plot.
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/portico-dev/portico/e2e/harness/env"
+	"github.com/portico-dev/portico/e2e/harness/netns"
+)
+
+// Options configure a run.
+type Options struct {
+	Quick          bool
+	Scales         []int
+	Endpoints      int
+	ChangeSamples  int
+	ChangeSpacing  time.Duration
+	ChangeTimeout  time.Duration
+	ChurnRate      float64
+	ChurnDuration  time.Duration
+	DataplaneConns int
+	// Proxies are run in this order at every scale ("portico", "kube-proxy").
+	Proxies []string
+	// PorticoBin is portico; BinDir holds kube-proxy, kube-apiserver, etcd.
+	PorticoBin string
+	BinDir     string
+	// RepoRoot is where `go build` of the nft wrapper runs.
+	RepoRoot string
+	// Partial, when set, is rewritten with the results so far after every proxy run.
+	Partial string
+	// LogDir, when set, receives the proxies' logs before the work directory is removed,
+	// and the dumped rulesets.
+	LogDir string
+	// Profile turns on the proxies' /debug/pprof and saves a heap profile of each into
+	// LogDir after the one-endpoint changes (a diagnostic, off in `make bench`).
+	Profile bool
+	Seed    uint64
+	Log     func(format string, args ...any)
+}
+
+// DefaultOptions returns the full run's options, or the quick run's.
+func DefaultOptions(quick bool) Options {
+	o := Options{
+		Quick: quick, Scales: []int{1000, 5000, 10000}, Endpoints: 10,
+		ChangeSamples: 100, ChangeSpacing: 1200 * time.Millisecond, ChangeTimeout: 15 * time.Second,
+		ChurnRate: 50, ChurnDuration: 20 * time.Second, DataplaneConns: 1000,
+		Proxies: []string{"portico", "kube-proxy"},
+	}
+	if quick {
+		o.Scales, o.ChangeSamples, o.ChurnDuration = []int{1000}, 20, 10*time.Second
+	}
+	return o
+}
+
+// runner holds a run's environment.
+type runner struct {
+	o       Options
+	res     *Results
+	e       *env.Env
+	mon     *Monitor
+	objs    *Objects
+	real    Real
+	proxies []Proxy
+	work    string
+	rng     *rand.Rand
+}
+
+func (r *runner) logf(format string, args ...any) {
+	if r.o.Log != nil {
+		r.o.Log(format, args...)
+	}
+}
+
+// Run runs the benchmark. The returned results are partial when err is not nil.
+// Everything it starts is stopped and every namespace it creates removed before it
+// returns, also when ctx is cancelled.
+func Run(ctx context.Context, o Options) (res *Results, err error) {
+	r := &runner{o: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))}
+	r.res = &Results{Schema: SchemaVersion, Quick: o.Quick, Started: time.Now(), LoadStart: LoadAvg(),
+		Settings: Settings{
+			Scales: o.Scales, Endpoints: o.Endpoints, ChangeSamples: o.ChangeSamples,
+			ChangeSpacingS: o.ChangeSpacing.Seconds(), ChangeTimeoutS: o.ChangeTimeout.Seconds(),
+			ChurnRate: o.ChurnRate, ChurnSeconds: o.ChurnDuration.Seconds(), DataplaneConns: o.DataplaneConns,
+			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
+			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
+		}}
+	res = r.res
+	defer func() {
+		r.res.Finished, r.res.LoadEnd = time.Now(), LoadAvg()
+		if err != nil {
+			r.res.Errors = append(r.res.Errors, err.Error())
+		}
+		r.teardown()
+	}()
+	if r.work, err = os.MkdirTemp("", "portico-bench-"); err != nil {
+		return res, err
+	}
+	// The proxies run from copies taken now, so that a rebuild of bin/portico (or of the
+	// cache) while the benchmark runs cannot mix two versions in one set of results.
+	if o.PorticoBin, err = snapshot(o.PorticoBin, filepath.Join(r.work, "bin")); err != nil {
+		return res, err
+	}
+	kubeProxyBin, err := snapshot(filepath.Join(o.BinDir, "kube-proxy"), filepath.Join(r.work, "bin"))
+	if err != nil {
+		return res, err
+	}
+	r.o = o
+	r.logf("machine and versions")
+	r.res.Machine = DescribeMachine(o.PorticoBin, o.BinDir)
+	r.res.Machine.PorticoSHA256 = fileSHA256(o.PorticoBin)
+	wrapDir := filepath.Join(r.work, "wrap")
+	if err := buildWrapper(ctx, o.RepoRoot, wrapDir); err != nil {
+		return res, err
+	}
+	realNFT, err := exec.LookPath("nft")
+	if err != nil {
+		return res, fmt.Errorf("nft not found: %w", err)
+	}
+	r.logf("starting the environment (namespaces, etcd, kube-apiserver, traffic servers)")
+	r.e, err = env.Setup(ctx, env.Options{NoPortico: true, Log: func(f string, a ...any) { r.logf("  "+f, a...) }})
+	if err != nil {
+		return res, fmt.Errorf("environment: %w", err)
+	}
+	r.res.ControlPlane = r.e.Cluster.Running()
+	if r.mon, err = StartMonitor(r.e.Topo.NS(netns.NodeA)); err != nil {
+		return res, fmt.Errorf("netlink monitor: %w", err)
+	}
+	if r.objs, err = NewObjects(r.e.Cluster.RESTConfig(), o.Endpoints, netns.NodeB, "zone-b"); err != nil {
+		return res, err
+	}
+	if err := r.objs.EnsureNamespace(ctx); err != nil {
+		return res, err
+	}
+	if r.real, err = r.objs.CreateReal(ctx, r.e.Topo, env.ServerPort); err != nil {
+		return res, err
+	}
+	r.logf("real Service %s:%d -> %s:%d (pod-a1)", r.real.ClusterIP, r.real.Port, r.real.Backend, env.ServerPort)
+	for _, name := range o.Proxies {
+		dir := filepath.Join(r.work, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return res, err
+		}
+		var p Proxy
+		switch name {
+		case "portico":
+			p = newPortico(r.e.Topo, r.e.Cluster, o.PorticoBin, dir, wrapDir, realNFT, o.Profile)
+		case "kube-proxy":
+			p = newKubeProxy(r.e.Topo, r.e.Cluster, kubeProxyBin, dir, wrapDir, realNFT, o.Profile)
+		default:
+			return res, fmt.Errorf("unknown proxy %q", name)
+		}
+		r.proxies = append(r.proxies, p)
+		r.res.Settings.ProxyCommands[name] = p.Describe()
+	}
+	for _, p := range r.proxies {
+		r.logf("[baseline] %s with only the real Service", p.Name())
+		pr, err := r.runProxy(ctx, p, 0, false)
+		r.res.Baseline = append(r.res.Baseline, pr)
+		r.savePartial()
+		if err != nil {
+			return res, err
+		}
+	}
+	for _, n := range o.Scales {
+		sr := &ScaleRun{N: n, LoadAvgStart: LoadAvg()}
+		r.res.Scales = append(r.res.Scales, sr)
+		before := r.objs.Count()
+		r.logf("[N=%d] creating Services %d..%d with %d endpoints each", n, before, n-1, o.Endpoints)
+		t := time.Now()
+		if err := r.objs.Grow(ctx, n, 32); err != nil {
+			return res, fmt.Errorf("creating objects: %w", err)
+		}
+		sr.Created, sr.LoadSeconds = n-before, time.Since(t).Seconds()
+		r.logf("[N=%d] created %d Services and EndpointSlices in %.1fs", n, sr.Created, sr.LoadSeconds)
+		for _, p := range r.proxies {
+			r.logf("[N=%d] %s", n, p.Name())
+			pr, err := r.runProxy(ctx, p, n, true)
+			sr.Proxies = append(sr.Proxies, pr)
+			sr.LoadAvgEnd = LoadAvg()
+			r.savePartial()
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+func (r *runner) savePartial() {
+	if r.o.Partial != "" {
+		r.res.Finished, r.res.LoadEnd = time.Now(), LoadAvg()
+		_ = r.res.Save(r.o.Partial)
+	}
+}
+
+// buildWrapper builds the nft wrapper into dir/nft.
+func buildWrapper(ctx context.Context, root, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "nft"), "./e2e/bench/nftwrap")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the nft wrapper: %w: %s", err, out)
+	}
+	return nil
+}
+
+// ruleset returns node-a's whole nftables ruleset.
+func (r *runner) ruleset(ctx context.Context) string {
+	out, err := nftIn(ctx, r.e.Topo, netns.NodeA, "list", "ruleset")
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return strings.TrimSpace(out)
+}
+
+// runProxy runs one proxy at one scale. With full unset (the baseline), only the cold
+// sync and the dataplane are measured.
+func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *ProxyRun, err error) {
+	pr = &ProxyRun{Proxy: p.Name(), N: n}
+	defer func() {
+		if err != nil {
+			pr.Errors = append(pr.Errors, err.Error())
+		}
+		r.stopAndClean(ctx, p, pr)
+	}()
+	if rs := r.ruleset(ctx); rs != "" {
+		pr.RulesetBefore = rs
+	}
+	tr := startPhase("cold-sync", r.mon, p)
+	pr.Cold, err = measureCold(ctx, p, r.mon, r.objs.Expected())
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	if err != nil {
+		return pr, fmt.Errorf("%s cold sync at N=%d: %w", p.Name(), n, err)
+	}
+	c := pr.Cold
+	r.logf("  cold sync %.2fs (kernel: %s; proxy metric %.2fs; %d commits by %v; %d messages; ENOBUFS %d; unseen %d/%d)",
+		c.KernelS, c.Criterion, c.MetricS, c.Commits, c.CommitProcs, c.Msgs, c.ENOBUFS, c.Unseen, c.Expected)
+	tr = startPhase("dataplane", r.mon, p)
+	pr.Dataplane = measureDataplane(ctx, r.e.Topo, netns.PodA2, netip.AddrPortFrom(r.real.ClusterIP, r.real.Port), r.o.DataplaneConns)
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	d := pr.Dataplane
+	r.logf("  dataplane: %d/%d ok, connect p50 %.0fµs p99 %.0fµs, %.0f conn/s %s", d.OK, d.Conns, d.ConnectP50, d.ConnectP99, d.ConnsPerSec, d.LastError)
+	if err := ctx.Err(); err != nil {
+		return pr, err
+	}
+	if !full {
+		return pr, nil
+	}
+	// The floor, between phases: nothing of the proxy's runs meanwhile but its timers.
+	path := filepath.Join(r.work, fmt.Sprintf("ruleset-%s-%d.nft", p.Name(), n))
+	if size, lines, derr := dumpRuleset(ctx, r.e.Topo, p, path); derr != nil {
+		pr.Floor = &Floor{Error: derr.Error()}
+	} else {
+		nt := nftTools{wrapper: filepath.Join(r.work, "wrap", "nft"), log: filepath.Join(r.work, "floor-nft-runs.log"), real: realNFTPath()}
+		pr.Floor = measureFloor(ctx, r.e.Topo, nt, path, size, lines)
+		if r.o.LogDir != "" { // keep the ruleset for a post-mortem
+			if err := os.MkdirAll(r.o.LogDir, 0o755); err == nil {
+				_ = os.Rename(path, filepath.Join(r.o.LogDir, filepath.Base(path)))
+			}
+		}
+		_ = os.Remove(path)
+	}
+	r.logf("  floor: nft -f of %d lines (%.1f MB): %v (median %.2fs) %s", pr.Floor.RulesetLines,
+		float64(pr.Floor.RulesetBytes)/1e6, roundAll(pr.Floor.Runs), pr.Floor.MedianS, pr.Floor.Error)
+	tr = startPhase("changes", r.mon, p)
+	pr.Change, err = measureChanges(ctx, p, r.mon, r.objs, n,
+		changeOpts{samples: r.o.ChangeSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout}, r.rng)
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	if err != nil {
+		return pr, err
+	}
+	if r.o.Profile && r.o.LogDir != "" {
+		r.saveHeapProfile(ctx, p, n)
+	}
+	l := pr.Change
+	r.logf("  one-endpoint change: %d samples (%d missed, %d errors): p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms; metric p50 %.1fms p99 %.1fms (n=%.0f); seen in %v",
+		l.Samples, l.Missed, l.Errors, l.P50, l.P90, l.P99, l.Max, l.Metric.P50, l.Metric.P99, l.Metric.Count, l.MsgTypes)
+	tr = startPhase("churn", r.mon, p)
+	pr.Churn, err = measureChurn(ctx, p, r.mon, r.objs, n,
+		churnOpts{rate: r.o.ChurnRate, dur: r.o.ChurnDuration, timeout: r.o.ChangeTimeout, workers: 32}, r.rng)
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	if err != nil {
+		return pr, err
+	}
+	ch := pr.Churn
+	r.logf("  churn %.0f/s (achieved %.1f/s) for %.0fs: %d samples (%d missed, %d errors): p50 %.0fms p99 %.0fms max %.0fms; %d commits, %.1f changes/commit",
+		ch.Rate, ch.Achieved, ch.Seconds, ch.Samples, ch.Missed, ch.Errors, ch.P50, ch.P99, ch.Max, ch.Commits, ch.ChangesPerCommit)
+	last := pr.Phases[len(pr.Phases)-1]
+	r.logf("  %s peak RSS %.1f MiB, nft peak %.1f MiB over %d runs, CPU %.1fs", p.Name(), float64(pr.PeakHWM())/1024,
+		float64(pr.PeakNFT())/1024, pr.NFTRunsTotal(), last.Proc.CPU())
+	return pr, nil
+}
+
+// realNFTPath is the nft the floor runs (not the wrapper).
+func realNFTPath() string {
+	if p, err := exec.LookPath("nft"); err == nil {
+		return p
+	}
+	return "/usr/sbin/nft"
+}
+
+func roundAll(vs []float64) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, fmt.Sprintf("%.2fs", v))
+	}
+	return out
+}
+
+// stopAndClean stops the proxy, runs its own cleanup and checks node-a is empty again;
+// leftovers are recorded and flushed so that the next proxy starts from a clean node.
+func (r *runner) stopAndClean(ctx context.Context, p Proxy, pr *ProxyRun) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := p.Stop(); err != nil {
+		pr.Errors = append(pr.Errors, "stop: "+err.Error())
+	}
+	if _, err := p.Cleanup(cctx); err != nil {
+		pr.CleanupError = err.Error()
+	}
+	if rs := r.ruleset(cctx); rs != "" {
+		pr.Leftovers = rs
+		r.logf("  leftovers after %s's cleanup (flushed):\n%s", p.Name(), indent(lastLines(rs, 20), "    "))
+		if _, err := nftIn(cctx, r.e.Topo, netns.NodeA, "flush", "ruleset"); err != nil {
+			pr.Errors = append(pr.Errors, err.Error())
+		}
+	}
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
+
+// teardown stops whatever still runs and removes every namespace and directory.
+func (r *runner) teardown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	for _, p := range r.proxies {
+		if p.Running() {
+			errs = append(errs, p.Stop())
+			_, cerr := p.Cleanup(ctx)
+			errs = append(errs, cerr)
+		}
+	}
+	if r.e != nil {
+		errs = append(errs, deleteFloorNS(r.e.Topo))
+	}
+	if r.mon != nil {
+		r.mon.Close()
+	}
+	if r.e != nil {
+		errs = append(errs, r.e.Teardown())
+	}
+	if r.work != "" && r.o.LogDir != "" {
+		errs = append(errs, r.saveLogs())
+	}
+	if r.work != "" {
+		errs = append(errs, os.RemoveAll(r.work))
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.logf("teardown: %v", err)
+	}
+}
+
+// saveLogs copies the proxies' logs (and the nft wrapper's) into LogDir.
+func (r *runner) saveLogs() error {
+	if err := os.MkdirAll(r.o.LogDir, 0o755); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range r.o.Proxies {
+		logs, _ := filepath.Glob(filepath.Join(r.work, p, "*.log"))
+		for _, l := range logs {
+			b, err := os.ReadFile(l)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, os.WriteFile(filepath.Join(r.o.LogDir, p+"-"+filepath.Base(l)), b, 0o644))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// saveHeapProfile fetches the proxy's heap profile into LogDir.
+func (r *runner) saveHeapProfile(ctx context.Context, p Proxy, n int) {
+	b, err := p.Get(ctx, "/debug/pprof/heap")
+	if err != nil {
+		r.logf("  heap profile of %s: %v", p.Name(), err)
+		return
+	}
+	path := filepath.Join(r.o.LogDir, fmt.Sprintf("heap-%s-%d.pb.gz", p.Name(), n))
+	if err := os.MkdirAll(r.o.LogDir, 0o755); err == nil {
+		if err := os.WriteFile(path, b, 0o644); err == nil {
+			r.logf("  heap profile: %s", path)
+		}
+	}
+}
+
+// snapshot copies an executable into dir and returns the copy's path.
+func snapshot(src, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("snapshot of %s: %w", src, err)
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// fileSHA256 returns the hex SHA-256 of a file ("" if unreadable).
+func fileSHA256(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
