@@ -46,6 +46,8 @@ type Options struct {
 	Health HealthTracker
 	// ServiceHealth runs the healthCheckNodePort servers (default: none).
 	ServiceHealth ServiceHealthSyncer
+	// Memory manages the Go runtime's memory around full syncs (default: none).
+	Memory *Memory
 }
 
 // Proxier is the controller. Create it with New and start it with Run.

@@ -33,6 +33,9 @@ func (p *Proxier) sync(ctx context.Context) error {
 	if full {
 		p.lastFull = start
 	}
+	if full || ch.node {
+		p.opts.Memory.AfterFullSync()
+	}
 	if p.pendingWork(state) {
 		p.runner.Request() // let the backend finish (e.g. delete what it emptied)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"os"
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
@@ -53,6 +54,7 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 		Recorder:      m,
 		Health:        ph,
 		ServiceHealth: sh,
+		Memory:        memory(),
 	})
 	logger.Info("Starting portico", "version", version, "mode", cfg.Mode, "modeSource", cfg.ModeSource, "node", nodeName)
 	g, gctx := errgroup.WithContext(ctx)
@@ -67,6 +69,16 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 		return nil
 	}
 	return err
+}
+
+// memory returns the proxier's memory management; GOMEMLIMIT, when set, is left to the
+// Go runtime alone.
+func memory() *proxier.Memory {
+	m := proxier.DefaultMemory()
+	if os.Getenv("GOMEMLIMIT") != "" {
+		m.MinLimit = 0
+	}
+	return m
 }
 
 // newBackend builds the backend of the configured mode.
