@@ -41,6 +41,16 @@ type Deferrer interface {
 	PendingWork(f model.Family) bool
 }
 
+// Preparer is implemented by backends with start-up work that reads but never changes the
+// kernel (probing tools, opening handles). The proxier runs Prepare while its informer
+// caches fill, so that the first Sync, and with it a restarted node's rules, does not wait
+// for that work.
+type Preparer interface {
+	// Prepare readies the backend for the families of its Options. An error is only
+	// logged: the first Sync meets it again and reports it.
+	Prepare(ctx context.Context) error
+}
+
 // Options configure a backend. They come from the validated configuration.
 type Options struct {
 	// Families are the IP families the backend will be asked to sync.

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -117,13 +118,50 @@ func (p *Proxier) Run(ctx context.Context) error {
 	w.nodeFactory.Start(ctx.Done())
 	defer w.factory.Shutdown()
 	defer w.nodeFactory.Shutdown()
+	prepared := p.prepareBackend(ctx)
 	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
-	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
+	if !waitForCaches(ctx, w.synced) {
 		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
 	}
+	<-prepared
 	logger.Info("Informer caches synced; starting the sync loop")
 	p.runner.Run(ctx)
 	return nil
+}
+
+// prepareBackend runs the backend's start-up work, if it has any, in the background; the
+// returned channel is closed when it is done.
+func (p *Proxier) prepareBackend(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	pr, ok := p.backend.(backends.Preparer)
+	if !ok {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		if err := pr.Prepare(ctx); err != nil {
+			klog.FromContext(ctx).Error(err, "Preparing the backend failed; the first sync will try again")
+		}
+	}()
+	return done
+}
+
+// cachePollInterval is how often waitForCaches checks the informers: a tenth of
+// cache.WaitForCacheSync's, whose 100 ms would delay every start's first sync.
+const cachePollInterval = 10 * time.Millisecond
+
+// waitForCaches waits until every informer in synced has synced, or ctx ends.
+func waitForCaches(ctx context.Context, synced []cache.InformerSynced) bool {
+	err := wait.PollUntilContextCancel(ctx, cachePollInterval, true, func(context.Context) (bool, error) {
+		for _, s := range synced {
+			if !s() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return err == nil
 }
 
 // queued is called by the tracker on every change.

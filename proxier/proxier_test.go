@@ -433,6 +433,21 @@ func TestFirstSyncMatchesGolden(t *testing.T) {
 	}
 }
 
+// TestBackendPreparedBeforeFirstSync checks that the proxier runs a backends.Preparer's
+// start-up work, and that it is done before the first Sync.
+func TestBackendPreparedBeforeFirstSync(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, fastSync)
+	calls := e.backend.WaitFor(t, "a first sync", func(c []syncCall) bool { return len(c) > 0 })
+	prepared := e.backend.Prepared()
+	if prepared.IsZero() {
+		t.Fatal("Prepare was never called")
+	}
+	if prepared.After(calls[0].At) {
+		t.Errorf("Prepare at %v, after the first Sync at %v", prepared, calls[0].At)
+	}
+}
+
 // TestServiceLifecycle follows one Service and a second one through updates, deletion and
 // a change to ExternalName; each partial sync names only the ports that changed.
 func TestServiceLifecycle(t *testing.T) {

@@ -43,9 +43,28 @@ type recordingBackend struct {
 	mu       sync.Mutex
 	calls    []syncCall
 	failNext int
+	prepared time.Time
 }
 
-var _ backends.Backend = (*recordingBackend)(nil)
+var (
+	_ backends.Backend  = (*recordingBackend)(nil)
+	_ backends.Preparer = (*recordingBackend)(nil)
+)
+
+// Prepare records when the proxier prepared the backend.
+func (b *recordingBackend) Prepare(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prepared = time.Now()
+	return nil
+}
+
+// Prepared returns when Prepare was called (zero if never).
+func (b *recordingBackend) Prepared() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.prepared
+}
 
 func (b *recordingBackend) Name() string { return "recording" }
 

@@ -114,6 +114,20 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 	return nil
 }
 
+// Prepare implements backends.Preparer: knftables probes nft (`nft --version`, `nft
+// --check`) for each family, which costs tens of milliseconds per family.
+func (b *Backend) Prepare(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var errs []error
+	for _, f := range b.opts.Families {
+		if _, err := b.family(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // PendingWork implements backends.Deferrer: chains, sets and maps emptied by the last
 // transaction wait for the next one to be deleted.
 func (b *Backend) PendingWork(f model.Family) bool {

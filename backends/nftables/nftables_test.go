@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"net/netip"
 	"path/filepath"
@@ -112,5 +113,37 @@ func TestGoldenEveryKindOfService(t *testing.T) {
 			got := "# ip\n" + fakes[model.IPv4].Dump() + "# ip6\n" + fakes[model.IPv6].Dump()
 			fixture.CheckGolden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
 		})
+	}
+}
+
+// TestPrepare checks that Prepare sets up every configured family without touching the
+// tables, and reports a family it cannot set up.
+func TestPrepare(t *testing.T) {
+	var asked []model.Family
+	b := New(backends.Options{Families: []model.Family{model.IPv4, model.IPv6}},
+		WithInterfaces(func(f model.Family) (knftables.Interface, error) {
+			asked = append(asked, f)
+			if f == model.IPv6 {
+				return nil, errors.New("no ip6 support")
+			}
+			return knftables.NewFake(knftFamily(f), tableName), nil
+		}, nil))
+	err := b.Prepare(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no ip6 support") {
+		t.Fatalf("Prepare = %v, want the IPv6 error", err)
+	}
+	if len(asked) != 2 {
+		t.Fatalf("interfaces requested for %v, want both families", asked)
+	}
+	fs, ok := b.fams[model.IPv4]
+	if !ok {
+		t.Fatal("IPv4 family not prepared")
+	}
+	if tx := fs.nft.(*knftables.Fake).LastTransaction; tx != nil {
+		t.Errorf("Prepare ran a transaction: %s", tx)
+	}
+	// The first Sync reuses the prepared family.
+	if _, err := b.family(model.IPv4); err != nil || len(asked) != 2 {
+		t.Errorf("family(IPv4) = %v after %v requests, want the prepared one", err, asked)
 	}
 }
