@@ -21,10 +21,13 @@ func (p *Proxier) sync(ctx context.Context) error {
 	state := p.compileChanges(ctx, ch)
 	full := start.Sub(p.lastFull) >= p.opts.FullSyncPeriod
 	var errs []error
+	rewrote := ch.node // a node change recompiled every Service
 	for _, t := range state.Tables {
-		if err := p.syncFamily(ctx, t, full); err != nil {
+		wasFull, err := p.syncFamily(ctx, t, full)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		rewrote = rewrote || wasFull
 	}
 	if err := errors.Join(errs...); err != nil {
 		p.tracker.Requeue(ch)
@@ -33,7 +36,7 @@ func (p *Proxier) sync(ctx context.Context) error {
 	if full {
 		p.lastFull = start
 	}
-	if full || ch.node {
+	if rewrote {
 		p.opts.Memory.AfterFullSync()
 	}
 	if p.pendingWork(state) {
@@ -60,8 +63,9 @@ func (p *Proxier) compileChanges(ctx context.Context, ch changes) *model.State {
 }
 
 // syncFamily hands one table's difference to the backend and, when it succeeds, clears
-// stale UDP flows and updates the per-family bookkeeping.
-func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) error {
+// stale UDP flows and updates the per-family bookkeeping. It reports whether the backend
+// rewrote the whole family.
+func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) (bool, error) {
 	fam := t.Family()
 	prev := p.applied[fam]
 	d := model.Compare(prev, t)
@@ -69,13 +73,13 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) err
 	if d.Empty() && !p.backendPending(fam) {
 		p.opts.Health.Updated(fam)
 		p.opts.Recorder.SetLastSync(fam, time.Now())
-		return nil
+		return false, nil
 	}
 	start := time.Now()
 	if err := p.backend.Sync(ctx, t, d); err != nil {
 		p.needFull[fam] = true
 		p.opts.Recorder.IncSyncError(p.backend.Name(), fam)
-		return fmt.Errorf("%s backend, %s: %w", p.backend.Name(), fam, err)
+		return false, fmt.Errorf("%s backend, %s: %w", p.backend.Name(), fam, err)
 	}
 	p.opts.Recorder.ObserveSync(fam, d.Full, time.Since(start))
 	p.applied[fam] = t
@@ -88,7 +92,7 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) err
 			klog.FromContext(ctx).Error(err, "Clearing stale UDP conntrack entries", "family", fam)
 		}
 	}
-	return nil
+	return d.Full, nil
 }
 
 // backendPending reports whether the backend has work left for family fam.

@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
-	"github.com/portico-dev/portico/proxier/compile"
 	"github.com/portico-dev/portico/proxier/fixture"
 	"github.com/portico-dev/portico/proxier/model"
 )
@@ -269,19 +268,7 @@ func kernelChains(t *testing.T, f model.Family) []string {
 func TestKernelEveryKindOfService(t *testing.T) {
 	defer enterFreshNetns(t)()
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name  string
-		tweak func(*compile.NodeConfig)
-	}{
-		{"all", nil},
-		{"all-nodeports-masquerade-all", func(c *compile.NodeConfig) {
-			c.NodePorts = compile.NodePortSelector{All: true}
-			c.MasqueradeAll = true
-		}},
-		{"bridge-detect", func(c *compile.NodeConfig) {
-			c.LocalTraffic = compile.LocalTrafficConfig{Mode: "BridgeInterface", BridgeInterface: "cni0"}
-		}},
-	} {
+	for _, tc := range nodeVariants {
 		st := scenario(t, tc.tweak, fixtures...)
 		p := newPair(t)
 		for _, tbl := range st.Tables {

@@ -93,20 +93,24 @@ func syncAll(t *testing.T, b *Backend, prev, next *model.State) {
 	}
 }
 
+// nodeVariants are the node settings every-kind-of-Service scenarios run under (the golden
+// files here, the real kernel in kernel_test.go).
+var nodeVariants = []struct {
+	name  string
+	tweak func(*compile.NodeConfig)
+}{
+	{"all", nil},
+	{"all-nodeports-masquerade-all", func(c *compile.NodeConfig) {
+		c.NodePorts = compile.NodePortSelector{All: true}
+		c.MasqueradeAll = true
+	}},
+	{"bridge-detect", func(c *compile.NodeConfig) {
+		c.LocalTraffic = compile.LocalTrafficConfig{Mode: "BridgeInterface", BridgeInterface: "cni0"}
+	}},
+}
+
 func TestGoldenEveryKindOfService(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		tweak func(*compile.NodeConfig)
-	}{
-		{"all", nil},
-		{"all-nodeports-masquerade-all", func(c *compile.NodeConfig) {
-			c.NodePorts = compile.NodePortSelector{All: true}
-			c.MasqueradeAll = true
-		}},
-		{"bridge-detect", func(c *compile.NodeConfig) {
-			c.LocalTraffic = compile.LocalTrafficConfig{Mode: "BridgeInterface", BridgeInterface: "cni0"}
-		}},
-	} {
+	for _, tc := range nodeVariants {
 		t.Run(tc.name, func(t *testing.T) {
 			b, fakes := fakeBackend(t)
 			syncAll(t, b, nil, scenario(t, tc.tweak, fixtures...))

@@ -65,17 +65,79 @@ func wrapEnv(wrapDir, wrapLog, realNFT string) []string {
 	}
 }
 
-// porticoProxy runs portico from the kube-system/kube-proxy ConfigMap, the way the harness
-// does, but launched through `env` so that its nft runs go through the wrapper.
-type porticoProxy struct {
-	h       *portico.Portico
-	cl      *cluster.Cluster
+// launched is what both proxies share: the process in node-a (nil until the first
+// Start), launched through the nft wrapper, and the scraper of its metrics server.
+type launched struct {
 	topo    *netns.Topology
 	dir     string
 	argvEnv []string
 	wrapLog string
 	proc    *proc.Process
 	scr     *scraper
+}
+
+func newLaunched(topo *netns.Topology, dir, wrapDir, realNFT string, metricsPort int) launched {
+	wl := filepath.Join(dir, "nft-runs.log")
+	return launched{topo: topo, dir: dir, wrapLog: wl, argvEnv: wrapEnv(wrapDir, wl, realNFT),
+		scr: newScraper(topo, netns.NodeA, metricsPort)}
+}
+
+// start launches argv (built on the first call, logging to <dir>/<name>.log) through the
+// wrapper and returns the moment just before the launch.
+func (l *launched) start(name string, argv ...string) (time.Time, error) {
+	if l.proc == nil {
+		full := append(append([]string{}, l.argvEnv...), argv...)
+		l.proc = proc.New(name, l.topo.Name(netns.NodeA), filepath.Join(l.dir, name+".log"), full)
+	}
+	t0 := time.Now()
+	_, err := l.proc.Start()
+	return t0, err
+}
+
+func (l *launched) Stop() error {
+	if l.proc == nil {
+		return nil
+	}
+	return l.proc.Stop(10 * time.Second)
+}
+
+func (l *launched) PID() int {
+	if l.proc == nil {
+		return 0
+	}
+	return l.proc.PID()
+}
+
+func (l *launched) Running() bool { return l.proc != nil && l.proc.Running() }
+
+func (l *launched) Exited() <-chan struct{} {
+	if l.proc == nil {
+		return nil
+	}
+	return l.proc.Exited()
+}
+
+func (l *launched) LogTail(n int) string {
+	if l.proc == nil {
+		return ""
+	}
+	return l.proc.Tail(n)
+}
+
+func (l *launched) Scrape(ctx context.Context) (Scrape, error) { return l.scr.scrape(ctx) }
+
+func (l *launched) Get(ctx context.Context, path string) ([]byte, error) {
+	return l.scr.get(ctx, path)
+}
+
+func (l *launched) WrapLog() string { return l.wrapLog }
+
+// porticoProxy runs portico from the kube-system/kube-proxy ConfigMap, the way the harness
+// does, but launched through `env` so that its nft runs go through the wrapper.
+type porticoProxy struct {
+	launched
+	h  *portico.Portico
+	cl *cluster.Cluster
 }
 
 func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *porticoProxy {
@@ -87,9 +149,7 @@ func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, re
 		cfg["enableProfiling"] = true
 	}
 	h := portico.New(portico.Options{Bin: bin, Topology: topo, Cluster: cl, Dir: dir, Config: cfg})
-	wl := filepath.Join(dir, "nft-runs.log")
-	return &porticoProxy{h: h, cl: cl, topo: topo, dir: dir, wrapLog: wl,
-		argvEnv: wrapEnv(wrapDir, wl, realNFT), scr: newScraper(topo, netns.NodeA, portico.MetricsPort)}
+	return &porticoProxy{launched: newLaunched(topo, dir, wrapDir, realNFT, portico.MetricsPort), h: h, cl: cl}
 }
 
 func (p *porticoProxy) Name() string { return "portico" }
@@ -130,61 +190,16 @@ func (p *porticoProxy) Start(ctx context.Context) (time.Time, error) {
 	if err := p.writeConfig(ctx); err != nil {
 		return time.Time{}, err
 	}
-	if p.proc == nil {
-		argv := append(append([]string{}, p.argvEnv...), p.h.Bin(), "--config="+p.configPath(),
-			"--hostname-override="+netns.NodeA, verbosity)
-		p.proc = proc.New("portico", p.topo.Name(netns.NodeA), filepath.Join(p.dir, "portico.log"), argv)
-	}
-	t0 := time.Now()
-	_, err := p.proc.Start()
-	return t0, err
-}
-
-func (p *porticoProxy) Stop() error {
-	if p.proc == nil {
-		return nil
-	}
-	return p.proc.Stop(10 * time.Second)
+	return p.start("portico", p.h.Bin(), "--config="+p.configPath(), "--hostname-override="+netns.NodeA, verbosity)
 }
 
 func (p *porticoProxy) Cleanup(ctx context.Context) (string, error) {
 	return p.h.Command(ctx, "cleanup")
 }
 
-func (p *porticoProxy) PID() int {
-	if p.proc == nil {
-		return 0
-	}
-	return p.proc.PID()
-}
-
-func (p *porticoProxy) Running() bool { return p.proc != nil && p.proc.Running() }
-
-func (p *porticoProxy) Exited() <-chan struct{} {
-	if p.proc == nil {
-		return nil
-	}
-	return p.proc.Exited()
-}
-
-func (p *porticoProxy) LogTail(n int) string {
-	if p.proc == nil {
-		return ""
-	}
-	return p.proc.Tail(n)
-}
-
-func (p *porticoProxy) Scrape(ctx context.Context) (Scrape, error) { return p.scr.scrape(ctx) }
-
-func (p *porticoProxy) Get(ctx context.Context, path string) ([]byte, error) {
-	return p.scr.get(ctx, path)
-}
-
 func (p *porticoProxy) Tables() [][2]string {
 	return [][2]string{{"ip", "portico"}, {"ip6", "portico"}}
 }
-
-func (p *porticoProxy) WrapLog() string { return p.wrapLog }
 
 func (p *porticoProxy) Describe() string {
 	return fmt.Sprintf("`%s --config=config.conf --hostname-override=node-a %s` from the kube-system/kube-proxy ConfigMap "+
@@ -193,21 +208,14 @@ func (p *porticoProxy) Describe() string {
 
 // kubeProxy runs upstream kube-proxy in nftables mode from a KubeProxyConfiguration file.
 type kubeProxy struct {
+	launched
 	bin       string
 	profiling bool
 	cl        *cluster.Cluster
-	topo      *netns.Topology
-	dir       string
-	argvEnv   []string
-	wrapLog   string
-	proc      *proc.Process
-	scr       *scraper
 }
 
 func newKubeProxy(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *kubeProxy {
-	wl := filepath.Join(dir, "nft-runs.log")
-	return &kubeProxy{bin: bin, profiling: profiling, cl: cl, topo: topo, dir: dir, wrapLog: wl, argvEnv: wrapEnv(wrapDir, wl, realNFT),
-		scr: newScraper(topo, netns.NodeA, kpMetricsPort)}
+	return &kubeProxy{launched: newLaunched(topo, dir, wrapDir, realNFT, kpMetricsPort), bin: bin, profiling: profiling, cl: cl}
 }
 
 func (k *kubeProxy) Name() string { return "kube-proxy" }
@@ -241,20 +249,7 @@ func (k *kubeProxy) Start(ctx context.Context) (time.Time, error) {
 	if err := os.WriteFile(k.configPath(), body, 0o644); err != nil {
 		return time.Time{}, err
 	}
-	if k.proc == nil {
-		argv := append(append([]string{}, k.argvEnv...), k.bin, "--config="+k.configPath(), verbosity)
-		k.proc = proc.New("kube-proxy", k.topo.Name(netns.NodeA), filepath.Join(k.dir, "kube-proxy.log"), argv)
-	}
-	t0 := time.Now()
-	_, err = k.proc.Start()
-	return t0, err
-}
-
-func (k *kubeProxy) Stop() error {
-	if k.proc == nil {
-		return nil
-	}
-	return k.proc.Stop(10 * time.Second)
+	return k.start("kube-proxy", k.bin, "--config="+k.configPath(), verbosity)
 }
 
 func (k *kubeProxy) Cleanup(ctx context.Context) (string, error) {
@@ -266,40 +261,9 @@ func (k *kubeProxy) Cleanup(ctx context.Context) (string, error) {
 	return string(out), nil
 }
 
-func (k *kubeProxy) PID() int {
-	if k.proc == nil {
-		return 0
-	}
-	return k.proc.PID()
-}
-
-func (k *kubeProxy) Running() bool { return k.proc != nil && k.proc.Running() }
-
-func (k *kubeProxy) Exited() <-chan struct{} {
-	if k.proc == nil {
-		return nil
-	}
-	return k.proc.Exited()
-}
-
-func (k *kubeProxy) LogTail(n int) string {
-	if k.proc == nil {
-		return ""
-	}
-	return k.proc.Tail(n)
-}
-
-func (k *kubeProxy) Scrape(ctx context.Context) (Scrape, error) { return k.scr.scrape(ctx) }
-
-func (k *kubeProxy) Get(ctx context.Context, path string) ([]byte, error) {
-	return k.scr.get(ctx, path)
-}
-
 func (k *kubeProxy) Tables() [][2]string {
 	return [][2]string{{"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
 }
-
-func (k *kubeProxy) WrapLog() string { return k.wrapLog }
 
 func (k *kubeProxy) Describe() string {
 	return fmt.Sprintf("`kube-proxy --config=kube-proxy.yaml %s` (mode nftables, hostnameOverride node-a, "+

@@ -43,9 +43,9 @@ func benchObjects(n, e int) (map[model.ServiceName]*corev1.Service, map[model.Se
 
 func ptr[T any](v T) *T { return &v }
 
-// BenchmarkCompileAll compiles 10,000 Services × 10 endpoints from scratch (a full
-// recompile, as after a node change or at start).
-func BenchmarkCompileAll(b *testing.B) {
+// benchInput returns 10,000 Services × 10 endpoints: their names, a dual-stack node and
+// the getter a Compiler reads them through.
+func benchInput() ([]model.ServiceName, NodeInfo, func(model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice)) {
 	svcs, slices := benchObjects(10000, 10)
 	names := make([]model.ServiceName, 0, len(svcs))
 	for n := range svcs {
@@ -53,6 +53,13 @@ func BenchmarkCompileAll(b *testing.B) {
 	}
 	node := ResolveNode(NodeConfig{Name: "node-a", Families: []model.Family{model.IPv4, model.IPv6}}, nil, nil)
 	get := func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) { return svcs[n], slices[n] }
+	return names, node, get
+}
+
+// BenchmarkCompileAll compiles 10,000 Services × 10 endpoints from scratch (a full
+// recompile, as after a node change or at start).
+func BenchmarkCompileAll(b *testing.B) {
+	names, node, get := benchInput()
 	b.ResetTimer()
 	for range b.N {
 		NewCompiler().Update(node, names, get)
@@ -62,13 +69,7 @@ func BenchmarkCompileAll(b *testing.B) {
 // BenchmarkCompileOne recompiles one Service over a compiled state of 10,000 (the
 // one-endpoint-change path).
 func BenchmarkCompileOne(b *testing.B) {
-	svcs, slices := benchObjects(10000, 10)
-	names := make([]model.ServiceName, 0, len(svcs))
-	for n := range svcs {
-		names = append(names, n)
-	}
-	node := ResolveNode(NodeConfig{Name: "node-a", Families: []model.Family{model.IPv4, model.IPv6}}, nil, nil)
-	get := func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) { return svcs[n], slices[n] }
+	names, node, get := benchInput()
 	c := NewCompiler()
 	c.Update(node, names, get)
 	b.ResetTimer()
