@@ -21,9 +21,23 @@ const maxElementsPerCommand = 4096
 // more time and 60 % more memory than one command per set. Otherwise (knftables.Fake in
 // tests) it runs the same operations as a knftables transaction.
 func (fs *familyState) apply(ctx context.Context, w *txWriter) error {
+	return fs.job(ctx, w)()
+}
+
+// job prepares the transaction w describes and returns the function that runs it. The
+// text (or knftables transaction) is built at once, so that w can be dropped while the
+// job waits.
+func (fs *familyState) job(ctx context.Context, w *txWriter) func() error {
 	if !fs.batched {
-		return fs.nft.Run(ctx, w.transaction(fs.nft))
+		tx := w.transaction(fs.nft)
+		return func() error { return fs.nft.Run(ctx, tx) }
 	}
+	text := fs.text(w)
+	return func() error { return execNFT(ctx, text) }
+}
+
+// text writes the transaction w describes as `nft -f` input.
+func (fs *familyState) text(w *txWriter) *bytes.Buffer {
 	var b bytes.Buffer
 	b.Grow(textSizeHint(w))
 	fs.writeObjects(&b, w.setup)
@@ -40,7 +54,7 @@ func (fs *familyState) apply(ctx context.Context, w *txWriter) error {
 		tail.Delete(o)
 	}
 	b.WriteString(tail.String())
-	return execNFT(ctx, &b)
+	return &b
 }
 
 // objectsPerChunk bounds the objects rendered by one knftables transaction: each renders

@@ -526,7 +526,15 @@ func TestKernelScaleSmoke(t *testing.T) {
 
 	start := time.Now()
 	p.sync("scale full sync", nil, tbl)
-	t.Logf("full sync of %d Services x %d endpoints: %d operations in %v", services, endpoints, ops[0], time.Since(start))
+	cold := 0
+	for _, n := range ops {
+		cold += n
+	}
+	t.Logf("full sync of %d Services x %d endpoints: %d operations in %d transactions, %v", services, endpoints, cold, len(ops), time.Since(start))
+	// Into an empty kernel the full sync goes in bounded chunks (cold.go).
+	if want := cold / (coldChunkOps + 100); len(ops) < max(2, want) {
+		t.Errorf("cold load of %d operations ran %d transactions, want at least %d (chunks of %d)", cold, len(ops), max(2, want), coldChunkOps)
+	}
 	if got := len(p.fakes[model.IPv4].Table.Chains); got < services {
 		t.Fatalf("%d chains for %d Services", got, services)
 	}

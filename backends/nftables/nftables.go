@@ -95,13 +95,17 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 	}
 	var w *txWriter
 	if d.Full || !fs.ready {
-		w, err = fs.fullTransaction(ctx, t, b.opts.MasqueradeMark())
+		existing, found, err := fs.listExisting(ctx)
+		if err != nil {
+			fs.reset()
+			return err
+		}
+		if !found {
+			return fs.coldLoad(ctx, t, b.opts.MasqueradeMark(), b.opts.TransactionSize)
+		}
+		w = fs.fullTransaction(t, b.opts.MasqueradeMark(), existing)
 	} else {
 		w = fs.partialTransaction(t, d)
-	}
-	if err != nil {
-		fs.reset()
-		return err
 	}
 	if b.opts.TransactionSize != nil {
 		b.opts.TransactionSize(w.size())

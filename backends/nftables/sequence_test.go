@@ -28,11 +28,12 @@ type txRecord struct {
 }
 
 // recordingNFT wraps a knftables.Interface, records every transaction it runs and can
-// make the next Run fail without applying anything.
+// make the next Run fail without applying anything. after, when set, runs after each Run.
 type recordingNFT struct {
 	knftables.Interface
 	txs      []txRecord
 	failNext error
+	after    func()
 }
 
 func (r *recordingNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
@@ -43,6 +44,9 @@ func (r *recordingNFT) Run(ctx context.Context, tx *knftables.Transaction) error
 		rec.err = r.Interface.Run(ctx, tx)
 	}
 	r.txs = append(r.txs, rec)
+	if r.after != nil {
+		r.after()
+	}
 	return rec.err
 }
 

@@ -73,11 +73,7 @@ func objectName(o knftables.Object) string {
 // connections (held by conntrack) and the rules of other tables are not disturbed, and
 // objects left by an earlier run that the model no longer needs are emptied (and deleted
 // by the next transaction).
-func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark uint32) (*txWriter, error) {
-	existing, err := fs.listExisting(ctx)
-	if err != nil {
-		return nil, err
-	}
+func (fs *familyState) fullTransaction(t *model.Table, mark uint32, existing existingObjects) *txWriter {
 	// The objects the last transaction emptied can go now, as in a partial sync.
 	emptiedChains, emptiedSets := fs.staleChains, fs.staleSets
 	fs.reset()
@@ -89,7 +85,7 @@ func (fs *familyState) fullTransaction(ctx context.Context, t *model.Table, mark
 	}
 	fs.retireUnknown(w, existing, emptiedChains, emptiedSets)
 	fs.flushEndpointMaps(w, existing, emptiedSets)
-	return w, nil
+	return w
 }
 
 // flushEndpointMaps empties the endpoint maps an earlier run left: the ones still used
@@ -152,16 +148,17 @@ type existingObjects struct {
 	chains, sets []string
 }
 
-// listExisting lists portico's table as the kernel holds it (nothing if it is absent).
-func (fs *familyState) listExisting(ctx context.Context) (existingObjects, error) {
+// listExisting lists portico's table as the kernel holds it; found is false when the
+// kernel has no such table.
+func (fs *familyState) listExisting(ctx context.Context) (existing existingObjects, found bool, err error) {
 	all, err := fs.nft.ListAll(ctx)
 	if err != nil {
 		if knftables.IsNotFound(err) {
-			return existingObjects{}, nil
+			return existingObjects{}, false, nil
 		}
-		return existingObjects{}, fmt.Errorf("listing table %s: %w", tableName, err)
+		return existingObjects{}, false, fmt.Errorf("listing table %s: %w", tableName, err)
 	}
-	return existingObjects{chains: all["chain"], sets: append(all["set"], all["map"]...)}, nil
+	return existingObjects{chains: all["chain"], sets: append(all["set"], all["map"]...)}, true, nil
 }
 
 // retireUnknown empties the chains left by an earlier run that no Service port uses; they

@@ -1,0 +1,110 @@
+package nftables
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/portico-dev/portico/proxier/fixture"
+	"github.com/portico-dev/portico/proxier/model"
+)
+
+// withColdChunk sets the cold-load chunk size for one test.
+func withColdChunk(t *testing.T, ops int) {
+	t.Helper()
+	prev := coldChunkOps
+	coldChunkOps = ops
+	t.Cleanup(func() { coldChunkOps = prev })
+}
+
+// TestColdLoadInChunks: into an empty kernel the full sync goes as several bounded
+// transactions, each leaving a consistent table, and ends where one transaction would.
+func TestColdLoadInChunks(t *testing.T) {
+	tbl := everyKind(t)
+	want := semantic(freshFake(t, tbl)) // one transaction: the chunk is larger than the table
+	withColdChunk(t, 12)
+	b, recs, fakes := recordingBackend(t, nil)
+	rec, fake := recs[model.IPv4], fakes[model.IPv4]
+	rec.after = func() { checkConsistent(t, fake) }
+	var sizes []int
+	b.opts.TransactionSize = func(n int) { sizes = append(sizes, n) }
+	if err := b.Sync(context.Background(), tbl, model.Compare(nil, tbl)); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if len(rec.txs) < 3 {
+		t.Fatalf("cold load ran %d transactions, want several with chunks of %d operations", len(rec.txs), coldChunkOps)
+	}
+	if len(sizes) != len(rec.txs) {
+		t.Errorf("transaction sizes reported %d times for %d transactions", len(sizes), len(rec.txs))
+	}
+	for i, tx := range rec.txs {
+		if hasTable := strings.Contains(tx.text, "add table"); hasTable != (i == 0) {
+			t.Errorf("transaction %d adds the table: %v (only the first should)", i, hasTable)
+		}
+		// A chunk closes after the port that reached the bound; the first holds the skeleton.
+		if i > 0 && tx.ops > 3*coldChunkOps {
+			t.Errorf("transaction %d has %d operations, bound %d", i, tx.ops, coldChunkOps)
+		}
+	}
+	if got := semantic(fake); got != want {
+		t.Errorf("chunked cold load differs from one transaction:\n%s", fixture.FirstDiff(want, got))
+	}
+	// The mirror is complete: a one-endpoint change is a small partial transaction.
+	next := editPort(t, tbl, webHTTP, func(sp *model.ServicePort) { sp.Cluster = sp.Cluster[1:] })
+	tx := step(t, b, rec, tbl, next)
+	if ops := parseOps(tx.text); fullTx(ops) {
+		t.Errorf("sync after the cold load was full:\n%s", tx.text)
+	}
+	assertSameBehaviour(t, fake, next)
+}
+
+// TestColdLoadFailureMidway: when a later chunk fails the sync reports it, and the next
+// sync, finding the half-written table, rewrites it in one atomic transaction.
+func TestColdLoadFailureMidway(t *testing.T) {
+	tbl := everyKind(t)
+	withColdChunk(t, 12)
+	b, recs, fakes := recordingBackend(t, nil)
+	rec, fake := recs[model.IPv4], fakes[model.IPv4]
+	injected := errors.New("injected failure")
+	rec.after = func() {
+		if len(rec.txs) == 2 {
+			rec.failNext = injected
+		}
+	}
+	err := b.Sync(context.Background(), tbl, model.Compare(nil, tbl))
+	if !errors.Is(err, injected) {
+		t.Fatalf("sync returned %v, want the injected error", err)
+	}
+	if len(rec.txs) != 3 {
+		t.Fatalf("cold load ran %d transactions after a failure, want it to stop at the third", len(rec.txs))
+	}
+	if b.fams[model.IPv4].ready {
+		t.Fatal("mirror kept after a failed cold load")
+	}
+	rec.after = nil
+	withColdChunk(t, 1) // would split a cold load into one transaction per port
+	tx := stepDiff(t, b, rec, tbl, model.Diff{Full: true})
+	if !fullTx(parseOps(tx.text)) {
+		t.Errorf("sync after the failure was not a full rewrite:\n%s", tx.text)
+	}
+	assertSameBehaviour(t, fake, tbl)
+}
+
+// TestColdLoadCanceled: a context canceled during a cold load stops it with its error.
+func TestColdLoadCanceled(t *testing.T) {
+	tbl := everyKind(t)
+	withColdChunk(t, 12)
+	b, recs, _ := recordingBackend(t, nil)
+	rec := recs[model.IPv4]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec.after = cancel
+	err := b.Sync(ctx, tbl, model.Compare(nil, tbl))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("sync returned %v, want context.Canceled", err)
+	}
+	if b.fams[model.IPv4].ready {
+		t.Fatal("mirror kept after a canceled cold load")
+	}
+}
