@@ -88,7 +88,14 @@ func localEndpoints(eps []Endpoint) []model.Endpoint {
 // pick returns copies of the endpoints that keep accepts, sorted by address and port.
 // The result is never nil.
 func pick(eps []Endpoint, keep func(Endpoint) bool) []model.Endpoint {
-	out := []model.Endpoint{}
+	n := 0
+	for _, e := range eps {
+		if keep(e) {
+			n++
+		}
+	}
+	// Exactly sized: the model holds these for every Service port.
+	out := make([]model.Endpoint, 0, n)
 	for _, e := range eps {
 		if keep(e) {
 			out = append(out, e.Endpoint)

@@ -59,15 +59,11 @@ func newWatchers(client kubernetes.Interface, nodeName string, resync time.Durat
 
 // indexByService keys an EndpointSlice by the Service it belongs to.
 func indexByService(obj any) ([]string, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
+	r := sliceRecordOf(obj)
+	if r == nil || r.service == "" {
 		return nil, nil
 	}
-	svc := s.Labels[discoveryv1.LabelServiceName]
-	if svc == "" {
-		return nil, nil
-	}
-	return []string{s.Namespace + "/" + svc}, nil
+	return []string{r.Namespace + "/" + r.service}, nil
 }
 
 // SlicesFor returns the EndpointSlices of a Service from the informer cache.
@@ -78,8 +74,8 @@ func (w *watchers) slicesFor(name model.ServiceName) []*discoveryv1.EndpointSlic
 	}
 	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
-		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
-			out = append(out, s)
+		if r := sliceRecordOf(o); r != nil {
+			out = append(out, &r.EndpointSlice)
 		}
 	}
 	return out
@@ -152,19 +148,15 @@ func serviceUnchanged(a, b *corev1.Service) bool {
 }
 
 func sliceEvent(t *tracker, obj any) {
-	s, ok := unwrap(obj).(*discoveryv1.EndpointSlice)
-	if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+	r := sliceRecordOf(unwrap(obj))
+	if r == nil || r.service == "" {
 		return
 	}
-	var at time.Time
-	if v, ok := s.Annotations[TriggerTimeAnnotation]; ok {
-		at, _ = time.Parse(time.RFC3339Nano, v)
-	}
 	fam := model.IPv4
-	if s.AddressType == discoveryv1.AddressTypeIPv6 {
+	if r.AddressType == discoveryv1.AddressTypeIPv6 {
 		fam = model.IPv6
 	}
-	t.SliceChanged(model.ServiceName{Namespace: s.Namespace, Name: s.Labels[discoveryv1.LabelServiceName]}, fam, at)
+	t.SliceChanged(model.ServiceName{Namespace: r.Namespace, Name: r.service}, fam, r.trigger)
 }
 
 func nodeEvent(t *tracker, onNode func(*corev1.Node), old, obj any) {

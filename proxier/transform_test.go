@@ -2,6 +2,7 @@ package proxier
 
 import (
 	"github.com/portico-dev/portico/proxier/compile"
+	"slices"
 
 	"testing"
 	"time"
@@ -94,19 +95,54 @@ func TestStripEndpointSlice(t *testing.T) {
 		}},
 	}
 	want := slice.DeepCopy()
-	want.Annotations = map[string]string{TriggerTimeAnnotation: trigger}
+	want.Labels, want.Annotations = nil, nil
 	want.ManagedFields, want.OwnerReferences = nil, nil
 	want.Endpoints[0].Hostname, want.Endpoints[0].TargetRef, want.Endpoints[0].DeprecatedTopology = nil, nil, nil
 
-	got := transformed(t, slice)
-	if !apiequality.Semantic.DeepEqual(got, want) {
-		t.Errorf("stripped EndpointSlice:\n%+v\nwant\n%+v", got, want)
+	got := transformed(t, any(slice)).(*sliceRecord)
+	if !apiequality.Semantic.DeepEqual(&got.EndpointSlice, want) {
+		t.Errorf("stripped EndpointSlice:\n%+v\nwant\n%+v", got.EndpointSlice, want)
+	}
+	if got.service != "web" {
+		t.Errorf("service = %q, want web", got.service)
+	}
+	if at, _ := time.Parse(time.RFC3339Nano, trigger); !got.trigger.Equal(at) {
+		t.Errorf("trigger = %v, want %v", got.trigger, at)
+	}
+	if again := transformed(t, any(got)); again != any(got) {
+		t.Error("the transform does not accept its own output unchanged")
 	}
 
-	// Without the trigger-time annotation no annotation is kept.
-	noTrigger := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"other": "x"}}}
-	if got := transformed(t, noTrigger); got.Annotations != nil {
-		t.Errorf("annotations %v kept, want none", got.Annotations)
+	// Without the trigger-time annotation (or with a bad one) the trigger time is zero.
+	for _, ann := range []map[string]string{{"other": "x"}, {TriggerTimeAnnotation: "yesterday"}} {
+		s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Annotations: ann}}
+		if got := transformed(t, any(s)).(*sliceRecord); !got.trigger.IsZero() {
+			t.Errorf("annotations %v: trigger %v, want zero", ann, got.trigger)
+		}
+	}
+}
+
+func TestCompactSlicePacksAddresses(t *testing.T) {
+	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{
+		{Addresses: []string{"10.0.0.1"}},
+		{Addresses: []string{"10.0.0.22", "10.0.0.3"}},
+		{},
+		{Addresses: []string{"fd00::4"}},
+		{Addresses: []string{"10.0.0.5"}},
+	}}
+	got := transformed(t, any(slice)).(*sliceRecord)
+	if len(got.Endpoints) != 5 || cap(got.Endpoints) != 5 {
+		t.Errorf("endpoints len %d cap %d, want exactly 5", len(got.Endpoints), cap(got.Endpoints))
+	}
+	for i, ep := range slice.Endpoints {
+		if g := got.Endpoints[i].Addresses; !slices.Equal(g, ep.Addresses) || cap(g) != len(g) {
+			t.Errorf("endpoint %d: addresses %v (cap %d), want %v", i, g, cap(g), ep.Addresses)
+		}
+	}
+	// Appending to one endpoint's addresses must not overwrite the next one's.
+	_ = append(got.Endpoints[1].Addresses, "x")
+	if got.Endpoints[3].Addresses[0] != "fd00::4" {
+		t.Error("endpoint address arrays overlap")
 	}
 }
 
@@ -240,7 +276,7 @@ func TestCompactEndpointsShareValues(t *testing.T) {
 			Conditions: discoveryv1.EndpointConditions{Ready: &r}}
 	}
 	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{mk(), mk()}}
-	got := transformed(t, slice)
+	got := transformed(t, any(slice)).(*sliceRecord)
 	a, b := got.Endpoints[0], got.Endpoints[1]
 	if a.NodeName != b.NodeName || a.Zone != b.Zone || a.Conditions.Ready != b.Conditions.Ready {
 		t.Error("equal node names, zones and conditions are not shared between endpoints")
