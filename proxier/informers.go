@@ -1,16 +1,14 @@
 package proxier
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -24,37 +22,49 @@ const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 // sliceIndex indexes EndpointSlices by "namespace/service".
 const sliceIndex = "service"
 
+// Sources are where the proxier reads API objects from: one list-watch per kind. Nodes
+// must list only the proxier's own Node (a field selector on its name); package kubeapi
+// builds them for a real API server.
+type Sources struct {
+	Services, EndpointSlices, Nodes cache.ListerWatcher
+}
+
 // watchers holds the informers and the listers that syncs read from.
 type watchers struct {
-	factory     informers.SharedInformerFactory
-	nodeFactory informers.SharedInformerFactory
-	services    corelisters.ServiceLister
-	slices      cache.Indexer
-	nodes       corelisters.NodeLister
-	synced      []cache.InformerSynced
+	informers []cache.SharedIndexInformer
+	services  corelisters.ServiceLister
+	slices    cache.Indexer
+	nodes     corelisters.NodeLister
+	synced    []cache.InformerSynced
 }
 
 // newWatchers builds (without starting) informers for Services, EndpointSlices and the
-// Node named nodeName, with transforms that drop what portico never reads.
-func newWatchers(client kubernetes.Interface, nodeName string, resync time.Duration) (*watchers, error) {
-	w := &watchers{
-		factory: informers.NewSharedInformerFactoryWithOptions(client, resync,
-			informers.WithTransform(stripUnused)),
-		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync,
-			informers.WithTransform(stripUnused),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
-			})),
+// proxier's Node, with a transform that drops what portico never reads.
+func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
+	svc := cache.NewSharedIndexInformer(src.Services, &corev1.Service{}, resync, cache.Indexers{})
+	eps := cache.NewSharedIndexInformer(src.EndpointSlices, &discoveryv1.EndpointSlice{}, resync,
+		cache.Indexers{sliceIndex: indexByService})
+	node := cache.NewSharedIndexInformer(src.Nodes, &corev1.Node{}, resync, cache.Indexers{})
+	w := &watchers{informers: []cache.SharedIndexInformer{svc, eps, node}}
+	for _, inf := range w.informers {
+		if err := inf.SetTransform(stripUnused); err != nil {
+			return nil, fmt.Errorf("setting the informer transform: %w", err)
+		}
 	}
-	svc := w.factory.Core().V1().Services()
-	eps := w.factory.Discovery().V1().EndpointSlices()
-	node := w.nodeFactory.Core().V1().Nodes()
-	if err := eps.Informer().AddIndexers(cache.Indexers{sliceIndex: indexByService}); err != nil {
-		return nil, fmt.Errorf("indexing EndpointSlices: %w", err)
-	}
-	w.services, w.slices, w.nodes = svc.Lister(), eps.Informer().GetIndexer(), node.Lister()
-	w.synced = []cache.InformerSynced{svc.Informer().HasSynced, eps.Informer().HasSynced, node.Informer().HasSynced}
+	w.services = corelisters.NewServiceLister(svc.GetIndexer())
+	w.slices = eps.GetIndexer()
+	w.nodes = corelisters.NewNodeLister(node.GetIndexer())
 	return w, nil
+}
+
+// start runs the informers until ctx is done; the returned function waits for them to
+// stop.
+func (w *watchers) start(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	for _, inf := range w.informers {
+		wg.Go(func() { inf.RunWithContext(ctx) })
+	}
+	return wg.Wait
 }
 
 // indexByService keys an EndpointSlice by the Service it belongs to.
@@ -107,9 +117,9 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 		inf cache.SharedIndexInformer
 		h   cache.ResourceEventHandler
 	}{
-		{w.factory.Core().V1().Services().Informer(), svcHandler},
-		{w.factory.Discovery().V1().EndpointSlices().Informer(), sliceHandler},
-		{w.nodeFactory.Core().V1().Nodes().Informer(), nodeHandler},
+		{w.informers[0], svcHandler},
+		{w.informers[1], sliceHandler},
+		{w.informers[2], nodeHandler},
 	} {
 		r, err := reg.inf.AddEventHandler(reg.h)
 		if err != nil {

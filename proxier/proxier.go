@@ -17,7 +17,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -53,7 +52,7 @@ type Options struct {
 
 // Proxier is the controller. Create it with New and start it with Run.
 type Proxier struct {
-	client   kubernetes.Interface
+	sources  Sources
 	backend  backends.Backend
 	opts     Options
 	tracker  *tracker
@@ -71,7 +70,7 @@ type Proxier struct {
 
 // New returns a Proxier. It has no side effects: nothing is watched or programmed before
 // Run.
-func New(client kubernetes.Interface, backend backends.Backend, opts Options) *Proxier {
+func New(sources Sources, backend backends.Backend, opts Options) *Proxier {
 	if opts.Addresses == nil {
 		opts.Addresses = NetlinkAddresses
 	}
@@ -88,7 +87,7 @@ func New(client kubernetes.Interface, backend backends.Backend, opts Options) *P
 		opts.FullSyncPeriod = time.Hour
 	}
 	p := &Proxier{
-		client:   client,
+		sources:  sources,
 		backend:  backend,
 		opts:     opts,
 		compiler: compile.NewCompiler(),
@@ -106,7 +105,7 @@ func New(client kubernetes.Interface, backend backends.Backend, opts Options) *P
 // returns an error only if it cannot start.
 func (p *Proxier) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
-	w, err := newWatchers(p.client, p.opts.Node.Name, p.opts.ResyncPeriod)
+	w, err := newWatchers(p.sources, p.opts.ResyncPeriod)
 	if err != nil {
 		return err
 	}
@@ -114,10 +113,10 @@ func (p *Proxier) Run(ctx context.Context) error {
 		return err
 	}
 	p.watch = w
-	w.factory.Start(ctx.Done())
-	w.nodeFactory.Start(ctx.Done())
-	defer w.factory.Shutdown()
-	defer w.nodeFactory.Shutdown()
+	ctx, stop := context.WithCancel(ctx)
+	wait := w.start(ctx)
+	defer wait() // deferred calls run last first: stop the informers, then wait for them
+	defer stop()
 	prepared := p.prepareBackend(ctx)
 	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
 	if !waitForCaches(ctx, w.synced) {

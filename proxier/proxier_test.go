@@ -78,7 +78,7 @@ func startEnvWith(t *testing.T, client *fake.Clientset, minSync time.Duration) *
 		logs:    logger.GetSink().(ktesting.Underlier).GetBuffer(),
 	}
 	e.rec.backendLen = e.backend.Len
-	e.p = New(e.client, e.backend, Options{
+	e.p = New(clientsetSources(e.client, nodeName), e.backend, Options{
 		Node:          testNodeConfig(),
 		MinSyncPeriod: minSync,
 		SyncPeriod:    time.Hour, // only changes trigger syncs

@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -19,6 +18,7 @@ import (
 	"github.com/portico-dev/portico/proxier"
 	"github.com/portico-dev/portico/proxier/compile"
 	"github.com/portico-dev/portico/proxier/health"
+	"github.com/portico-dev/portico/proxier/kubeapi"
 	"github.com/portico-dev/portico/proxier/metrics"
 	"github.com/portico-dev/portico/proxier/model"
 )
@@ -39,14 +39,14 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	client, err := newClient(cfg)
+	sources, err := newSources(cfg, nodeName)
 	if err != nil {
 		return err
 	}
 	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m))
 	sh := health.NewServiceHealth(health.ListenOn("tcp"), ph.IsHealthy)
 	defer func() { _ = sh.Close() }()
-	p := proxier.New(client, be, proxier.Options{
+	p := proxier.New(sources, be, proxier.Options{
 		Node:          nodeConfig(cfg, nodeName),
 		MinSyncPeriod: cfg.MinSyncPeriod,
 		SyncPeriod:    cfg.SyncPeriod,
@@ -94,9 +94,9 @@ func newBackend(cfg *config.Config, m *metrics.Metrics) (backends.Backend, error
 	return be, nil
 }
 
-// newClient builds the API client from the kubeconfig (or in-cluster config) and the
-// clientConnection settings.
-func newClient(cfg *config.Config) (kubernetes.Interface, error) {
+// newSources builds the API list-watches from the kubeconfig (or in-cluster config) and
+// the clientConnection settings.
+func newSources(cfg *config.Config, nodeName string) (proxier.Sources, error) {
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig == "" && cfg.Master == "" {
@@ -105,16 +105,12 @@ func newClient(cfg *config.Config) (kubernetes.Interface, error) {
 		rc, err = clientcmd.BuildConfigFromFlags(cfg.Master, cfg.Kubeconfig)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("building the API client configuration: %w", err)
+		return proxier.Sources{}, fmt.Errorf("building the API client configuration: %w", err)
 	}
 	rc.QPS, rc.Burst = cfg.QPS, int(cfg.Burst)
 	rc.ContentType, rc.AcceptContentTypes = cfg.ContentType, cfg.AcceptContentTypes
 	rc.UserAgent = "portico/" + version
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("creating the API client: %w", err)
-	}
-	return client, nil
+	return kubeapi.Sources(rc, nodeName)
 }
 
 // nodeConfig maps the configuration to what compiling needs.
