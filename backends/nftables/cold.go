@@ -8,11 +8,6 @@ import (
 	"github.com/portico-dev/portico/proxier/model"
 )
 
-// coldChunkOps bounds the operations of one transaction of a cold load. At 10,000
-// Services × 10 endpoints a chunk of this size holds about 1,200 Service ports, and nft
-// needs about 35 MB to load it instead of 260 MB for the whole table.
-var coldChunkOps = 20000
-
 // errChunkFailed stops the rendering of a cold load once one of its transactions failed.
 var errChunkFailed = errors.New("an earlier transaction of the cold load failed")
 
@@ -27,8 +22,6 @@ var errChunkFailed = errors.New("an earlier transaction of the cold load failed"
 // The transactions run on the calling goroutine, which may be bound to a network
 // namespace (tests); a helper goroutine only renders.
 func (fs *familyState) coldLoad(ctx context.Context, t *model.Table, mark uint32, observe func(int)) error {
-	fs.reset()
-	fs.r.node = t.Node()
 	jobs := make(chan func() error, 1)
 	failed := make(chan struct{})
 	rendered := make(chan error, 1)
@@ -65,22 +58,9 @@ func runJobs(jobs <-chan func() error, failed chan<- struct{}) error {
 
 // renderCold renders the table chunk by chunk and hands each chunk to jobs.
 func (fs *familyState) renderCold(ctx context.Context, t *model.Table, mark uint32, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	w := &txWriter{}
-	fs.writeSkeleton(w, mark)
-	for sp := range t.All() {
-		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
-		if w.size() < coldChunkOps {
-			continue
-		}
-		if err := fs.sendChunk(ctx, w, jobs, failed, observe); err != nil {
-			return err
-		}
-		w = &txWriter{}
-	}
-	if w.size() == 0 {
-		return nil
-	}
-	return fs.sendChunk(ctx, w, jobs, failed, observe)
+	return fs.renderFull(t, mark, existingObjects{}, func(w *txWriter) error {
+		return fs.sendChunk(ctx, w, jobs, failed, observe)
+	})
 }
 
 // sendChunk turns w into a job and queues it (waiting while the previous one runs).

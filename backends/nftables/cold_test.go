@@ -13,9 +13,9 @@ import (
 // withColdChunk sets the cold-load chunk size for one test.
 func withColdChunk(t *testing.T, ops int) {
 	t.Helper()
-	prev := coldChunkOps
-	coldChunkOps = ops
-	t.Cleanup(func() { coldChunkOps = prev })
+	prev := fullChunkOps
+	fullChunkOps = ops
+	t.Cleanup(func() { fullChunkOps = prev })
 }
 
 // TestColdLoadInChunks: into an empty kernel the full sync goes as several bounded
@@ -33,7 +33,7 @@ func TestColdLoadInChunks(t *testing.T) {
 		t.Fatalf("sync: %v", err)
 	}
 	if len(rec.txs) < 3 {
-		t.Fatalf("cold load ran %d transactions, want several with chunks of %d operations", len(rec.txs), coldChunkOps)
+		t.Fatalf("cold load ran %d transactions, want several with chunks of %d operations", len(rec.txs), fullChunkOps)
 	}
 	if len(sizes) != len(rec.txs) {
 		t.Errorf("transaction sizes reported %d times for %d transactions", len(sizes), len(rec.txs))
@@ -43,8 +43,8 @@ func TestColdLoadInChunks(t *testing.T) {
 			t.Errorf("transaction %d adds the table: %v (only the first should)", i, hasTable)
 		}
 		// A chunk closes after the port that reached the bound; the first holds the skeleton.
-		if i > 0 && tx.ops > 3*coldChunkOps {
-			t.Errorf("transaction %d has %d operations, bound %d", i, tx.ops, coldChunkOps)
+		if i > 0 && tx.ops > 3*fullChunkOps {
+			t.Errorf("transaction %d has %d operations, bound %d", i, tx.ops, fullChunkOps)
 		}
 	}
 	if got := semantic(fake); got != want {

@@ -3,8 +3,10 @@
 package nftables
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -532,8 +534,8 @@ func TestKernelScaleSmoke(t *testing.T) {
 	}
 	t.Logf("full sync of %d Services x %d endpoints: %d operations in %d transactions, %v", services, endpoints, cold, len(ops), time.Since(start))
 	// Into an empty kernel the full sync goes in bounded chunks (cold.go).
-	if want := cold / (coldChunkOps + 100); len(ops) < max(2, want) {
-		t.Errorf("cold load of %d operations ran %d transactions, want at least %d (chunks of %d)", cold, len(ops), max(2, want), coldChunkOps)
+	if want := cold / (fullChunkOps + 100); len(ops) < max(2, want) {
+		t.Errorf("cold load of %d operations ran %d transactions, want at least %d (chunks of %d)", cold, len(ops), max(2, want), fullChunkOps)
 	}
 	if got := len(p.fakes[model.IPv4].Table.Chains); got < services {
 		t.Fatalf("%d chains for %d Services", got, services)
@@ -560,6 +562,15 @@ func TestKernelScaleSmoke(t *testing.T) {
 	}
 	t.Logf("%d single-endpoint changes: %v in total, %v on average", changes, total, total/changes)
 	p.compare("after the changes", model.IPv4)
+
+	// A full rewrite over the existing table is one transaction, streamed in pieces.
+	n := len(ops)
+	start = time.Now()
+	p.syncDiff("full rewrite", prev, model.Diff{Full: true})
+	if len(ops) != n+1 || ops[n] <= fullChunkOps {
+		t.Errorf("full rewrite ran %d transactions (sizes %v), want one of more than %d operations (several pieces)", len(ops)-n, ops[n:], fullChunkOps)
+	}
+	t.Logf("full rewrite of %d operations in %v", ops[len(ops)-1], time.Since(start))
 	// Every changed endpoint is in the kernel.
 	out := nft(t, "list", "table", "ip", tableName)
 	for i := range changes {
@@ -569,5 +580,46 @@ func TestKernelScaleSmoke(t *testing.T) {
 	}
 	if err := p.kernel.Cleanup(context.Background()); err != nil {
 		t.Fatalf("cleanup: %v", err)
+	}
+}
+
+// TestKernelStreamAtomic: a streamed transaction commits only when its producer finishes;
+// if the producer fails, nft is stopped before the end of its input and nothing changes.
+func TestKernelStreamAtomic(t *testing.T) {
+	defer enterFreshNetns(t)()
+	ctx := context.Background()
+	piece := func(s string) *bytes.Buffer { return bytes.NewBufferString(s) }
+	injected := errors.New("injected failure")
+	err := streamNFT(ctx, func(write func(*bytes.Buffer) error) error {
+		if err := write(piece("add table ip stream-a\n")); err != nil {
+			return err
+		}
+		return injected
+	})
+	if !errors.Is(err, injected) {
+		t.Fatalf("stream returned %v, want the producer's error", err)
+	}
+	if out := nft(t, "list", "tables"); strings.Contains(out, "stream-a") {
+		t.Fatalf("a failed stream committed its first piece:\n%s", out)
+	}
+	err = streamNFT(ctx, func(write func(*bytes.Buffer) error) error {
+		for _, s := range []string{"add table ip stream-b\n", "add chain ip stream-b c\n"} {
+			if err := write(piece(s)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if out := nft(t, "list", "table", "ip", "stream-b"); !strings.Contains(out, "chain c") {
+		t.Fatalf("streamed pieces missing:\n%s", out)
+	}
+	err = streamNFT(ctx, func(write func(*bytes.Buffer) error) error {
+		return write(piece("add chain ip no-such-table c\n"))
+	})
+	if err == nil || !strings.Contains(err.Error(), "No such file or directory") {
+		t.Fatalf("stream of a bad transaction returned %v, want nft's error", err)
 	}
 }

@@ -93,7 +93,6 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 	if err != nil {
 		return err
 	}
-	var w *txWriter
 	if d.Full || !fs.ready {
 		existing, found, err := fs.listExisting(ctx)
 		if err != nil {
@@ -103,10 +102,9 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 		if !found {
 			return fs.coldLoad(ctx, t, b.opts.MasqueradeMark(), b.opts.TransactionSize)
 		}
-		w = fs.fullTransaction(t, b.opts.MasqueradeMark(), existing)
-	} else {
-		w = fs.partialTransaction(t, d)
+		return fs.fullRewrite(ctx, t, b.opts.MasqueradeMark(), existing, b.opts.TransactionSize)
 	}
+	w := fs.partialTransaction(t, d)
 	if b.opts.TransactionSize != nil {
 		b.opts.TransactionSize(w.size())
 	}

@@ -149,6 +149,12 @@ func (o epOp) element() *knftables.Element {
 
 func (w *txWriter) transaction(nft knftables.Interface) *knftables.Transaction {
 	tx := nft.NewTransaction()
+	w.addTo(tx)
+	return tx
+}
+
+// addTo appends the operations of w to tx, in the order of the sections.
+func (w *txWriter) addTo(tx *knftables.Transaction) {
 	for _, o := range w.setup {
 		addOrFlush(tx, o)
 	}
@@ -173,7 +179,6 @@ func (w *txWriter) transaction(nft knftables.Interface) *knftables.Transaction {
 	for _, o := range w.deletes {
 		tx.Delete(o)
 	}
-	return tx
 }
 
 // flushMarker wraps an object that must be flushed (rather than added) in setup/objects.

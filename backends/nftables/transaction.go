@@ -68,55 +68,72 @@ func objectName(o knftables.Object) string {
 	return ""
 }
 
-// fullTransaction rewrites the whole table: every shared set and map is flushed and
-// refilled and every chain rewritten in one atomic transaction, so that existing
-// connections (held by conntrack) and the rules of other tables are not disturbed, and
-// objects left by an earlier run that the model no longer needs are emptied (and deleted
-// by the next transaction).
-func (fs *familyState) fullTransaction(t *model.Table, mark uint32, existing existingObjects) *txWriter {
-	// The objects the last transaction emptied can go now, as in a partial sync.
+// fullChunkOps bounds the operations of one piece of a full rewrite: a cold load sends
+// each piece as a transaction of its own, an atomic rewrite streams them into one. At
+// 10,000 Services × 10 endpoints a piece holds about 1,200 Service ports, and nft loads
+// one as a transaction in about 35 MB instead of 260 MB for the whole table.
+var fullChunkOps = 20000
+
+// renderFull renders the whole table and hands it to emit in pieces, in the order they
+// must be applied: the head (the table, the shared sets and maps flushed, the fixed
+// chains, and the endpoint maps an earlier run left flushed), the Service ports, about
+// fullChunkOps operations at a time (each piece complete for the ports it holds), and the
+// tail, which retires what an earlier run left and the model no longer uses: emptied
+// now, deleted by the next transaction (or now, if the last one already emptied it).
+// It rebuilds the mirror from scratch.
+func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existingObjects, emit func(*txWriter) error) error {
 	emptiedChains, emptiedSets := fs.staleChains, fs.staleSets
 	fs.reset()
 	fs.r.node = t.Node()
-	w := &txWriter{epAdd: make([]epOp, 0, endpointCount(t))}
+	w := &txWriter{}
 	fs.writeSkeleton(w, mark)
+	for _, m := range existing.endpointMaps() {
+		w.setup = append(w.setup, flushMarker{&knftables.Map{Name: m}})
+	}
 	for sp := range t.All() {
 		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
+		if w.size() < fullChunkOps {
+			continue
+		}
+		if err := emit(w); err != nil {
+			return err
+		}
+		w = &txWriter{}
 	}
 	fs.retireUnknown(w, existing, emptiedChains, emptiedSets)
-	fs.flushEndpointMaps(w, existing, emptiedSets)
-	return w
+	fs.retireEndpointMaps(w, existing, emptiedSets)
+	if w.size() == 0 {
+		return nil
+	}
+	return emit(w)
 }
 
-// flushEndpointMaps empties the endpoint maps an earlier run left: the ones still used
-// are refilled by this transaction; the others are deleted now if the last transaction
-// already emptied them, else by the next one.
-func (fs *familyState) flushEndpointMaps(w *txWriter, existing existingObjects, emptied map[string]bool) {
-	for _, s := range existing.sets {
-		if !strings.HasPrefix(s, endpointMapPrefix) {
-			continue
+// endpointMaps returns the endpoint maps among the existing sets and maps.
+func (e existingObjects) endpointMaps() []string {
+	var out []string
+	for _, s := range e.sets {
+		if strings.HasPrefix(s, endpointMapPrefix) {
+			out = append(out, s)
 		}
-		if emptied[s] && !fs.pending.epMaps[s] {
-			w.deletes = append(w.deletes, &knftables.Map{Name: s})
-			continue
-		}
-		flush := flushMarker{&knftables.Map{Name: s}}
-		// Flushes go first, before the additions that refill the maps.
-		w.setup = append([]knftables.Object{w.setup[0], flush}, w.setup[1:]...)
-		if !fs.pending.epMaps[s] {
-			fs.pending.staleSets[s] = true
-		}
-		fs.epMaps[s] = true
 	}
+	return out
 }
 
-// endpointCount is the number of endpoint slots a full sync of t writes (an upper bound).
-func endpointCount(t *model.Table) int {
-	n := 0
-	for sp := range t.All() {
-		n += len(sp.Cluster) + len(sp.Local)
+// retireEndpointMaps handles the endpoint maps an earlier run left (flushed by the head):
+// the used ones were refilled; an unused one is deleted now if the last transaction
+// already emptied it, else by the next transaction.
+func (fs *familyState) retireEndpointMaps(w *txWriter, existing existingObjects, emptied map[string]bool) {
+	for _, m := range existing.endpointMaps() {
+		if fs.pending.epMaps[m] {
+			continue // used, and (re)created by this transaction
+		}
+		if emptied[m] {
+			w.deletes = append(w.deletes, &knftables.Map{Name: m})
+			continue
+		}
+		fs.pending.staleSets[m] = true
+		fs.epMaps[m] = true
 	}
-	return n
 }
 
 // writeSkeleton writes the table, the shared sets and maps (flushed) and the fixed chains.
