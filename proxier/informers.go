@@ -19,9 +19,6 @@ import (
 // that caused a slice update; it starts the network programming latency clock.
 const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 
-// sliceIndex indexes EndpointSlices by "namespace/service".
-const sliceIndex = "service"
-
 // Sources are where the proxier reads API objects from: one list-watch per kind. Nodes
 // must list only the proxier's own Node (a field selector on its name); package kubeapi
 // builds them for a real API server.
@@ -33,7 +30,7 @@ type Sources struct {
 type watchers struct {
 	informers []cache.SharedIndexInformer
 	services  corelisters.ServiceLister
-	slices    cache.Indexer
+	slices    *sliceIndex
 	nodes     corelisters.NodeLister
 	synced    []cache.InformerSynced
 }
@@ -42,8 +39,7 @@ type watchers struct {
 // proxier's Node, with a transform that drops what portico never reads.
 func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
 	svc := cache.NewSharedIndexInformer(src.Services, &corev1.Service{}, resync, cache.Indexers{})
-	eps := cache.NewSharedIndexInformer(src.EndpointSlices, &discoveryv1.EndpointSlice{}, resync,
-		cache.Indexers{sliceIndex: indexByService})
+	eps := cache.NewSharedIndexInformer(src.EndpointSlices, &discoveryv1.EndpointSlice{}, resync, cache.Indexers{})
 	node := cache.NewSharedIndexInformer(src.Nodes, &corev1.Node{}, resync, cache.Indexers{})
 	w := &watchers{informers: []cache.SharedIndexInformer{svc, eps, node}}
 	for _, inf := range w.informers {
@@ -52,7 +48,7 @@ func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
 		}
 	}
 	w.services = corelisters.NewServiceLister(svc.GetIndexer())
-	w.slices = eps.GetIndexer()
+	w.slices = newSliceIndex()
 	w.nodes = corelisters.NewNodeLister(node.GetIndexer())
 	return w, nil
 }
@@ -67,28 +63,44 @@ func (w *watchers) start(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// indexByService keys an EndpointSlice by the Service it belongs to.
-func indexByService(obj any) ([]string, error) {
-	r := sliceRecordOf(obj)
-	if r == nil || r.service == "" {
-		return nil, nil
-	}
-	return []string{r.Namespace + "/" + r.service}, nil
-}
-
-// SlicesFor returns the EndpointSlices of a Service from the informer cache.
+// SlicesFor returns the EndpointSlices of a Service, as the event handlers delivered them.
 func (w *watchers) slicesFor(name model.ServiceName) []*discoveryv1.EndpointSlice {
-	objs, err := w.slices.ByIndex(sliceIndex, name.Namespace+"/"+name.Name)
-	if err != nil {
-		return nil
-	}
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		if r := sliceRecordOf(o); r != nil {
-			out = append(out, &r.EndpointSlice)
-		}
+	recs := w.slices.get(name)
+	out := make([]*discoveryv1.EndpointSlice, len(recs))
+	for i, r := range recs {
+		out[i] = r.slice()
 	}
 	return out
+}
+
+// sliceHandler keeps the slice index and tells the tracker which Services changed (both
+// of them when a slice moves from one Service to another).
+func (w *watchers) sliceHandler(t *tracker) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if r := sliceRecordOf(obj); r != nil {
+				w.slices.put(r)
+			}
+			sliceEvent(t, obj)
+		},
+		UpdateFunc: func(old, obj any) {
+			o, r := sliceRecordOf(old), sliceRecordOf(obj)
+			if o != nil && (r == nil || o.service != r.service) {
+				w.slices.remove(o)
+				sliceEvent(t, old)
+			}
+			if r != nil {
+				w.slices.put(r)
+			}
+			sliceEvent(t, obj)
+		},
+		DeleteFunc: func(obj any) {
+			if r := sliceRecordOf(unwrap(obj)); r != nil {
+				w.slices.remove(r)
+			}
+			sliceEvent(t, obj)
+		},
+	}
 }
 
 // handlers routes informer events to the tracker.
@@ -99,11 +111,6 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 			serviceEvent(t, old, obj)
 		},
 		DeleteFunc: func(obj any) { serviceEvent(t, nil, obj) },
-	}
-	sliceHandler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { sliceEvent(t, obj) },
-		UpdateFunc: func(_, obj any) { sliceEvent(t, obj) },
-		DeleteFunc: func(obj any) { sliceEvent(t, obj) },
 	}
 	nodeHandler := cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { nodeEvent(t, onNode, nil, obj) },
@@ -118,7 +125,7 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 		h   cache.ResourceEventHandler
 	}{
 		{w.informers[0], svcHandler},
-		{w.informers[1], sliceHandler},
+		{w.informers[1], w.sliceHandler(t)},
 		{w.informers[2], nodeHandler},
 	} {
 		r, err := reg.inf.AddEventHandler(reg.h)
@@ -163,10 +170,10 @@ func sliceEvent(t *tracker, obj any) {
 		return
 	}
 	fam := model.IPv4
-	if r.AddressType == discoveryv1.AddressTypeIPv6 {
+	if r.addressType == discoveryv1.AddressTypeIPv6 {
 		fam = model.IPv6
 	}
-	t.SliceChanged(model.ServiceName{Namespace: r.Namespace, Name: r.service}, fam, r.trigger)
+	t.SliceChanged(model.ServiceName{Namespace: r.namespace, Name: r.service}, fam, r.trigger)
 }
 
 func nodeEvent(t *tracker, onNode func(*corev1.Node), old, obj any) {

@@ -1,9 +1,8 @@
 package proxier
 
 import (
-	"github.com/portico-dev/portico/proxier/compile"
 	"slices"
-
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,7 +10,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"github.com/portico-dev/portico/proxier/compile"
+	"github.com/portico-dev/portico/proxier/model"
 )
 
 var (
@@ -100,8 +103,8 @@ func TestStripEndpointSlice(t *testing.T) {
 	want.Endpoints[0].Hostname, want.Endpoints[0].TargetRef, want.Endpoints[0].DeprecatedTopology = nil, nil, nil
 
 	got := transformed(t, any(slice)).(*sliceRecord)
-	if !apiequality.Semantic.DeepEqual(&got.EndpointSlice, want) {
-		t.Errorf("stripped EndpointSlice:\n%+v\nwant\n%+v", got.EndpointSlice, want)
+	if !apiequality.Semantic.DeepEqual(got.slice(), want) {
+		t.Errorf("stripped EndpointSlice:\n%+v\nwant\n%+v", got.slice(), want)
 	}
 	if got.service != "web" {
 		t.Errorf("service = %q, want web", got.service)
@@ -131,17 +134,18 @@ func TestCompactSlicePacksAddresses(t *testing.T) {
 		{Addresses: []string{"10.0.0.5"}},
 	}}
 	got := transformed(t, any(slice)).(*sliceRecord)
-	if len(got.Endpoints) != 5 || cap(got.Endpoints) != 5 {
-		t.Errorf("endpoints len %d cap %d, want exactly 5", len(got.Endpoints), cap(got.Endpoints))
+	if len(got.endpoints) != 5 || cap(got.endpoints) != 5 {
+		t.Errorf("endpoints len %d cap %d, want exactly 5", len(got.endpoints), cap(got.endpoints))
 	}
+	typed := got.slice()
 	for i, ep := range slice.Endpoints {
-		if g := got.Endpoints[i].Addresses; !slices.Equal(g, ep.Addresses) || cap(g) != len(g) {
+		if g := typed.Endpoints[i].Addresses; !slices.Equal(g, ep.Addresses) || cap(g) != len(g) {
 			t.Errorf("endpoint %d: addresses %v (cap %d), want %v", i, g, cap(g), ep.Addresses)
 		}
 	}
 	// Appending to one endpoint's addresses must not overwrite the next one's.
-	_ = append(got.Endpoints[1].Addresses, "x")
-	if got.Endpoints[3].Addresses[0] != "fd00::4" {
+	_ = append(typed.Endpoints[1].Addresses, "x")
+	if got.endpoints[3].addresses[0] != "fd00::4" {
 		t.Error("endpoint address arrays overlap")
 	}
 }
@@ -276,12 +280,54 @@ func TestCompactEndpointsShareValues(t *testing.T) {
 			Conditions: discoveryv1.EndpointConditions{Ready: &r}}
 	}
 	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{mk(), mk()}}
-	got := transformed(t, any(slice)).(*sliceRecord)
+	got := transformed(t, any(slice)).(*sliceRecord).slice()
 	a, b := got.Endpoints[0], got.Endpoints[1]
 	if a.NodeName != b.NodeName || a.Zone != b.Zone || a.Conditions.Ready != b.Conditions.Ready {
 		t.Error("equal node names, zones and conditions are not shared between endpoints")
 	}
 	if *a.NodeName != node || *a.Zone != zone || !*a.Conditions.Ready || a.Conditions.Serving != nil {
 		t.Errorf("values changed by compaction: %+v", a)
+	}
+}
+
+func TestSliceRecordConditionsRoundTrip(t *testing.T) {
+	values := []*bool{nil, ptr.To(true), ptr.To(false)}
+	show := func(b *bool) string {
+		if b == nil {
+			return "nil"
+		}
+		return strconv.FormatBool(*b)
+	}
+	for _, r := range values {
+		for _, s := range values {
+			for _, term := range values {
+				in := discoveryv1.EndpointConditions{Ready: r, Serving: s, Terminating: term}
+				slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: in}}}
+				got := compactSlice(slice).slice().Endpoints[0].Conditions
+				for _, c := range []struct {
+					name      string
+					got, want *bool
+				}{{"ready", got.Ready, r}, {"serving", got.Serving, s}, {"terminating", got.Terminating, term}} {
+					if show(c.got) != show(c.want) {
+						t.Errorf("%s: %s after the record, want %s (in: %+v)", c.name, show(c.got), show(c.want), in)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestSliceRecordKeys(t *testing.T) {
+	r := compactSlice(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "web"}}})
+	key, err := cache.MetaNamespaceKeyFunc(r)
+	if err != nil || key != "default/web-1" {
+		t.Errorf("store key %q (%v), want default/web-1", key, err)
+	}
+	if svc, ok := serviceOf(r); !ok || svc != (model.ServiceName{Namespace: "default", Name: "web"}) {
+		t.Errorf("service %v (%v), want default/web", svc, ok)
+	}
+	if c, ok := r.DeepCopyObject().(*sliceRecord); !ok || c == r || c.name != r.name {
+		t.Errorf("DeepCopyObject returned %#v", c)
 	}
 }

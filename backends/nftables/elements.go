@@ -31,7 +31,7 @@ type claim struct {
 // entry is one element: the ports that want it (sorted by name) and what the kernel holds.
 type entry struct {
 	claims   []claim
-	kernel   claim // owner unused
+	kernel   string // the value the kernel holds (when inKernel)
 	inKernel bool
 }
 
@@ -92,12 +92,12 @@ func (s *elementStore) reconcile(ids []elemID, del, add *[]knftables.Object) {
 				*del = append(*del, elemObject(id, claim{}))
 			}
 			delete(s.entries, id)
-		case !en.inKernel || en.kernel.value != en.claims[0].value:
+		case !en.inKernel || en.kernel != en.claims[0].value:
 			if en.inKernel {
 				*del = append(*del, elemObject(id, claim{}))
 			}
 			*add = append(*add, elemObject(id, en.claims[0]))
-			en.kernel, en.inKernel = claim{value: en.claims[0].value}, true
+			en.kernel, en.inKernel = en.claims[0].value, true
 		}
 	}
 }
