@@ -29,7 +29,7 @@ type Sources struct {
 // watchers holds the informers and the listers that syncs read from.
 type watchers struct {
 	informers []cache.SharedIndexInformer
-	services  corelisters.ServiceLister
+	services  cache.Indexer
 	slices    *sliceIndex
 	nodes     corelisters.NodeLister
 	synced    []cache.InformerSynced
@@ -47,7 +47,7 @@ func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
 			return nil, fmt.Errorf("setting the informer transform: %w", err)
 		}
 	}
-	w.services = corelisters.NewServiceLister(svc.GetIndexer())
+	w.services = svc.GetIndexer()
 	w.slices = newSliceIndex()
 	w.nodes = corelisters.NewNodeLister(node.GetIndexer())
 	return w, nil
@@ -61,6 +61,30 @@ func (w *watchers) start(ctx context.Context) (wait func()) {
 		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
 	return wg.Wait
+}
+
+// service returns a Service from the informer cache, or nil.
+func (w *watchers) service(name model.ServiceName) *corev1.Service {
+	obj, ok, err := w.services.GetByKey(name.String())
+	if err != nil || !ok {
+		return nil
+	}
+	if r := serviceRecordOf(obj); r != nil {
+		return r.service()
+	}
+	return nil
+}
+
+// serviceNames lists the Services in the informer cache.
+func (w *watchers) serviceNames() []model.ServiceName {
+	objs := w.services.List()
+	out := make([]model.ServiceName, 0, len(objs))
+	for _, o := range objs {
+		if r := serviceRecordOf(o); r != nil {
+			out = append(out, r.key())
+		}
+	}
+	return out
 }
 
 // SlicesFor returns the EndpointSlices of a Service, as the event handlers delivered them.
@@ -147,21 +171,21 @@ func unwrap(obj any) any {
 }
 
 func serviceEvent(t *tracker, old, obj any) {
-	s, ok := unwrap(obj).(*corev1.Service)
-	if !ok {
+	s := serviceRecordOf(unwrap(obj))
+	if s == nil {
 		return
 	}
-	if o, ok := old.(*corev1.Service); ok && serviceUnchanged(o, s) {
+	if o := serviceRecordOf(old); o != nil && serviceUnchanged(o, s) {
 		return
 	}
-	t.ServiceChanged(model.ServiceName{Namespace: s.Namespace, Name: s.Name})
+	t.ServiceChanged(s.key())
 }
 
 // serviceUnchanged reports whether an update changed nothing portico reads.
-func serviceUnchanged(a, b *corev1.Service) bool {
-	return apiequality.Semantic.DeepEqual(a.Spec, b.Spec) &&
-		apiequality.Semantic.DeepEqual(a.Status, b.Status) &&
-		apiequality.Semantic.DeepEqual(a.Labels, b.Labels)
+func serviceUnchanged(a, b *serviceRecord) bool {
+	return apiequality.Semantic.DeepEqual(a.spec, b.spec) &&
+		apiequality.Semantic.DeepEqual(a.ingress, b.ingress) &&
+		apiequality.Semantic.DeepEqual(a.labels, b.labels)
 }
 
 func sliceEvent(t *tracker, obj any) {

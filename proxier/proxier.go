@@ -15,7 +15,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -178,8 +177,8 @@ func (p *Proxier) queued() {
 
 // source reads a Service and its EndpointSlices from the informer caches.
 func (p *Proxier) source(name model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
-	svc, err := p.watch.services.Services(name.Namespace).Get(name.Name)
-	if err != nil {
+	svc := p.watch.service(name)
+	if svc == nil {
 		return nil, nil
 	}
 	return svc, p.watch.slicesFor(name)
@@ -188,9 +187,8 @@ func (p *Proxier) source(name model.ServiceName) (*corev1.Service, []*discoveryv
 // allServiceNames lists every Service in the cache and every Service compiled before.
 func (p *Proxier) allServiceNames() []model.ServiceName {
 	seen := map[model.ServiceName]bool{}
-	svcs, _ := p.watch.services.List(labels.Everything())
-	for _, s := range svcs {
-		seen[model.ServiceName{Namespace: s.Namespace, Name: s.Name}] = true
+	for _, n := range p.watch.serviceNames() {
+		seen[n] = true
 	}
 	for _, n := range p.compiler.Known() {
 		seen[n] = true

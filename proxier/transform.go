@@ -6,20 +6,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/portico-dev/portico/proxier/compile"
 )
 
 // stripUnused is the informers' transform: it drops every field portico never reads
 // before the object enters the cache, which keeps memory low with many Services.
-// EndpointSlices become sliceRecords. Like every transform it must accept its own output.
+// Services and EndpointSlices become records. Like every transform it must accept its
+// own output.
 func stripUnused(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
-		stripMeta(&o.ObjectMeta, compile.LabelServiceProxyName, "")
-		o.Spec.Selector = nil
-		o.Status.Conditions = nil
+		return compactService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return compactSlice(o), nil
 	case *corev1.Node:
@@ -35,19 +31,6 @@ func stripNode(n *corev1.Node) {
 	n.OwnerReferences = nil
 	n.Status = corev1.NodeStatus{Addresses: n.Status.Addresses}
 	n.Spec = corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs, Taints: n.Spec.Taints}
-}
-
-// stripMeta keeps the identity of an object (name, namespace, resource version), the one
-// label and the one annotation portico reads ("" for none).
-func stripMeta(m *metav1.ObjectMeta, label, annotation string) {
-	*m = metav1.ObjectMeta{
-		Name:              m.Name,
-		Namespace:         m.Namespace,
-		ResourceVersion:   m.ResourceVersion,
-		DeletionTimestamp: m.DeletionTimestamp,
-		Labels:            keepOnly(m.Labels, label),
-		Annotations:       keepOnly(m.Annotations, annotation),
-	}
 }
 
 func keepOnly(m map[string]string, key string) map[string]string {

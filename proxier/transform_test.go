@@ -65,12 +65,22 @@ func TestStripService(t *testing.T) {
 	want.Spec.Selector = nil
 	want.Status.Conditions = nil
 
-	got := transformed(t, svc)
-	if got != svc {
-		t.Error("the Service was copied; the transform works in place")
+	got := transformed(t, any(svc)).(*serviceRecord)
+	if !apiequality.Semantic.DeepEqual(got.service(), want) {
+		t.Errorf("stripped Service:\n%+v\nwant\n%+v", got.service(), want)
 	}
-	if !apiequality.Semantic.DeepEqual(got, want) {
-		t.Errorf("stripped Service:\n%+v\nwant\n%+v", got, want)
+	if got.key() != (model.ServiceName{Namespace: "default", Name: "web"}) {
+		t.Errorf("key %v, want default/web", got.key())
+	}
+	if again := transformed(t, any(got)); again != any(got) {
+		t.Error("the transform does not accept its own output unchanged")
+	}
+	key, err := cache.MetaNamespaceKeyFunc(got)
+	if err != nil || key != "default/web" {
+		t.Errorf("store key %q (%v), want default/web", key, err)
+	}
+	if c, ok := got.DeepCopyObject().(*serviceRecord); !ok || !apiequality.Semantic.DeepEqual(c.service(), got.service()) {
+		t.Errorf("DeepCopyObject returned %#v", c)
 	}
 }
 
@@ -216,6 +226,7 @@ func TestServiceUnchanged(t *testing.T) {
 		{"identical", func(*corev1.Service) {}, true},
 		{"resource version", func(s *corev1.Service) { s.ResourceVersion = "8" }, true},
 		{"annotation", func(s *corev1.Service) { s.Annotations = map[string]string{"a": "b"} }, true},
+		{"selector", func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "other"} }, true},
 		{"port", func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 }, false},
 		{"type", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }, false},
 		{"label", func(s *corev1.Service) { s.Labels["service.kubernetes.io/service-proxy-name"] = "other" }, false},
@@ -226,7 +237,7 @@ func TestServiceUnchanged(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			next := base.DeepCopy()
 			tc.change(next)
-			if got := serviceUnchanged(base, next); got != tc.want {
+			if got := serviceUnchanged(compactService(base), compactService(next)); got != tc.want {
 				t.Errorf("serviceUnchanged = %t, want %t", got, tc.want)
 			}
 		})
