@@ -58,7 +58,7 @@ func runJobs(jobs <-chan func() error, failed chan<- struct{}) error {
 
 // renderCold renders the table chunk by chunk and hands each chunk to jobs.
 func (fs *familyState) renderCold(ctx context.Context, t *model.Table, mark uint32, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	return fs.renderFull(t, mark, existingObjects{}, func(w *txWriter) error {
+	return fs.renderFull(t, mark, existingObjects{}, chunkOps(t, true), func(w *txWriter) error {
 		return fs.sendChunk(ctx, w, jobs, failed, observe)
 	})
 }

@@ -13,9 +13,9 @@ import (
 // withColdChunk sets the cold-load chunk size for one test.
 func withColdChunk(t *testing.T, ops int) {
 	t.Helper()
-	prev := fullChunkOps
-	fullChunkOps = ops
-	t.Cleanup(func() { fullChunkOps = prev })
+	prev := minChunkOps
+	minChunkOps = ops
+	t.Cleanup(func() { minChunkOps = prev })
 }
 
 // TestColdLoadInChunks: into an empty kernel the full sync goes as several bounded
@@ -33,7 +33,7 @@ func TestColdLoadInChunks(t *testing.T) {
 		t.Fatalf("sync: %v", err)
 	}
 	if len(rec.txs) < 3 {
-		t.Fatalf("cold load ran %d transactions, want several with chunks of %d operations", len(rec.txs), fullChunkOps)
+		t.Fatalf("cold load ran %d transactions, want several with chunks of %d operations", len(rec.txs), minChunkOps)
 	}
 	if len(sizes) != len(rec.txs) {
 		t.Errorf("transaction sizes reported %d times for %d transactions", len(sizes), len(rec.txs))
@@ -43,8 +43,8 @@ func TestColdLoadInChunks(t *testing.T) {
 			t.Errorf("transaction %d adds the table: %v (only the first should)", i, hasTable)
 		}
 		// A chunk closes after the port that reached the bound; the first holds the skeleton.
-		if i > 0 && tx.ops > 3*fullChunkOps {
-			t.Errorf("transaction %d has %d operations, bound %d", i, tx.ops, fullChunkOps)
+		if i > 0 && tx.ops > 3*minChunkOps {
+			t.Errorf("transaction %d has %d operations, bound %d", i, tx.ops, minChunkOps)
 		}
 	}
 	if got := semantic(fake); got != want {
@@ -106,5 +106,20 @@ func TestColdLoadCanceled(t *testing.T) {
 	}
 	if b.fams[model.IPv4].ready {
 		t.Fatal("mirror kept after a canceled cold load")
+	}
+}
+
+// TestChunkOps: a cold load never takes more than maxColdTransactions transactions (plus
+// the tail); a streamed rewrite uses small pieces whatever the size.
+func TestChunkOps(t *testing.T) {
+	small, large := everyKind(t), benchTable(10000, 10)
+	if got := chunkOps(small, true); got != minChunkOps {
+		t.Errorf("cold chunk of a small table = %d, want %d", got, minChunkOps)
+	}
+	if got, want := chunkOps(large, true), 10000*(6+10)/maxColdTransactions; got != want {
+		t.Errorf("cold chunk at 10,000 Services x 10 = %d, want %d", got, want)
+	}
+	if got := chunkOps(large, false); got != minChunkOps {
+		t.Errorf("rewrite piece at 10,000 Services = %d, want %d", got, minChunkOps)
 	}
 }

@@ -23,14 +23,14 @@ func (fs *familyState) fullRewrite(ctx context.Context, t *model.Table, mark uin
 	var err error
 	if fs.batched {
 		err = streamNFT(ctx, func(write func(*bytes.Buffer) error) error {
-			return fs.renderFull(t, mark, existing, func(w *txWriter) error {
+			return fs.renderFull(t, mark, existing, chunkOps(t, false), func(w *txWriter) error {
 				ops += w.size()
 				return write(fs.text(w))
 			})
 		})
 	} else {
 		tx := fs.nft.NewTransaction()
-		err = fs.renderFull(t, mark, existing, func(w *txWriter) error {
+		err = fs.renderFull(t, mark, existing, chunkOps(t, false), func(w *txWriter) error {
 			ops += w.size()
 			w.addTo(tx)
 			return nil

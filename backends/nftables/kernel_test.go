@@ -534,8 +534,9 @@ func TestKernelScaleSmoke(t *testing.T) {
 	}
 	t.Logf("full sync of %d Services x %d endpoints: %d operations in %d transactions, %v", services, endpoints, cold, len(ops), time.Since(start))
 	// Into an empty kernel the full sync goes in bounded chunks (cold.go).
-	if want := cold / (fullChunkOps + 100); len(ops) < max(2, want) {
-		t.Errorf("cold load of %d operations ran %d transactions, want at least %d (chunks of %d)", cold, len(ops), max(2, want), fullChunkOps)
+	chunk := chunkOps(tbl, true)
+	if want := cold / (chunk + 100); len(ops) < max(2, want) || len(ops) > maxColdTransactions+2 {
+		t.Errorf("cold load of %d operations ran %d transactions, want at least %d (chunks of %d) and at most %d", cold, len(ops), max(2, want), chunk, maxColdTransactions+2)
 	}
 	if got := len(p.fakes[model.IPv4].Table.Chains); got < services {
 		t.Fatalf("%d chains for %d Services", got, services)
@@ -567,8 +568,8 @@ func TestKernelScaleSmoke(t *testing.T) {
 	n := len(ops)
 	start = time.Now()
 	p.syncDiff("full rewrite", prev, model.Diff{Full: true})
-	if len(ops) != n+1 || ops[n] <= fullChunkOps {
-		t.Errorf("full rewrite ran %d transactions (sizes %v), want one of more than %d operations (several pieces)", len(ops)-n, ops[n:], fullChunkOps)
+	if len(ops) != n+1 || ops[n] <= minChunkOps {
+		t.Errorf("full rewrite ran %d transactions (sizes %v), want one of more than %d operations (several pieces)", len(ops)-n, ops[n:], minChunkOps)
 	}
 	t.Logf("full rewrite of %d operations in %v", ops[len(ops)-1], time.Since(start))
 	// Every changed endpoint is in the kernel.

@@ -68,20 +68,41 @@ func objectName(o knftables.Object) string {
 	return ""
 }
 
-// fullChunkOps bounds the operations of one piece of a full rewrite: a cold load sends
-// each piece as a transaction of its own, an atomic rewrite streams them into one. At
-// 10,000 Services × 10 endpoints a piece holds about 1,200 Service ports, and nft loads
-// one as a transaction in about 35 MB instead of 260 MB for the whole table.
-var fullChunkOps = 20000
+// minChunkOps is the size, in operations, of the pieces a full sync is rendered in (at
+// 10,000 Services × 10 endpoints a piece of 5,000 holds about 300 Service ports); a cold
+// load may use larger ones (chunkOps).
+var minChunkOps = 5000
+
+// maxColdTransactions bounds the transactions of a cold load. Each costs nft and the
+// kernel an amount of time that grows with the table already loaded (nft reads the
+// table's chains and sets, the kernel validates what the base chains reach), so their
+// number must not grow with the table.
+const maxColdTransactions = 16
+
+// chunkOps returns the piece size of a full sync of t: minChunkOps for a streamed rewrite
+// (pieces only bound portico's memory), larger for a cold load when t needs more than
+// maxColdTransactions pieces. At 10,000 Services × 10 endpoints a cold load sends about
+// 10,000 operations per transaction, which nft loads in about 28 MB instead of 260 MB
+// for the whole table.
+func chunkOps(t *model.Table, cold bool) int {
+	if !cold {
+		return minChunkOps
+	}
+	ops := 0
+	for sp := range t.All() {
+		ops += 6 + len(sp.Cluster) + len(sp.Local) // chain, rules, shared elements, endpoints
+	}
+	return max(minChunkOps, ops/maxColdTransactions)
+}
 
 // renderFull renders the whole table and hands it to emit in pieces, in the order they
 // must be applied: the head (the table, the shared sets and maps flushed, the fixed
 // chains, and the endpoint maps an earlier run left flushed), the Service ports, about
-// fullChunkOps operations at a time (each piece complete for the ports it holds), and the
+// chunk operations at a time (each piece complete for the ports it holds), and the
 // tail, which retires what an earlier run left and the model no longer uses: emptied
 // now, deleted by the next transaction (or now, if the last one already emptied it).
 // It rebuilds the mirror from scratch.
-func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existingObjects, emit func(*txWriter) error) error {
+func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existingObjects, chunk int, emit func(*txWriter) error) error {
 	emptiedChains, emptiedSets := fs.staleChains, fs.staleSets
 	fs.reset()
 	fs.r.node = t.Node()
@@ -92,7 +113,7 @@ func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existing
 	}
 	for sp := range t.All() {
 		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
-		if w.size() < fullChunkOps {
+		if w.size() < chunk {
 			continue
 		}
 		if err := emit(w); err != nil {
