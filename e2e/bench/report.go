@@ -216,7 +216,7 @@ func writeMethod(m *md, r *Results) {
 		"The wrapper adds one fork/exec (about a millisecond) to every nft run, for both proxies alike. Memory is in MB (10⁶ bytes).")
 	m.p("- **Quiet machine.** Before each phase the harness waits (up to 10 s) until the CPUs were at least half idle over 500 ms: the kernel frees a large ruleset in the background after a table or namespace goes away, and that work must not land in the next phase. The wait and the idle fraction reached are in the per-phase tables.")
 	m.p("- **Floor.** After each cold sync, the proxy's tables (`nft list table ip|ip6 <table>`) are dumped to one file and loaded with `nft -f` into a fresh, empty namespace created for the purpose and deleted afterwards " +
-		"(three times when that takes under 5 s, else once; the median counts). Cold sync / floor is how much more than the kernel tool's own work the proxy needs to get the same rules in.")
+		"(five times when that takes under 5 s, else once; the fastest run counts, as the least disturbed by the proxy, the control plane and their timers, which keep running on the same two CPUs). Cold sync / floor is how much more than the kernel tool's own work the proxy needs to get the same rules in.")
 	m.p("- **Dataplane.** From pod-a2, %d sequential TCP connections to the real Service's ClusterIP (DNAT to pod-a1 on the same node, through node-a's rules), after 50 warm-up connections: connect() time (SYN to SYN-ACK through the first-packet path) and connections per second (connect, read the server's one-line answer, close). "+
 		"Measured with only the real Service present (baseline) and again at every N.", st.DataplaneConns)
 	m.nl()
@@ -243,7 +243,7 @@ func writeSummary(m *md, r *Results) {
 		if po.Cold != nil && kp.Cold != nil {
 			t := fmt.Sprintf("portico held the complete ruleset %s after launch, kube-proxy %s", fs(po.Cold.KernelS), fs(kp.Cold.KernelS))
 			if po.Floor != nil && kp.Floor != nil && po.Floor.Error == "" && kp.Floor.Error == "" {
-				t += fmt.Sprintf(" (nft alone loads their rulesets in %s and %s)", fs(po.Floor.MedianS), fs(kp.Floor.MedianS))
+				t += fmt.Sprintf(" (nft alone loads their rulesets in %s and %s)", fs(po.Floor.S()), fs(kp.Floor.S()))
 			}
 			parts = append(parts, t)
 		}
@@ -281,7 +281,7 @@ func writeSummary(m *md, r *Results) {
 			row[5] = fmb(p.PeakHWM()) + " (+ " + fmb(p.PeakNFT()) + ")"
 			row[6] = fs(p.LastCPU())
 			if p.Cold != nil && p.Floor != nil {
-				row[7] = ratio(p.Cold.KernelS, p.Floor.MedianS)
+				row[7] = ratio(p.Cold.KernelS, p.Floor.S())
 			}
 			if p.Dataplane != nil {
 				row[8] = fus(p.Dataplane.ConnectP50)
@@ -415,7 +415,7 @@ func writeScale(m *md, r *Results, s *ScaleRun) {
 			}
 			return fmt.Sprintf("%d / %s", p.Cold.Commits, comma(int(p.Cold.Msgs)))
 		})},
-		{"**Floor**: `nft -f` of the same ruleset, empty namespace", num(flo(func(f *Floor) float64 { return f.MedianS }), fs)},
+		{"**Floor**: `nft -f` of the same ruleset, empty namespace", num(flo(func(f *Floor) float64 { return f.S() }), fs)},
 		{"  ruleset size", txt(func(p *ProxyRun) string {
 			if p.Floor == nil || p.Floor.Error != "" {
 				return dash
@@ -429,10 +429,10 @@ func writeScale(m *md, r *Results, s *ScaleRun) {
 			return fmb(p.Floor.MaxRSSKiB) + " (" + fmb(p.PeakNFT()) + ")"
 		})},
 		{"  cold sync / floor", num(func(p *ProxyRun) float64 {
-			if p.Cold == nil || p.Floor == nil || p.Floor.MedianS == 0 {
+			if p.Cold == nil || p.Floor == nil || p.Floor.S() == 0 {
 				return math.NaN()
 			}
-			return p.Cold.KernelS / p.Floor.MedianS
+			return p.Cold.KernelS / p.Floor.S()
 		}, fx)},
 		{"**One-endpoint change** p50", num(chg(func(l *Latency) float64 { return l.P50 }), fms)},
 		{"  p90", num(chg(func(l *Latency) float64 { return l.P90 }), fms)},
@@ -571,11 +571,11 @@ func writeFloor(m *md, r *Results) {
 				row = append(row, dash, dash, dash)
 				continue
 			}
-			fl := fs(p.Floor.MedianS)
+			fl := fs(p.Floor.S())
 			if p.Floor.Error != "" {
 				fl = "failed: " + strings.ReplaceAll(p.Floor.Error, "|", "\\|")
 			}
-			row = append(row, fl, fs(p.Cold.KernelS), ratio(p.Cold.KernelS, p.Floor.MedianS))
+			row = append(row, fl, fs(p.Cold.KernelS), ratio(p.Cold.KernelS, p.Floor.S()))
 		}
 		rows = append(rows, row)
 	}
@@ -644,9 +644,9 @@ func writeTargets(m *md, r *Results) {
 		}
 		if c := po.Cold; c != nil {
 			ts = append(ts, upper("cold sync", n, c.KernelS, targetColdS, "≤ 10 s", fs, sMiss))
-			if f := po.Floor; f != nil && f.Error == "" && f.MedianS > 0 {
-				lim := targetColdFloor * f.MedianS
-				ts = append(ts, upperRatio("cold sync vs `nft -f` of its own rules", n, c.KernelS, f.MedianS, targetColdFloor, "≤ 1.25 × floor ("+fs(lim)+")"))
+			if f := po.Floor; f != nil && f.Error == "" && f.S() > 0 {
+				lim := targetColdFloor * f.S()
+				ts = append(ts, upperRatio("cold sync vs `nft -f` of its own rules", n, c.KernelS, f.S(), targetColdFloor, "≤ 1.25 × floor ("+fs(lim)+")"))
 			}
 			if kp != nil && kp.Cold != nil && kp.Cold.KernelS > 0 {
 				ts = append(ts, upperRatio("cold sync vs kube-proxy's", n, c.KernelS, kp.Cold.KernelS, targetColdVsKP, "≤ 1/3 × kube-proxy ("+fs(kp.Cold.KernelS/3)+")"))

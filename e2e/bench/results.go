@@ -219,6 +219,7 @@ type Floor struct {
 	RulesetLines int       `json:"ruleset_lines"`
 	Runs         []float64 `json:"runs_s"`
 	MedianS      float64   `json:"median_s"`
+	FastestS     float64   `json:"fastest_s,omitempty"`
 	MaxRSSKiB    int64     `json:"max_rss_kib"`
 	CPUS         float64   `json:"cpu_s"`
 	Error        string    `json:"error,omitempty"`
@@ -369,4 +370,12 @@ func sanitize(v reflect.Value) {
 			v.SetFloat(0)
 		}
 	}
+}
+
+// S is the floor: the fastest run (the median in results from before fastest_s existed).
+func (f *Floor) S() float64 {
+	if f.FastestS > 0 {
+		return f.FastestS
+	}
+	return f.MedianS
 }

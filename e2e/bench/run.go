@@ -280,8 +280,8 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 		}
 		_ = os.Remove(path)
 	}
-	r.logf("  floor: nft -f of %d lines (%.1f MB): %v (median %.2fs) %s", pr.Floor.RulesetLines,
-		float64(pr.Floor.RulesetBytes)/1e6, roundAll(pr.Floor.Runs), pr.Floor.MedianS, pr.Floor.Error)
+	r.logf("  floor: nft -f of %d lines (%.1f MB): %v (fastest %.2fs, median %.2fs) %s", pr.Floor.RulesetLines,
+		float64(pr.Floor.RulesetBytes)/1e6, roundAll(pr.Floor.Runs), pr.Floor.S(), pr.Floor.MedianS, pr.Floor.Error)
 	tr = startPhase("changes", r.mon, p)
 	pr.Change, err = measureChanges(ctx, p, r.mon, r.objs, n,
 		changeOpts{samples: r.o.ChangeSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout}, r.rng)
