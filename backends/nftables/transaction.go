@@ -31,11 +31,15 @@ func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *txWrite
 // dropRecreated removes from the pending deletions the objects this transaction brought
 // back (a Service port deleted and re-created between two syncs).
 func (fs *familyState) dropRecreated(w *txWriter) {
+	if len(w.deletes) == 0 {
+		return
+	}
+	used := fs.usedNames()
 	keep := w.deletes[:0]
 	var deleted []string
 	for _, o := range w.deletes {
 		name := objectName(o)
-		if fs.inUse(name) {
+		if used[name] || fs.mapUsers[name] > 0 {
 			continue
 		}
 		keep = append(keep, o)
@@ -45,15 +49,20 @@ func (fs *familyState) dropRecreated(w *txWriter) {
 	fs.pending.deleted = deleted
 }
 
-// inUse reports whether a Service port now owns the chain or set called name, or reads
-// the endpoint map called name.
-func (fs *familyState) inUse(name string) bool {
+// usedNames returns the names of the chains and affinity sets the Service ports own,
+// gathered once per transaction (a full rewrite asks about every object of the table;
+// with fs.mapUsers they tell which objects are in use).
+func (fs *familyState) usedNames() map[string]bool {
+	used := make(map[string]bool, 2*len(fs.ports))
 	for _, ps := range fs.ports {
-		if _, ok := ps.chain(name); ok || slices.Contains(ps.affinity, name) {
-			return true
+		for _, c := range ps.chains {
+			used[c.name] = true
+		}
+		for _, a := range ps.affinity {
+			used[a] = true
 		}
 	}
-	return fs.mapUsers[name] > 0
+	return used
 }
 
 func objectName(o knftables.Object) string {
@@ -203,8 +212,10 @@ func (fs *familyState) listExisting(ctx context.Context) (existing existingObjec
 // and the unused affinity sets are deleted by the next transaction. Those that the last
 // committed transaction already emptied (emptiedChains, emptiedSets) are deleted now.
 func (fs *familyState) retireUnknown(w *txWriter, existing existingObjects, emptiedChains, emptiedSets map[string]bool) {
+	used := fs.usedNames()
+	inUse := func(name string) bool { return used[name] || fs.mapUsers[name] > 0 }
 	for _, c := range existing.chains {
-		if !isPortObject(c) || fs.inUse(c) {
+		if !isPortObject(c) || inUse(c) {
 			continue
 		}
 		if emptiedChains[c] {
@@ -215,7 +226,7 @@ func (fs *familyState) retireUnknown(w *txWriter, existing existingObjects, empt
 		fs.pending.staleChains[c] = true
 	}
 	for _, s := range existing.sets {
-		if !isPortObject(s) || fs.inUse(s) {
+		if !isPortObject(s) || inUse(s) {
 			continue
 		}
 		if emptiedSets[s] {
