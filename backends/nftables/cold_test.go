@@ -59,53 +59,49 @@ func TestColdLoadInChunks(t *testing.T) {
 	assertSameBehaviour(t, fake, next)
 }
 
-// TestColdLoadFailureMidway: when a later chunk fails the sync reports it, and the next
-// sync, finding the half-written table, rewrites it in one atomic transaction.
-func TestColdLoadFailureMidway(t *testing.T) {
-	tbl := everyKind(t)
-	withColdChunk(t, 12)
-	b, recs, fakes := recordingBackend(t, nil)
-	rec, fake := recs[model.IPv4], fakes[model.IPv4]
+// TestColdLoadInterrupted: a transaction that fails, or a context canceled, during a cold
+// load stops it with that error and forgets the mirror; the next sync, finding the
+// half-written table, rewrites it in one atomic transaction.
+func TestColdLoadInterrupted(t *testing.T) {
 	injected := errors.New("injected failure")
-	rec.after = func() {
-		if len(rec.txs) == 2 {
-			rec.failNext = injected
-		}
-	}
-	err := b.Sync(context.Background(), tbl, model.Compare(nil, tbl))
-	if !errors.Is(err, injected) {
-		t.Fatalf("sync returned %v, want the injected error", err)
-	}
-	if len(rec.txs) != 3 {
-		t.Fatalf("cold load ran %d transactions after a failure, want it to stop at the third", len(rec.txs))
-	}
-	if b.fams[model.IPv4].ready {
-		t.Fatal("mirror kept after a failed cold load")
-	}
-	rec.after = nil
-	withColdChunk(t, 1) // would split a cold load into one transaction per port
-	tx := stepDiff(t, b, rec, tbl, model.Diff{Full: true})
-	if !fullTx(parseOps(tx.text)) {
-		t.Errorf("sync after the failure was not a full rewrite:\n%s", tx.text)
-	}
-	assertSameBehaviour(t, fake, tbl)
-}
-
-// TestColdLoadCanceled: a context canceled during a cold load stops it with its error.
-func TestColdLoadCanceled(t *testing.T) {
-	tbl := everyKind(t)
-	withColdChunk(t, 12)
-	b, recs, _ := recordingBackend(t, nil)
-	rec := recs[model.IPv4]
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	rec.after = cancel
-	err := b.Sync(ctx, tbl, model.Compare(nil, tbl))
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("sync returned %v, want context.Canceled", err)
-	}
-	if b.fams[model.IPv4].ready {
-		t.Fatal("mirror kept after a canceled cold load")
+	for _, tc := range []struct {
+		name      string
+		interrupt func(rec *recordingNFT, cancel func()) // runs after each transaction
+		want      error
+		wantTxs   int // transactions run before the load stopped
+	}{
+		{"failed transaction", func(rec *recordingNFT, _ func()) {
+			if len(rec.txs) == 2 {
+				rec.failNext = injected
+			}
+		}, injected, 3},
+		{"canceled", func(_ *recordingNFT, cancel func()) { cancel() }, context.Canceled, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl := everyKind(t)
+			withColdChunk(t, 12)
+			b, recs, fakes := recordingBackend(t, nil)
+			rec, fake := recs[model.IPv4], fakes[model.IPv4]
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			rec.after = func() { tc.interrupt(rec, cancel) }
+			if err := b.Sync(ctx, tbl, model.Compare(nil, tbl)); !errors.Is(err, tc.want) {
+				t.Fatalf("sync returned %v, want %v", err, tc.want)
+			}
+			if len(rec.txs) != tc.wantTxs {
+				t.Fatalf("cold load ran %d transactions, want it to stop after %d", len(rec.txs), tc.wantTxs)
+			}
+			if b.fams[model.IPv4].ready {
+				t.Fatal("mirror kept after an interrupted cold load")
+			}
+			rec.after = nil
+			withColdChunk(t, 1) // would split a cold load into one transaction per port
+			tx := stepDiff(t, b, rec, tbl, model.Diff{Full: true})
+			if !fullTx(parseOps(tx.text)) {
+				t.Errorf("sync after the interruption was not a full rewrite:\n%s", tx.text)
+			}
+			assertSameBehaviour(t, fake, tbl)
+		})
 	}
 }
 
