@@ -12,6 +12,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/e2e/harness/env"
 	"github.com/portico-dev/portico/e2e/harness/netns"
@@ -334,4 +336,38 @@ func TestTerminatingFallbackDynamic(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestSliceMovesBetweenServices relabels an EndpointSlice from one Service to another (its
+// kubernetes.io/service-name label): the Service it left must lose the endpoint and the
+// one it joined must gain it, in the same sync.
+func TestSliceMovesBetweenServices(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sc := Scenario{
+		Name: "SliceMove",
+		Services: []ServiceSetup{
+			{Svc: service("from"), Backends: ready(a1)},
+			{Svc: service("to"), Backends: ready(a2)},
+		},
+	}
+	svcs := apply(ctx, t, sc)
+	ns := namespaceFor(sc.Name)
+	runFlow(ctx, t, svcs, Flow{Name: "from before", From: client, Service: "from", Endpoints: []string{a1}})
+	runFlow(ctx, t, svcs, Flow{Name: "to before", From: client, Service: "to", Endpoints: []string{a2}})
+
+	api := suite.Cluster.Client().DiscoveryV1().EndpointSlices(ns)
+	list, err := api.List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=from"})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("the EndpointSlices of Service from: %d (%v), want 1", len(list.Items), err)
+	}
+	moved := list.Items[0]
+	moved.Labels[discoveryv1.LabelServiceName] = "to"
+	since := time.Now()
+	if _, err := api.Update(ctx, &moved, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("relabelling EndpointSlice %s: %v", moved.Name, err)
+	}
+	waitProgrammed(ctx, t, since)
+	runFlow(ctx, t, svcs, Flow{Name: "from after", From: client, Service: "from", Outcome: traffic.Refused})
+	runFlow(ctx, t, svcs, Flow{Name: "to after", From: client, Service: "to", Endpoints: []string{a1, a2}})
 }

@@ -6,10 +6,10 @@ import (
 	"runtime/metrics"
 )
 
-// Memory is how the proxier keeps its footprint small on every node: a full sync briefly
-// needs much more memory than the steady state (the whole ruleset is rendered at once),
-// so after each one the garbage is collected and returned to the OS at once, and the Go
-// runtime's soft memory limit follows the live heap. No limit is set before the first full
+// Memory is how the proxier keeps its footprint small on every node: a full sync
+// recompiles and re-renders every Service and leaves much garbage behind, so after each
+// one the garbage is collected and returned to the OS at once, and the Go runtime's soft
+// memory limit follows the live heap. No limit is set before the first full
 // sync: the live heap is unknown then, and a low limit would make the collector run back
 // to back through the largest sync of all.
 type Memory struct {

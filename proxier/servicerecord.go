@@ -1,12 +1,8 @@
 package proxier
 
 import (
-	"unique"
-
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/portico-dev/portico/proxier/compile"
 	"github.com/portico-dev/portico/proxier/model"
@@ -15,13 +11,13 @@ import (
 // serviceRecord is what the Service cache holds instead of the typed Service: its
 // identity, the one label portico reads, the spec (without the selector) and the load
 // balancer ingress. It leaves out the ObjectMeta and the rest of the status, about 40 %
-// of a stripped Service. It implements metav1.Object through GetObjectMeta and
-// runtime.Object, as the informer's store expects.
+// of a stripped Service. With recordMeta it implements what the informer's store expects
+// of metav1.Object and runtime.Object.
 type serviceRecord struct {
-	name, namespace, resourceVersion string
-	labels                           map[string]string // only the service-proxy-name label
-	spec                             corev1.ServiceSpec
-	ingress                          []corev1.LoadBalancerIngress
+	recordMeta
+	labels  map[string]string // only the service-proxy-name label
+	spec    corev1.ServiceSpec
+	ingress []corev1.LoadBalancerIngress
 }
 
 // serviceRecordOf returns obj as a serviceRecord (compacting a typed Service as the
@@ -39,12 +35,10 @@ func serviceRecordOf(obj any) *serviceRecord {
 // compactService copies what portico reads of s into a new serviceRecord.
 func compactService(s *corev1.Service) *serviceRecord {
 	r := &serviceRecord{
-		name:            s.Name,
-		namespace:       unique.Make(s.Namespace).Value(),
-		resourceVersion: s.ResourceVersion,
-		labels:          keepOnly(s.Labels, compile.LabelServiceProxyName),
-		spec:            s.Spec,
-		ingress:         s.Status.LoadBalancer.Ingress,
+		recordMeta: metaOf(&s.ObjectMeta),
+		labels:     keepOnly(s.Labels, compile.LabelServiceProxyName),
+		spec:       s.Spec,
+		ingress:    s.Status.LoadBalancer.Ingress,
 	}
 	r.spec.Selector = nil
 	return r
@@ -53,8 +47,10 @@ func compactService(s *corev1.Service) *serviceRecord {
 // service returns the typed Service the compiler reads (built on each call; it shares the
 // record's arrays, which nobody modifies).
 func (r *serviceRecord) service() *corev1.Service {
+	meta := r.objectMeta()
+	meta.Labels = r.labels
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: r.name, Namespace: r.namespace, ResourceVersion: r.resourceVersion, Labels: r.labels},
+		ObjectMeta: meta,
 		Spec:       r.spec,
 		Status:     corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: r.ingress}},
 	}
@@ -64,15 +60,6 @@ func (r *serviceRecord) service() *corev1.Service {
 func (r *serviceRecord) key() model.ServiceName {
 	return model.ServiceName{Namespace: r.namespace, Name: r.name}
 }
-
-// GetObjectMeta implements metav1.ObjectMetaAccessor (the store keys objects by
-// namespace and name).
-func (r *serviceRecord) GetObjectMeta() metav1.Object {
-	return &metav1.ObjectMeta{Name: r.name, Namespace: r.namespace, ResourceVersion: r.resourceVersion}
-}
-
-// GetObjectKind implements runtime.Object.
-func (r *serviceRecord) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 
 // DeepCopyObject implements runtime.Object.
 func (r *serviceRecord) DeepCopyObject() runtime.Object {

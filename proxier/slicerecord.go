@@ -7,24 +7,22 @@ import (
 	"unique"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // sliceRecord is what the EndpointSlice cache holds instead of the typed slice: its
 // identity, the Service name label, the trigger-time annotation and the fields the
 // compiler reads, in exactly sized arrays. At 10,000 slices of 10 endpoints it takes
 // about half the memory of the stripped typed slice (which carries a full ObjectMeta,
-// two one-entry maps and a 96-byte struct per endpoint). It implements metav1.Object
-// through GetObjectMeta and runtime.Object, as the informer's store expects.
+// two one-entry maps and a 96-byte struct per endpoint). With recordMeta it implements what
+// the informer's store expects of metav1.Object and runtime.Object.
 type sliceRecord struct {
-	name, namespace, resourceVersion string
-	service                          string    // the kubernetes.io/service-name label
-	trigger                          time.Time // the last-change-trigger-time annotation; zero when absent
-	addressType                      discoveryv1.AddressType
-	ports                            []discoveryv1.EndpointPort
-	endpoints                        []sliceEndpoint
+	recordMeta
+	service     string    // the kubernetes.io/service-name label
+	trigger     time.Time // the last-change-trigger-time annotation; zero when absent
+	addressType discoveryv1.AddressType
+	ports       []discoveryv1.EndpointPort
+	endpoints   []sliceEndpoint
 }
 
 // sliceEndpoint is one endpoint of a sliceRecord. Node and zone names are shared.
@@ -84,13 +82,11 @@ func sliceRecordOf(obj any) *sliceRecord {
 // compactSlice copies what portico reads of s into a new sliceRecord.
 func compactSlice(s *discoveryv1.EndpointSlice) *sliceRecord {
 	r := &sliceRecord{
-		name:            s.Name,
-		namespace:       unique.Make(s.Namespace).Value(),
-		resourceVersion: s.ResourceVersion,
-		service:         s.Labels[discoveryv1.LabelServiceName],
-		addressType:     s.AddressType,
-		ports:           slices.Clone(s.Ports),
-		endpoints:       make([]sliceEndpoint, len(s.Endpoints)),
+		recordMeta:  metaOf(&s.ObjectMeta),
+		service:     s.Labels[discoveryv1.LabelServiceName],
+		addressType: s.AddressType,
+		ports:       slices.Clone(s.Ports),
+		endpoints:   make([]sliceEndpoint, len(s.Endpoints)),
 	}
 	if v, ok := s.Annotations[TriggerTimeAnnotation]; ok {
 		r.trigger, _ = time.Parse(time.RFC3339Nano, v)
@@ -157,7 +153,7 @@ func packAddresses(eps []discoveryv1.Endpoint) []string {
 // shares the record's arrays, which nobody modifies).
 func (r *sliceRecord) slice() *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: r.name, Namespace: r.namespace, ResourceVersion: r.resourceVersion},
+		ObjectMeta:  r.objectMeta(),
 		AddressType: r.addressType,
 		Ports:       r.ports,
 		Endpoints:   make([]discoveryv1.Endpoint, len(r.endpoints)),
@@ -177,15 +173,6 @@ func (r *sliceRecord) slice() *discoveryv1.EndpointSlice {
 	}
 	return s
 }
-
-// GetObjectMeta implements metav1.ObjectMetaAccessor (the store keys objects by
-// namespace and name).
-func (r *sliceRecord) GetObjectMeta() metav1.Object {
-	return &metav1.ObjectMeta{Name: r.name, Namespace: r.namespace, ResourceVersion: r.resourceVersion}
-}
-
-// GetObjectKind implements runtime.Object.
-func (r *sliceRecord) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 
 // DeepCopyObject implements runtime.Object.
 func (r *sliceRecord) DeepCopyObject() runtime.Object {

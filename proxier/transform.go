@@ -33,27 +33,18 @@ func stripNode(n *corev1.Node) {
 	n.Spec = corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs, Taints: n.Spec.Taints}
 }
 
+// keepOnly returns a map of m's value for key alone, or nil when m has no such key.
 func keepOnly(m map[string]string, key string) map[string]string {
 	v, ok := m[key]
-	if !ok || key == "" {
+	if !ok {
 		return nil
 	}
 	return map[string]string{key: v}
 }
 
+// trueValue and falseValue are the shared targets of the condition pointers of endpoints
+// built from cache records.
 var trueValue, falseValue = true, false
-
-// sharedBool returns a pointer to one of two shared values (cached objects are never
-// modified).
-func sharedBool(b *bool) *bool {
-	switch {
-	case b == nil:
-		return nil
-	case *b:
-		return &trueValue
-	}
-	return &falseValue
-}
 
 // sharedStrings interns *string values (node and zone names) for cached objects.
 var sharedStrings sync.Map

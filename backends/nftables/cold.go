@@ -65,10 +65,10 @@ func (fs *familyState) renderCold(ctx context.Context, t *model.Table, mark uint
 
 // sendChunk turns w into a job and queues it (waiting while the previous one runs).
 func (fs *familyState) sendChunk(ctx context.Context, w *txWriter, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	if observe != nil {
-		observe(w.size())
-	}
 	n := w.size()
+	if observe != nil {
+		observe(n)
+	}
 	run := fs.job(ctx, w)
 	job := func() error {
 		if err := ctx.Err(); err != nil {

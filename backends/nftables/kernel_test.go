@@ -624,3 +624,53 @@ func TestKernelStreamAtomic(t *testing.T) {
 		t.Fatalf("stream of a bad transaction returned %v, want nft's error", err)
 	}
 }
+
+// TestKernelColdLoadInterrupted: a cold load stopped after two of its transactions leaves
+// a partial table in the kernel; the next sync rewrites it atomically into exactly what a
+// fresh load holds.
+func TestKernelColdLoadInterrupted(t *testing.T) {
+	defer enterFreshNetns(t)()
+	tbl := everyKind(t)
+	fresh := kernelBackend()
+	if err := fresh.Sync(context.Background(), tbl, model.Compare(nil, tbl)); err != nil {
+		t.Fatalf("fresh load: %v", err)
+	}
+	want := kernelCanonical(t, model.IPv4)
+	if err := fresh.Cleanup(context.Background()); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+
+	prev := minChunkOps
+	minChunkOps = 12
+	defer func() { minChunkOps = prev }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runs := 0
+	execNFT = func(ctx context.Context, text *bytes.Buffer) error {
+		err := runNFT(ctx, text)
+		if runs++; runs == 2 {
+			cancel()
+		}
+		return err
+	}
+	defer func() { execNFT = runNFT }()
+	b := kernelBackend()
+	if err := b.Sync(ctx, tbl, model.Compare(nil, tbl)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted cold load returned %v, want context.Canceled", err)
+	}
+	if runs != 2 {
+		t.Fatalf("cold load ran nft %d times after the cancel, want it to stop after 2", runs)
+	}
+	if got := kernelCanonical(t, model.IPv4); got == want {
+		t.Fatal("the interrupted cold load left the whole table; the test needs a partial one")
+	}
+	if err := b.Sync(context.Background(), tbl, model.Diff{Full: true}); err != nil {
+		t.Fatalf("rewrite over the partial table: %v", err)
+	}
+	if got := kernelCanonical(t, model.IPv4); got != want {
+		t.Errorf("rewrite over a partial table differs from a fresh load:\n%s", fixture.FirstDiff(want, got))
+	}
+	if err := b.Cleanup(context.Background()); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+}

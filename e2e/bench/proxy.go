@@ -8,12 +8,8 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/portico-dev/portico/config"
 	"github.com/portico-dev/portico/e2e/harness/cluster"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/portico"
@@ -136,8 +132,7 @@ func (l *launched) WrapLog() string { return l.wrapLog }
 // does, but launched through `env` so that its nft runs go through the wrapper.
 type porticoProxy struct {
 	launched
-	h  *portico.Portico
-	cl *cluster.Cluster
+	h *portico.Portico
 }
 
 func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *porticoProxy {
@@ -149,48 +144,17 @@ func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, re
 		cfg["enableProfiling"] = true
 	}
 	h := portico.New(portico.Options{Bin: bin, Topology: topo, Cluster: cl, Dir: dir, Config: cfg})
-	return &porticoProxy{launched: newLaunched(topo, dir, wrapDir, realNFT, portico.MetricsPort), h: h, cl: cl}
+	return &porticoProxy{launched: newLaunched(topo, dir, wrapDir, realNFT, portico.MetricsPort), h: h}
 }
 
 func (p *porticoProxy) Name() string { return "portico" }
 
-func (p *porticoProxy) configPath() string { return filepath.Join(p.dir, config.ConfigMapKey) }
-
-// writeConfig publishes the configuration as the kube-proxy ConfigMap and writes its
-// config.conf where a DaemonSet would mount it.
-func (p *porticoProxy) writeConfig(ctx context.Context) error {
-	body, err := yaml.Marshal(p.h.ConfigDocument())
-	if err != nil {
-		return err
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: metav1.NamespaceSystem, Labels: map[string]string{"app": "kube-proxy"}},
-		Data:       map[string]string{config.ConfigMapKey: string(body)},
-	}
-	cms := p.cl.Client().CoreV1().ConfigMaps(metav1.NamespaceSystem)
-	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return fmt.Errorf("creating the kube-proxy ConfigMap: %w", err)
-	}
-	got, err := cms.Get(ctx, "kube-proxy", metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	data, err := config.FromConfigMap(got)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(p.configPath(), data, 0o644)
-}
-
 func (p *porticoProxy) Start(ctx context.Context) (time.Time, error) {
-	if err := p.writeConfig(ctx); err != nil {
+	path, err := p.h.WriteConfig(ctx)
+	if err != nil {
 		return time.Time{}, err
 	}
-	return p.start("portico", p.h.Bin(), "--config="+p.configPath(), "--hostname-override="+netns.NodeA, verbosity)
+	return p.start("portico", p.h.Bin(), "--config="+path, "--hostname-override="+netns.NodeA, verbosity)
 }
 
 func (p *porticoProxy) Cleanup(ctx context.Context) (string, error) {

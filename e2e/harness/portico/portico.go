@@ -117,7 +117,7 @@ func (p *Portico) ConfigDocument() map[string]any {
 // config.conf where the DaemonSet would mount it, starts portico and waits until it has
 // synced once (/healthz answers 200).
 func (p *Portico) Start(ctx context.Context) error {
-	path, err := p.writeConfig(ctx)
+	path, err := p.WriteConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -132,9 +132,9 @@ func (p *Portico) Start(ctx context.Context) error {
 	return p.WaitHealthy(ctx)
 }
 
-// writeConfig stores the configuration in the API and on disk, the way kubeadm and the
-// kubelet do.
-func (p *Portico) writeConfig(ctx context.Context) (string, error) {
+// WriteConfig stores the configuration in the API (the kube-system/kube-proxy ConfigMap)
+// and on disk, the way kubeadm and the kubelet do, and returns the file's path.
+func (p *Portico) WriteConfig(ctx context.Context) (string, error) {
 	body, err := yaml.Marshal(p.ConfigDocument())
 	if err != nil {
 		return "", err
@@ -145,7 +145,9 @@ func (p *Portico) writeConfig(ctx context.Context) (string, error) {
 	}
 	cms := p.opts.Cluster.Client().CoreV1().ConfigMaps(metav1.NamespaceSystem)
 	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			return "", fmt.Errorf("updating the kube-proxy ConfigMap: %w", err)
+		}
 	} else if err != nil {
 		return "", fmt.Errorf("creating the kube-proxy ConfigMap: %w", err)
 	}
