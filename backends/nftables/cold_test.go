@@ -107,6 +107,47 @@ func TestColdLoadInterrupted(t *testing.T) {
 
 // TestChunkOps: a cold load never takes more than maxColdTransactions transactions (plus
 // the tail); a streamed rewrite uses small pieces whatever the size.
+// TestColdLoadGroupsEndpointMaps: a cold load writes the Service ports grouped by
+// endpoint map, so that each map is bound by the rules of one transaction (or two, where
+// a chunk ends inside a map's group) instead of by every transaction: the kernel checks a
+// map's elements each time a new rule binds it.
+func TestColdLoadGroupsEndpointMaps(t *testing.T) {
+	tbl := benchTable(2000, 3)
+	withColdChunk(t, 600)
+	b, recs, fakes := recordingBackend(t, nil)
+	rec := recs[model.IPv4]
+	if err := b.Sync(context.Background(), tbl, model.Compare(nil, tbl)); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if len(rec.txs) < 8 {
+		t.Fatalf("cold load ran %d transactions, want at least 8", len(rec.txs))
+	}
+	bindings := map[string][]int{} // endpoint map -> transactions adding rules that use it
+	for i, tx := range rec.txs {
+		seen := map[string]bool{}
+		for _, line := range strings.Split(tx.text, "\n") {
+			_, m, ok := strings.Cut(line, " map @"+endpointMapPrefix)
+			if !ok || !strings.HasPrefix(line, "add rule ") {
+				continue
+			}
+			m, _, _ = strings.Cut(m, " ")
+			if !seen[m] {
+				seen[m] = true
+				bindings[m] = append(bindings[m], i)
+			}
+		}
+	}
+	if len(bindings) < bucketsPerProtocol[model.TCP]/2 {
+		t.Fatalf("rules use %d endpoint maps, want most of the %d", len(bindings), bucketsPerProtocol[model.TCP])
+	}
+	for m, txs := range bindings {
+		if len(txs) > 2 || (len(txs) == 2 && txs[1] != txs[0]+1) {
+			t.Errorf("endpoint map %s%s is bound by rules of transactions %v, want one or two consecutive", endpointMapPrefix, m, txs)
+		}
+	}
+	assertSameBehaviour(t, fakes[model.IPv4], tbl)
+}
+
 func TestChunkOps(t *testing.T) {
 	small, large := everyKind(t), benchTable(10000, 10)
 	if got := chunkOps(small, true); got != minChunkOps {
