@@ -36,15 +36,107 @@ func Merge(slices []*discoveryv1.EndpointSlice, family model.Family, nodeName st
 	if family != model.IPv4 && family != model.IPv6 {
 		return nil, []error{fmt.Errorf("family %s is not supported (IPv4 and IPv6 only)", family)}
 	}
-	m := merger{
-		family:   family,
-		nodeName: nodeName,
-		byPort:   map[PortKey]map[netip.AddrPort]candidate{},
+	sorted := sortSlices(slices)
+	if len(sorted) == 1 && distinctPorts(sorted[0].Ports) {
+		m := newMerger(family, nodeName)
+		return m.single(sorted[0]), m.errs
 	}
-	for order, s := range sortSlices(slices) {
+	return mergeAll(sorted, family, nodeName)
+}
+
+func newMerger(family model.Family, nodeName string) *merger {
+	return &merger{family: family, nodeName: nodeName, byPort: map[PortKey]map[netip.AddrPort]candidate{}}
+}
+
+// mergeAll is the general path of Merge, for slices already sorted.
+func mergeAll(sorted []*discoveryv1.EndpointSlice, family model.Family, nodeName string) (map[PortKey][]Endpoint, []error) {
+	m := newMerger(family, nodeName)
+	for order, s := range sorted {
 		m.addSlice(order, s)
 	}
 	return m.result(), m.errs
+}
+
+// single merges the usual case, one slice whose ports are all distinct, the same way as
+// the general path but with a fraction of its allocations (a full compile at start-up
+// merges 10,000 of them): the endpoints are parsed once, sorted by address, the copies of
+// an address beyond the preferred one dropped, and each port gets its own list.
+func (m *merger) single(s *discoveryv1.EndpointSlice) map[PortKey][]Endpoint {
+	name := s.Namespace + "/" + s.Name
+	if !m.wantFamily(name, s.AddressType) {
+		return map[PortKey][]Endpoint{}
+	}
+	ports := m.parsePorts(name, s.Ports)
+	eps := make([]Endpoint, 0, len(s.Endpoints))
+	for i, ep := range s.Endpoints {
+		e, err := parseEndpoint(i, ep, m.family, m.nodeName)
+		if err != nil {
+			m.fail(name, err)
+			continue
+		}
+		eps = append(eps, e)
+	}
+	slices.SortStableFunc(eps, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
+	eps = dropCopies(eps)
+	out := make(map[PortKey][]Endpoint, len(ports))
+	for i, p := range ports {
+		list := eps
+		if i < len(ports)-1 {
+			list = slices.Clone(eps)
+		}
+		for j := range list {
+			list[j].Port = p.number
+		}
+		out[p.key] = list
+	}
+	return out
+}
+
+// dropCopies keeps one endpoint per address of eps (sorted stably by address, so the
+// copies of an address are in slice order): the first that is not terminating, else the
+// first, as candidate.beats chooses.
+func dropCopies(eps []Endpoint) []Endpoint {
+	out := eps[:0]
+	for i := 0; i < len(eps); {
+		j, best := i+1, i
+		for j < len(eps) && eps[j].Addr == eps[i].Addr {
+			j++
+		}
+		for k := i; k < j; k++ {
+			if !eps[k].Terminating {
+				best = k
+				break
+			}
+		}
+		out = append(out, eps[best])
+		i = j
+	}
+	return out
+}
+
+// distinctPorts reports whether no two ports of a slice share a name and protocol (two
+// that do merge into one list, which only the general path does).
+func distinctPorts(ports []discoveryv1.EndpointPort) bool {
+	for i := range ports {
+		for j := range i {
+			if deref(ports[i].Name) == deref(ports[j].Name) && protocolOf(ports[i]) == protocolOf(ports[j]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// protocolOf returns the protocol a port's entries are merged under (TCP when unset), or
+// what is written when that is not a protocol.
+func protocolOf(p discoveryv1.EndpointPort) string {
+	if p.Protocol == nil {
+		return model.TCP.String()
+	}
+	if proto, err := model.ParseProtocol(string(*p.Protocol)); err == nil {
+		return proto.String()
+	}
+	return "invalid " + string(*p.Protocol)
 }
 
 // candidate is one copy of an endpoint with its position in the input, used to choose

@@ -464,3 +464,48 @@ func TestMergeThenCategorize(t *testing.T) {
 		t.Error("HasAny = false, want true")
 	}
 }
+
+// TestMergeSingleSliceMatchesGeneral: the single-slice path of Merge gives the result and
+// the errors of the general path, over random slices with duplicate addresses, invalid
+// entries and ports of every kind.
+func TestMergeSingleSliceMatchesGeneral(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	pick := func(n int) int { return rng.IntN(n) }
+	addrs := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "fd00::1", "x"}
+	bools := []*bool{nil, yes, no}
+	protos := []*corev1.Protocol{nil, ptr(corev1.ProtocolTCP), ptr(corev1.ProtocolUDP), ptr(corev1.Protocol("XYZ"))}
+	types := []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN}
+	fast := 0
+	for i := range 2000 {
+		var ports []discoveryv1.EndpointPort
+		for range 1 + pick(3) {
+			p := discoveryv1.EndpointPort{Name: ptr([]string{"", "a", "b"}[pick(3)]), Protocol: protos[pick(len(protos))]}
+			if pick(5) > 0 {
+				p.Port = ptr(int32([]int{80, 81, 0}[pick(3)]))
+			}
+			ports = append(ports, p)
+		}
+		var eps []discoveryv1.Endpoint
+		for range pick(9) {
+			e := addr(addrs[pick(len(addrs))], cond(bools[pick(3)], bools[pick(3)], bools[pick(3)]))
+			if pick(2) == 0 {
+				e = onNode(e, []string{"node-a", "node-b"}[pick(2)])
+			}
+			eps = append(eps, e)
+		}
+		in := []*discoveryv1.EndpointSlice{eslice("s", types[pick(len(types))], ports, eps...)}
+		family := []model.Family{model.IPv4, model.IPv6}[pick(2)]
+		if distinctPorts(ports) {
+			fast++
+		}
+		got, gotErrs := Merge(in, family, "node-a")
+		want, wantErrs := mergeAll(sortSlices(in), family, "node-a")
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(errStrings(gotErrs), errStrings(wantErrs)) {
+			t.Fatalf("case %d: %+v\nsingle path: %v %q\ngeneral path: %v %q", i, in[0],
+				renderMerged(got), errStrings(gotErrs), renderMerged(want), errStrings(wantErrs))
+		}
+	}
+	if fast < 500 {
+		t.Errorf("only %d of 2000 cases took the single-slice path", fast)
+	}
+}
