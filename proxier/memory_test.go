@@ -45,3 +45,26 @@ func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
 		t.Fatalf("limit changed to %d with management disabled", got)
 	}
 }
+
+// TestStartUpGCPercent: the start-up target holds until restored, and 0 leaves the
+// process's target alone.
+func TestStartUpGCPercent(t *testing.T) {
+	old := debug.SetGCPercent(25)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+
+	restore := (&Memory{StartUpGCPercent: 100}).startUp()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent during start-up = %d, want 100", got)
+	}
+	restore()
+	if got := debug.SetGCPercent(25); got != 25 {
+		t.Errorf("GC percent after start-up = %d, want 25 back", got)
+	}
+
+	(&Memory{}).startUp()()
+	var nilMemory *Memory
+	nilMemory.startUp()()
+	if got := debug.SetGCPercent(25); got != 25 {
+		t.Errorf("GC percent = %d after a start-up with no target, want 25 untouched", got)
+	}
+}

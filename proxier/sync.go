@@ -19,6 +19,8 @@ func (p *Proxier) sync(ctx context.Context) error {
 	start := time.Now()
 	ch := p.tracker.Take()
 	state := p.compileChanges(ctx, ch)
+	compiled := time.Since(start)
+	p.endStartUp()
 	full := start.Sub(p.lastFull) >= p.opts.FullSyncPeriod
 	var errs []error
 	rewrote := ch.node // a node change recompiled every Service
@@ -43,7 +45,7 @@ func (p *Proxier) sync(ctx context.Context) error {
 		p.runner.Request() // let the backend finish (e.g. delete what it emptied)
 	}
 	p.afterSync(ctx, state, ch)
-	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start))
+	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start), "compiling", compiled)
 	return nil
 }
 

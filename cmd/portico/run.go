@@ -71,12 +71,15 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 	return err
 }
 
-// memory returns the proxier's memory management; GOMEMLIMIT, when set, is left to the
-// Go runtime alone.
+// memory returns the proxier's memory management; GOMEMLIMIT and GOGC, when set, are
+// left to the Go runtime alone.
 func memory() *proxier.Memory {
 	m := proxier.DefaultMemory()
 	if os.Getenv("GOMEMLIMIT") != "" {
 		m.MinLimit = 0
+	}
+	if os.Getenv("GOGC") != "" {
+		m.StartUpGCPercent = 0
 	}
 	return m
 }

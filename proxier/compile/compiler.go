@@ -72,6 +72,9 @@ func (c *Compiler) NodeChanged(node NodeInfo) bool { return !reflect.DeepEqual(c
 // them. Problems are returned; they never stop other Services from compiling.
 func (c *Compiler) Update(node NodeInfo, dirty []model.ServiceName, get Source) (*model.State, []error) {
 	c.node = node
+	if len(c.contributed) == 0 {
+		c.contributed = make(map[model.ServiceName][]portRef, len(dirty)) // the first build
+	}
 	var errs []error
 	set := map[model.Family][]*model.ServicePort{}
 	remove := map[model.Family][]model.ServicePortName{}

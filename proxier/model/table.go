@@ -94,7 +94,8 @@ func (t *Table) All() iter.Seq[*ServicePort] {
 // Update returns a copy of t with node settings node, the ports in set added or replaced
 // (each must be sealed) and the ports named in remove deleted.
 func (t *Table) Update(node Node, set []*ServicePort, remove []ServicePortName) *Table {
-	next := &Table{family: t.family, node: node, ports: maps.Clone(t.ports)}
+	next := &Table{family: t.family, node: node, ports: make(map[ServicePortName]*ServicePort, len(t.ports)+len(set))}
+	maps.Copy(next.ports, t.ports)
 	for _, n := range remove {
 		delete(next.ports, n)
 	}
