@@ -95,6 +95,8 @@ type Config struct {
 	ContentType string
 	// AcceptContentTypes is the Accept header sent to the API server.
 	AcceptContentTypes string
+	// APICompression asks the API server for gzipped responses (--kube-api-compression).
+	APICompression bool
 
 	// BindAddress overrides the node's primary IP (unspecified means
 	// "use the Node object").

@@ -56,6 +56,8 @@ type Flags struct {
 	QPS float32
 	// Burst is --kube-api-burst.
 	Burst int32
+	// APICompression is --kube-api-compression.
+	APICompression bool
 
 	// HostnameOverride is --hostname-override.
 	HostnameOverride string
@@ -167,6 +169,7 @@ func (f *Flags) addClientFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.ContentType, "kube-api-content-type", defaultContentType, "Content type used for requests to the API server."+ignoredWithConfig)
 	fs.Float32Var(&f.QPS, "kube-api-qps", defaultQPS, "Queries per second allowed towards the API server."+ignoredWithConfig)
 	fs.Int32Var(&f.Burst, "kube-api-burst", defaultBurst, "Burst of queries allowed towards the API server."+ignoredWithConfig)
+	fs.BoolVar(&f.APICompression, "kube-api-compression", false, "Ask the API server to gzip its responses (portico's own flag; applies even when --config is given). Off by default, as for kube-controller-manager and kube-scheduler: on a cluster network gzip costs the API server more CPU, and the node more time, than it saves.")
 }
 
 func (f *Flags) addServerFlags(fs *pflag.FlagSet) {

@@ -30,6 +30,7 @@ func TestFlagNamesTypesDefaults(t *testing.T) {
 		"kube-api-content-type":             {"string", "application/vnd.kubernetes.protobuf"},
 		"kube-api-qps":                      {"float32", "5"},
 		"kube-api-burst":                    {"int32", "10"},
+		"kube-api-compression":              {"bool", "false"},
 		"hostname-override":                 {"string", ""},
 		"bind-address":                      {"ip", "0.0.0.0"},
 		"healthz-bind-address":              {"ipport", "0.0.0.0:10256"},

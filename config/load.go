@@ -25,8 +25,9 @@ type origins map[string]string
 //     kube-proxy, the flags that map to configuration fields are ignored
 //     (a log line names each ignored flag that was set). Exceptions:
 //     --hostname-override (when non-empty), --master, --cleanup,
-//     --init-only, --write-config-to and, unlike kube-proxy,
-//     --proxy-mode/--mode, which take precedence over the file's mode.
+//     --init-only, --write-config-to, portico's own --kube-api-compression
+//     and, unlike kube-proxy, --proxy-mode/--mode, which take precedence
+//     over the file's mode.
 //   - Without any mode, iptables is used and a hint recommends nftables.
 //
 // Reading or decoding problems are returned as *FileError, invalid values
@@ -62,6 +63,7 @@ func Load(f *Flags, fs *pflag.FlagSet, logger klog.Logger) (*Config, error) {
 	cfg := buildConfig(obj)
 	cfg.Mode, cfg.ModeSource, cfg.File = string(obj.Mode), modeSource, f.ConfigFile
 	cfg.Master, cfg.Cleanup, cfg.InitOnly, cfg.WriteConfigTo = f.Master, f.Cleanup, f.InitOnly, f.WriteConfigTo
+	cfg.APICompression = f.APICompression
 	return cfg, nil
 }
 

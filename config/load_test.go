@@ -222,6 +222,34 @@ func TestHostnameOverride(t *testing.T) {
 	}
 }
 
+// TestAPICompression: portico's own flag is off by default and applies with or without a
+// config file (no KubeProxyConfiguration field holds it).
+func TestAPICompression(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		doc  bool
+		args []string
+		want bool
+	}{
+		{"default", false, nil, false},
+		{"flag", false, []string{"--kube-api-compression"}, true},
+		{"flag with a config file", true, []string{"--kube-api-compression=true"}, true},
+		{"config file only", true, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg *Config
+			if tt.doc {
+				cfg, _ = mustLoadDoc(t, header, tt.args...)
+			} else {
+				cfg, _ = mustLoad(t, tt.args...)
+			}
+			if cfg.APICompression != tt.want {
+				t.Errorf("APICompression = %v, want %v", cfg.APICompression, tt.want)
+			}
+		})
+	}
+}
+
 func TestHostnameOrDefault(t *testing.T) {
 	host, err := os.Hostname()
 	if err != nil {
