@@ -62,11 +62,9 @@ type Proxier struct {
 	applied  map[model.Family]*model.Table
 	needFull map[model.Family]bool
 	lastFull time.Time
-	// restoreGC ends the start-up's garbage collection target (Memory.startUp).
-	restoreGC func()
-	hcNames   map[model.ServiceName]bool
-	noLocal   map[noLocalKey]map[model.ServicePortName]bool
-	gen       uint64
+	hcNames  map[model.ServiceName]bool
+	noLocal  map[noLocalKey]map[model.ServicePortName]bool
+	gen      uint64
 }
 
 // New returns a Proxier. It has no side effects: nothing is watched or programmed before
@@ -120,24 +118,16 @@ func (p *Proxier) Run(ctx context.Context) error {
 	defer stop()
 	prepared := p.prepareBackend(ctx)
 	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
-	p.restoreGC = p.opts.Memory.startUp()
-	defer p.endStartUp() // if the first sync never came
-	if !waitForCaches(ctx, w.synced) {
+	restoreGC := p.opts.Memory.startUp()
+	synced := waitForCaches(ctx, w.synced)
+	restoreGC()
+	if !synced {
 		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
 	}
 	<-prepared
 	logger.Info("Informer caches synced; starting the sync loop")
 	p.runner.Run(ctx)
 	return nil
-}
-
-// endStartUp restores the garbage collector's target of the process once the first
-// sync has compiled every Service (or Run returns without one).
-func (p *Proxier) endStartUp() {
-	if p.restoreGC != nil {
-		p.restoreGC()
-		p.restoreGC = nil
-	}
 }
 
 // prepareBackend runs the backend's start-up work, if it has any, in the background; the

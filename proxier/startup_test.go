@@ -63,7 +63,7 @@ func (b gcBackend) Sync(ctx context.Context, t *model.Table, d model.Diff) error
 }
 
 // TestStartUpGCTarget: the collector runs with the start-up target while the caches fill
-// and the process's own target is back by the time the first sync reaches the backend.
+// and the process's own target is back by the time the first sync starts.
 // Not parallel: the target is the process's.
 func TestStartUpGCTarget(t *testing.T) {
 	old := debug.SetGCPercent(25)

@@ -20,7 +20,6 @@ func (p *Proxier) sync(ctx context.Context) error {
 	ch := p.tracker.Take()
 	state := p.compileChanges(ctx, ch)
 	compiled := time.Since(start)
-	p.endStartUp()
 	full := start.Sub(p.lastFull) >= p.opts.FullSyncPeriod
 	var errs []error
 	rewrote := ch.node // a node change recompiled every Service
