@@ -43,10 +43,27 @@ type phaseTracker struct {
 	wrapOff   int64
 }
 
-// startPhase waits (up to 10 s) for the machine to be at least half idle, then starts
-// measuring a phase.
+// Before a phase the machine must have been idle for this fraction of a 500 ms window
+// (waiting at most 10 s; 15 s before a timed load). A cold sync and a floor load are
+// single timed runs of a few seconds, and the kernel frees a removed ruleset in the
+// background on one of the two CPUs: half idle let that work land in them.
+const (
+	phaseIdle = 0.5
+	timedIdle = 0.85
+)
+
+// quietFor waits for the machine to be quiet enough before a phase (name), and returns
+// the time waited and the idle fraction reached.
+func quietFor(name string) (time.Duration, float64) {
+	if name == "cold-sync" {
+		return WaitIdle(timedIdle, 500*time.Millisecond, 15*time.Second)
+	}
+	return WaitIdle(phaseIdle, 500*time.Millisecond, 10*time.Second)
+}
+
+// startPhase waits for a quiet machine (quietFor), then starts measuring a phase.
 func startPhase(name string, mon *Monitor, p Proxy) *phaseTracker {
-	waited, idle := WaitIdle(0.5, 500*time.Millisecond, 10*time.Second)
+	waited, idle := quietFor(name)
 	t := &phaseTracker{ph: &Phase{Name: name, Start: time.Now(), LoadStart: LoadAvg(),
 		SettleS: waited.Seconds(), IdleFrac: idle}, mon: mon, monBefore: mon.Stats(), wrapLog: p.WrapLog()}
 	if st, err := os.Stat(t.wrapLog); err == nil {
@@ -550,6 +567,7 @@ func deleteFloorNS(topo *netns.Topology) error {
 func loadOnce(ctx context.Context, topo *netns.Topology, nt nftTools, path string) (time.Duration, NFTRuns, error) {
 	name := floorNS(topo)
 	_ = deleteFloorNS(topo)
+	quietFor("cold-sync") // the previous load's namespace is freed in the background
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return 0, NFTRuns{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
 	}

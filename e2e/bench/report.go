@@ -200,10 +200,11 @@ func writeMethod(m *md, r *Results) {
 	m.p("- **Kernel observer.** A NETLINK_NETFILTER socket created on a thread switched into node-a, subscribed to NFNLGRP_NFTABLES with a %d MiB receive buffer (SO_RCVBUFFORCE). "+
 		"The kernel sends one message per object a transaction adds or removes, then NFT_MSG_NEWGEN when it commits (with the committing process's name). "+
 		"Every message is timestamped when received and searched for IPv4 addresses (an address in a set element or a rule expression is 4 consecutive bytes).", st.MonitorRcvBufMB)
-	m.p("- **Cold full sync.** From the moment the proxy process is launched to the commit after which the kernel holds every rule: " +
-		"the later of (a) the first commit after every expected address (all cluster IPs and endpoints) has appeared in a notification and " +
-		"(b) the last commit received before the proxy's `kubeproxy_sync_proxy_rules_last_timestamp_seconds` covered both IP families. " +
-		"The proxy's own view is shown beside it: that metric minus the launch time, and the sum of `kubeproxy_sync_proxy_rules_duration_seconds`.")
+	m.p("- **Cold full sync.** From the moment the proxy process is launched to the commit after which the kernel holds every rule: "+
+		"the later of (a) the first commit after every expected address (all cluster IPs and endpoints) has appeared in a notification and "+
+		"(b) the last commit received before the proxy's `kubeproxy_sync_proxy_rules_last_timestamp_seconds` covered both IP families. "+
+		"The proxy's own view is shown beside it: that metric minus the launch time, and the sum of `kubeproxy_sync_proxy_rules_duration_seconds`. "+
+		"At each N the cold sync is measured %d time(s) (see Floor) and the fastest counts.", max(1, st.ColdRuns))
 	m.p("- **One-endpoint change.** %d samples per proxy and N. Each replaces one endpoint of a random Service's slice by a never-used address (10.251.x.y) and sets `endpoints.kubernetes.io/last-change-trigger-time`; "+
 		"the sample runs from just before the API write to the first notification holding the new address. "+
 		"A change is written only once the proxy is idle: at least %.1f s after the previous write and after the last commit in node-a, so that no sample waits for the minSyncPeriod rate limiter. "+
@@ -214,9 +215,10 @@ func writeMethod(m *md, r *Results) {
 	m.p("- **Memory and CPU.** At the end of each phase: VmHWM (peak RSS) and VmRSS from `/proc/<pid>/status`, and utime+stime+cutime+cstime from `/proc/<pid>/stat`. " +
 		"Both proxies find `nft` through PATH, so each gets a small wrapper named `nft` first in its PATH (`e2e/bench/nftwrap`): it runs /usr/sbin/nft with the same arguments and streams, and logs the child's peak RSS (rusage maxrss; exact whenever nft uses more than the wrapper's own ~3 MB, which a child started by fork and exec inherits in its maxrss), wall and CPU time, and the size of its input. The floor's nft runs go through the same wrapper. " +
 		"The wrapper adds one fork/exec (about a millisecond) to every nft run, for both proxies alike. Memory is in MB (10⁶ bytes).")
-	m.p("- **Quiet machine.** Before each phase the harness waits (up to 10 s) until the CPUs were at least half idle over 500 ms: the kernel frees a large ruleset in the background after a table or namespace goes away, and that work must not land in the next phase. The wait and the idle fraction reached are in the per-phase tables.")
+	m.p("- **Quiet machine.** Before each phase the harness waits (up to 10 s) until the CPUs were at least half idle over 500 ms, and before each cold sync and each floor load (up to 15 s) until they were 85 %% idle: the kernel frees a large ruleset in the background after a table or namespace goes away, on one of the two CPUs, and that work must not land in a timed run. The wait and the idle fraction reached are in the per-phase tables.")
 	m.p("- **Floor.** After each cold sync, the proxy's tables (`nft list table ip|ip6 <table>`) are dumped to one file and loaded with `nft -f` into a fresh, empty namespace created for the purpose and deleted afterwards " +
-		"(five times when that takes under 5 s, else once; the fastest run counts, as the least disturbed by the proxy, the control plane and their timers, which keep running on the same two CPUs). Cold sync / floor is how much more than the kernel tool's own work the proxy needs to get the same rules in.")
+		"(five times when that takes under 5 s, else once; the fastest run counts, as the least disturbed by the proxy, the control plane and their timers, which keep running on the same two CPUs). Cold sync / floor is how much more than the kernel tool's own work the proxy needs to get the same rules in. " +
+		"The cold sync is measured the same way: each proxy is started into an empty kernel, synced, stopped and its rules removed, as many times as `-cold-runs` says (3 by default), and the fastest run counts; every run is listed. The last run stays up for the other phases.")
 	m.p("- **Dataplane.** From pod-a2, %d sequential TCP connections to the real Service's ClusterIP (DNAT to pod-a1 on the same node, through node-a's rules), after 50 warm-up connections: connect() time (SYN to SYN-ACK through the first-packet path) and connections per second (connect, read the server's one-line answer, close). "+
 		"Measured with only the real Service present (baseline) and again at every N.", st.DataplaneConns)
 	m.nl()
@@ -241,7 +243,7 @@ func writeSummary(m *md, r *Results) {
 		po, kp := s.Proxy(pPortico), s.Proxy(pKP)
 		var parts []string
 		if po.Cold != nil && kp.Cold != nil {
-			t := fmt.Sprintf("portico held the complete ruleset %s after launch, kube-proxy %s", fs(po.Cold.KernelS), fs(kp.Cold.KernelS))
+			t := fmt.Sprintf("portico held the complete ruleset %s after launch, kube-proxy %s", fs(po.Cold.S()), fs(kp.Cold.S()))
 			if po.Floor != nil && kp.Floor != nil && po.Floor.Error == "" && kp.Floor.Error == "" {
 				t += fmt.Sprintf(" (nft alone loads their rulesets in %s and %s)", fs(po.Floor.S()), fs(kp.Floor.S()))
 			}
@@ -270,7 +272,7 @@ func writeSummary(m *md, r *Results) {
 			}
 			row := []string{comma(s.N), name, dash, dash, dash, dash, dash, dash, dash}
 			if p.Cold != nil {
-				row[2] = fs(p.Cold.KernelS)
+				row[2] = fs(p.Cold.S())
 			}
 			if p.Change != nil {
 				row[3] = fms(p.Change.P50) + " / " + fms(p.Change.P99)
@@ -281,7 +283,7 @@ func writeSummary(m *md, r *Results) {
 			row[5] = fmb(p.PeakHWM()) + " (+ " + fmb(p.PeakNFT()) + ")"
 			row[6] = fs(p.LastCPU())
 			if p.Cold != nil && p.Floor != nil {
-				row[7] = ratio(p.Cold.KernelS, p.Floor.S())
+				row[7] = ratio(p.Cold.S(), p.Floor.S())
 			}
 			if p.Dataplane != nil {
 				row[8] = fus(p.Dataplane.ConnectP50)
@@ -389,8 +391,14 @@ func writeScale(m *md, r *Results, s *ScaleRun) {
 		return fmt.Sprintf("%.2f×", v)
 	}
 	lines := []line{
-		{"**Cold full sync** (launch → kernel holds every rule)", num(cold(func(c *Cold) float64 { return c.KernelS }), fs)},
-		{"  proxy's metric: last sync timestamp − launch", num(cold(func(c *Cold) float64 { return c.MetricS }), fs)},
+		{"**Cold full sync** (launch → kernel holds every rule; fastest run)", num(cold(func(c *Cold) float64 { return c.S() }), fs)},
+		{"  every run (the last one stays up for the other phases)", txt(func(p *ProxyRun) string {
+			if p.Cold == nil || len(p.Cold.RunsS) == 0 {
+				return dash
+			}
+			return strings.Join(roundAll(p.Cold.RunsS), ", ")
+		})},
+		{"  proxy's metric (last run): last sync timestamp − launch", num(cold(func(c *Cold) float64 { return c.MetricS }), fs)},
 		{"  proxy's metric: sum of sync durations", txt(func(p *ProxyRun) string {
 			if p.Cold == nil {
 				return dash
@@ -432,7 +440,7 @@ func writeScale(m *md, r *Results, s *ScaleRun) {
 			if p.Cold == nil || p.Floor == nil || p.Floor.S() == 0 {
 				return math.NaN()
 			}
-			return p.Cold.KernelS / p.Floor.S()
+			return p.Cold.S() / p.Floor.S()
 		}, fx)},
 		{"**One-endpoint change** p50", num(chg(func(l *Latency) float64 { return l.P50 }), fms)},
 		{"  p90", num(chg(func(l *Latency) float64 { return l.P90 }), fms)},
@@ -575,7 +583,7 @@ func writeFloor(m *md, r *Results) {
 			if p.Floor.Error != "" {
 				fl = "failed: " + strings.ReplaceAll(p.Floor.Error, "|", "\\|")
 			}
-			row = append(row, fl, fs(p.Cold.KernelS), ratio(p.Cold.KernelS, p.Floor.S()))
+			row = append(row, fl, fs(p.Cold.S()), ratio(p.Cold.S(), p.Floor.S()))
 		}
 		rows = append(rows, row)
 	}
@@ -643,13 +651,13 @@ func writeTargets(m *md, r *Results) {
 			ts = append(ts, upper("one-endpoint change p99", n, l.P99, targetChangeP99Ms, "≤ 200 ms", fms, msMiss))
 		}
 		if c := po.Cold; c != nil {
-			ts = append(ts, upper("cold sync", n, c.KernelS, targetColdS, "≤ 10 s", fs, sMiss))
+			ts = append(ts, upper("cold sync", n, c.S(), targetColdS, "≤ 10 s", fs, sMiss))
 			if f := po.Floor; f != nil && f.Error == "" && f.S() > 0 {
 				lim := targetColdFloor * f.S()
-				ts = append(ts, upperRatio("cold sync vs `nft -f` of its own rules", n, c.KernelS, f.S(), targetColdFloor, "≤ 1.25 × floor ("+fs(lim)+")"))
+				ts = append(ts, upperRatio("cold sync vs `nft -f` of its own rules", n, c.S(), f.S(), targetColdFloor, "≤ 1.25 × floor ("+fs(lim)+")"))
 			}
-			if kp != nil && kp.Cold != nil && kp.Cold.KernelS > 0 {
-				ts = append(ts, upperRatio("cold sync vs kube-proxy's", n, c.KernelS, kp.Cold.KernelS, targetColdVsKP, "≤ 1/3 × kube-proxy ("+fs(kp.Cold.KernelS/3)+")"))
+			if kp != nil && kp.Cold != nil && kp.Cold.S() > 0 {
+				ts = append(ts, upperRatio("cold sync vs kube-proxy's", n, c.S(), kp.Cold.S(), targetColdVsKP, "≤ 1/3 × kube-proxy ("+fs(kp.Cold.S()/3)+")"))
 			}
 		}
 		var kpHWM, kpNFT int64

@@ -42,6 +42,7 @@ type Settings struct {
 	ChurnRate       float64           `json:"churn_rate"`
 	ChurnSeconds    float64           `json:"churn_seconds"`
 	DataplaneConns  int               `json:"dataplane_conns"`
+	ColdRuns        int               `json:"cold_runs,omitempty"`
 	MinSyncPeriod   string            `json:"min_sync_period"`
 	SyncPeriod      string            `json:"sync_period"`
 	Verbosity       string            `json:"verbosity"`
@@ -211,6 +212,20 @@ type Cold struct {
 	ENOBUFS       int      `json:"enobufs"`
 	Expected      int      `json:"expected"`
 	Unseen        int      `json:"unseen"`
+	// RunsS are the KernelS of every cold sync of this proxy at this N, in order: the
+	// extra runs (started, synced, stopped, rules removed) and last the one the fields
+	// above describe, which stays up for the other phases. FastestS is their minimum.
+	RunsS    []float64 `json:"runs_s,omitempty"`
+	FastestS float64   `json:"fastest_s,omitempty"`
+}
+
+// S is the cold sync: the fastest run, as for the floor (the one run in results from
+// before runs_s existed).
+func (c *Cold) S() float64 {
+	if c.FastestS > 0 {
+		return c.FastestS
+	}
+	return c.KernelS
 }
 
 // Floor is the time nft takes to load the proxy's ruleset into an empty namespace.

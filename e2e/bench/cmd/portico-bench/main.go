@@ -30,6 +30,7 @@ func main() {
 	churnSec := flag.Duration("churn", 0, "churn duration (default 20s; quick: 10s)")
 	churnRate := flag.Float64("churn-rate", 0, "changes per second under churn (default 50)")
 	conns := flag.Int("conns", 0, "dataplane connections per measurement (default 1000)")
+	coldRuns := flag.Int("cold-runs", 0, "cold syncs per proxy and N, the fastest counting (default 3)")
 	proxies := flag.String("proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
 	logs := flag.String("logs", "", "directory to keep the proxies' logs in (default: discarded)")
 	seed := flag.Uint64("seed", 0, "random seed (default: time-based)")
@@ -63,6 +64,9 @@ func main() {
 	}
 	if *churnRate > 0 {
 		o.ChurnRate = *churnRate
+	}
+	if *coldRuns > 0 {
+		o.ColdRuns = *coldRuns
 	}
 	if *conns > 0 {
 		o.DataplaneConns = *conns
