@@ -190,14 +190,18 @@ func serviceUnchanged(a, b *serviceRecord) bool {
 
 func sliceEvent(t *tracker, obj any) {
 	r := sliceRecordOf(unwrap(obj))
-	if r == nil || r.service == "" {
+	if r == nil {
+		return
+	}
+	svc, ok := serviceOf(r)
+	if !ok {
 		return
 	}
 	fam := model.IPv4
 	if r.addressType == discoveryv1.AddressTypeIPv6 {
 		fam = model.IPv6
 	}
-	t.SliceChanged(model.ServiceName{Namespace: r.namespace, Name: r.service}, fam, r.trigger)
+	t.SliceChanged(svc, fam, r.trigger)
 }
 
 func nodeEvent(t *tracker, onNode func(*corev1.Node), old, obj any) {

@@ -434,7 +434,8 @@ func TestFirstSyncMatchesGolden(t *testing.T) {
 }
 
 // TestBackendPreparedBeforeFirstSync checks that the proxier runs a backends.Preparer's
-// start-up work, and that it is done before the first Sync.
+// start-up work, and that the first Sync waits for it to finish (the recording backend's
+// Prepare outlasts the caches filling).
 func TestBackendPreparedBeforeFirstSync(t *testing.T) {
 	t.Parallel()
 	e := startEnv(t, fastSync)

@@ -51,15 +51,21 @@ var (
 	_ backends.Preparer = (*recordingBackend)(nil)
 )
 
-// Prepare records when the proxier prepared the backend.
+// prepareTime is how long recordingBackend.Prepare takes: longer than the informer
+// caches take to fill from the fake clientset, so that a first Sync that did not wait
+// for Prepare would come before its end.
+const prepareTime = 100 * time.Millisecond
+
+// Prepare takes prepareTime and records when it finished.
 func (b *recordingBackend) Prepare(context.Context) error {
+	time.Sleep(prepareTime)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.prepared = time.Now()
 	return nil
 }
 
-// Prepared returns when Prepare was called (zero if never).
+// Prepared returns when Prepare finished (zero if never).
 func (b *recordingBackend) Prepared() time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 
@@ -25,17 +27,25 @@ func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *txWrite
 		}
 		fs.applyPort(w, name, old, plan, false)
 	}
-	fs.dropRecreated(w)
+	fs.dropRecreated(w, d.Changed)
 	return w
 }
 
 // dropRecreated removes from the pending deletions the objects this transaction brought
-// back (a Service port deleted and re-created between two syncs).
-func (fs *familyState) dropRecreated(w *txWriter) {
+// back (a Service port deleted and re-created between two syncs). Only the ports this
+// transaction rewrote (changed) can have claimed a stale object again, so only their
+// names are gathered, not every port's.
+func (fs *familyState) dropRecreated(w *txWriter, changed []model.ServicePortName) {
 	if len(w.deletes) == 0 {
 		return
 	}
-	used := fs.usedNames()
+	var owners []*portState
+	for _, n := range changed {
+		if ps, ok := fs.ports[n]; ok {
+			owners = append(owners, ps)
+		}
+	}
+	used := ownedNames(slices.Values(owners))
 	keep := w.deletes[:0]
 	var deleted []string
 	for _, o := range w.deletes {
@@ -50,12 +60,12 @@ func (fs *familyState) dropRecreated(w *txWriter) {
 	fs.pending.deleted = deleted
 }
 
-// usedNames returns the names of the chains and affinity sets the Service ports own,
-// gathered once per transaction (a full rewrite asks about every object of the table;
-// with fs.mapUsers they tell which objects are in use).
-func (fs *familyState) usedNames() map[string]bool {
-	used := make(map[string]bool, 2*len(fs.ports))
-	for _, ps := range fs.ports {
+// ownedNames returns the names of the chains and affinity sets that ports own, gathered
+// once per transaction (a full rewrite asks about every object of the table; with
+// fs.mapUsers they tell which objects are in use).
+func ownedNames(ports iter.Seq[*portState]) map[string]bool {
+	used := map[string]bool{}
+	for ps := range ports {
 		for _, c := range ps.chains {
 			used[c.name] = true
 		}
@@ -241,7 +251,7 @@ func (fs *familyState) listExisting(ctx context.Context) (existing existingObjec
 // and the unused affinity sets are deleted by the next transaction. Those that the last
 // committed transaction already emptied (emptiedChains, emptiedSets) are deleted now.
 func (fs *familyState) retireUnknown(w *txWriter, existing existingObjects, emptiedChains, emptiedSets map[string]bool) {
-	used := fs.usedNames()
+	used := ownedNames(maps.Values(fs.ports))
 	inUse := func(name string) bool { return used[name] || fs.mapUsers[name] > 0 }
 	for _, c := range existing.chains {
 		if !isPortObject(c) || inUse(c) {

@@ -7,7 +7,6 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
@@ -117,7 +116,7 @@ func newSources(cfg *config.Config, nodeName string) (proxier.Sources, error) {
 	// The API server gzips large responses unless told not to; at 10,000 Services that
 	// made the initial LIST about 0.3 s slower (docs/benchmarks-analysis.md).
 	rc.DisableCompression = !cfg.APICompression
-	if rc.DisableCompression && rc.Proxy == nil && !strings.HasPrefix(rc.Host, "https://") {
+	if tc, err := rest.TLSConfigFor(rc); err == nil && tc == nil && rc.DisableCompression && rc.Proxy == nil {
 		// Without TLS settings client-go would use http.DefaultTransport, which asks for
 		// gzip whatever DisableCompression says; a proxy setting (the same one as
 		// DefaultTransport's) makes it build its own transport.

@@ -52,18 +52,20 @@ const (
 	timedIdle = 0.85
 )
 
-// quietFor waits for the machine to be quiet enough before a phase (name), and returns
-// the time waited and the idle fraction reached.
-func quietFor(name string) (time.Duration, float64) {
-	if name == "cold-sync" {
+// waitQuiet waits for the machine to be quiet enough before a phase, or before a timed
+// run (a cold sync, a floor load) when timed is set, and returns the time waited and the
+// idle fraction reached.
+func waitQuiet(timed bool) (time.Duration, float64) {
+	if timed {
 		return WaitIdle(timedIdle, 500*time.Millisecond, 15*time.Second)
 	}
 	return WaitIdle(phaseIdle, 500*time.Millisecond, 10*time.Second)
 }
 
-// startPhase waits for a quiet machine (quietFor), then starts measuring a phase.
+// startPhase waits for a quiet machine (waitQuiet; the cold sync is a timed run), then
+// starts measuring a phase.
 func startPhase(name string, mon *Monitor, p Proxy) *phaseTracker {
-	waited, idle := quietFor(name)
+	waited, idle := waitQuiet(name == "cold-sync")
 	t := &phaseTracker{ph: &Phase{Name: name, Start: time.Now(), LoadStart: LoadAvg(),
 		SettleS: waited.Seconds(), IdleFrac: idle}, mon: mon, monBefore: mon.Stats(), wrapLog: p.WrapLog()}
 	if st, err := os.Stat(t.wrapLog); err == nil {
@@ -567,7 +569,7 @@ func deleteFloorNS(topo *netns.Topology) error {
 func loadOnce(ctx context.Context, topo *netns.Topology, nt nftTools, path string) (time.Duration, NFTRuns, error) {
 	name := floorNS(topo)
 	_ = deleteFloorNS(topo)
-	quietFor("cold-sync") // the previous load's namespace is freed in the background
+	waitQuiet(true) // the previous load's namespace is freed in the background
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return 0, NFTRuns{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
 	}

@@ -329,7 +329,7 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 // the same wait for a quiet machine as a phase), waits for the rules, then stops p and
 // removes its rules. It returns the cold sync in seconds.
 func (r *runner) extraColdRun(ctx context.Context, p Proxy, pr *ProxyRun) (float64, error) {
-	quietFor("cold-sync")
+	waitQuiet(true)
 	c, err := measureCold(ctx, p, r.mon, r.objs.Expected())
 	r.stopAndClean(ctx, p, pr)
 	if err != nil {
