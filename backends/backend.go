@@ -13,7 +13,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // Backend programs one node's dataplane.

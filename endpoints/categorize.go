@@ -3,7 +3,7 @@ package endpoints
 import (
 	"slices"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // Policy says which endpoint sets a Service port uses.

@@ -1,5 +1,5 @@
 // Package endpoints turns the EndpointSlices of a Service into the endpoint sets that the
-// model (package proxier/model) stores for each Service port.
+// model (package model) stores for each Service port.
 //
 // It works in two steps, both pure functions with no shared state:
 //

@@ -3,7 +3,7 @@ package endpoints
 import (
 	"cmp"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // Endpoint is one endpoint of a Service port as read from EndpointSlices: the model

@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // StaleFlow selects UDP conntrack entries that would keep sending packets to an endpoint

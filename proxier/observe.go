@@ -6,8 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/health"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // Recorder receives the proxier's measurements; the metrics package implements it with

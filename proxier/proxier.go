@@ -1,5 +1,5 @@
 // Package proxier is portico's controller: it watches Services, EndpointSlices and this
-// node's Node object, compiles them into the backend-neutral model (see proxier/model and
+// node's Node object, compiles them into the backend-neutral model (see package model and
 // proxier/compile) and hands each change to the dataplane backend.
 //
 // Data flows one way: informer events mark Services dirty; a coalescing runner wakes up,
@@ -20,8 +20,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // Options configure a Proxier.

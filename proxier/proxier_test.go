@@ -20,9 +20,9 @@ import (
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/utils/ptr"
 
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
 	"github.com/portico-dev/portico/proxier/fixture"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 const (

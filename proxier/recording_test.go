@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/portico-dev/portico/backends"
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // waitTimeout bounds every wait of these tests; it is only reached when a test fails.

@@ -4,8 +4,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // serviceRecord is what the Service cache holds instead of the typed Service: its

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // sliceIndex holds the EndpointSlice records of each Service, as the event handlers

@@ -9,8 +9,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/health"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // sync is one run of the runner: compile what changed, hand each family's difference to

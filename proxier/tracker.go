@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // maxTriggerTimes bounds how many change times are kept per Service between two syncs.

@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 var (

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // errChunkFailed stops the rendering of a cold load once one of its transactions failed.

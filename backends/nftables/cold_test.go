@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/fixture"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // withColdChunk sets the cold-load chunk size for one test.

@@ -6,7 +6,7 @@ import (
 
 	"sigs.k8s.io/knftables"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // elem is one element of a shared set or map, as a Service port wants it. Its key and

@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/fixture"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // The kernel tests program real nftables with the nft binary, in a network namespace

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // tableName is the name of portico's table in both families.

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // Mode is the proxy mode this backend implements.

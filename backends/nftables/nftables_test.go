@@ -14,9 +14,9 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
 	"github.com/portico-dev/portico/proxier/fixture"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/fixture"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // txRecord is one transaction a backend handed to knftables.

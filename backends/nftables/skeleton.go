@@ -5,7 +5,7 @@ import (
 
 	"sigs.k8s.io/knftables"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // baseChain is a chain attached to a netfilter hook.

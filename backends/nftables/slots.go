@@ -4,7 +4,7 @@ import (
 	"hash/fnv"
 	"math/bits"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // bucketsPerProtocol is the number of endpoint maps per table and protocol. Every DNAT

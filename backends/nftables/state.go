@@ -9,7 +9,7 @@ import (
 
 	"sigs.k8s.io/knftables"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // portState is what one Service port has in the kernel. Its collections hold one to three

@@ -11,7 +11,7 @@ import (
 
 	"sigs.k8s.io/knftables"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // partialTransaction writes only the Service ports named in d, plus the deletion of the

@@ -15,12 +15,12 @@ import (
 
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/config"
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier"
 	"github.com/portico-dev/portico/proxier/compile"
 	"github.com/portico-dev/portico/proxier/health"
 	"github.com/portico-dev/portico/proxier/kubeapi"
 	"github.com/portico-dev/portico/proxier/metrics"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 // families are the IP families portico programs: both, as kube-proxy does on a

@@ -12,8 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/fixture"
-	"github.com/portico-dev/portico/proxier/model"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")

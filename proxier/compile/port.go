@@ -5,7 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/portico-dev/portico/endpoints"
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // port compiles Service port i for family fam; nil when the port is invalid.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // fakePorts is a ListenFunc that listens on 127.0.0.1 port 0 for every health check port,

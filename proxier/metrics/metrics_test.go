@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portico-dev/portico/proxier/model"
+	"github.com/portico-dev/portico/model"
 )
 
 // get performs a GET of path on h and returns the response and its body.
