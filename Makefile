@@ -51,19 +51,21 @@ demo-down:
 ## bench: portico vs upstream kube-proxy (both nftables) at 1k/5k/10k Services: cold sync, change
 ##        latency, churn, memory, CPU, the nft floor and the dataplane (root; tens of minutes).
 ##        QUICK=1: N = 1,000 only, fewer samples (under 10 minutes). Writes docs/benchmarks.md,
-##        docs/bench-results.json and docs/bench-plot.png. Not part of `make test`.
+##        docs/bench-results.json and docs/bench-plot.png. Not part of `make test`. The tool is
+##        its own Go module in bench/; it builds its nft wrapper (bench/nftwrap) when it starts.
 bench: build deps
 	e2e/tools/build.sh $(CLUSTER_BINS) etcd kube-apiserver kube-controller-manager kubectl kube-proxy
-	$(GO) build -o bin/portico-bench ./e2e/bench/cmd/portico-bench
+	cd bench && $(GO) build -o ../bin/portico-bench ./cmd/portico-bench
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		bin/portico-bench -out docs $(if $(QUICK),-quick)
 
-## lint: gofmt and go vet
+## lint: gofmt and go vet (the root module, with and without the e2e tag, and the bench module)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+	cd bench && $(GO) vet ./...
 
 ## unit: the fast tests (no root, no kernel)
 unit:

@@ -45,7 +45,8 @@ type Options struct {
 	// PorticoBin is portico; BinDir holds kube-proxy, kube-apiserver, etcd.
 	PorticoBin string
 	BinDir     string
-	// RepoRoot is where `go build` of the nft wrapper runs.
+	// RepoRoot is the repository's root; the nft wrapper is built from its bench module
+	// (RepoRoot/bench).
 	RepoRoot string
 	// Partial, when set, is rewritten with the results so far after every proxy run.
 	Partial string
@@ -215,13 +216,14 @@ func (r *runner) savePartial() {
 	}
 }
 
-// buildWrapper builds the nft wrapper into dir/nft.
+// buildWrapper builds the nft wrapper into dir/nft, from the bench module under the
+// repository root.
 func buildWrapper(ctx context.Context, root, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "nft"), "./e2e/bench/nftwrap")
-	cmd.Dir = root
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "nft"), "./nftwrap")
+	cmd.Dir = filepath.Join(root, "bench")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the nft wrapper: %w: %s", err, out)
 	}

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/portico-dev/portico/e2e/bench"
+	"github.com/portico-dev/portico/bench"
 	"github.com/portico-dev/portico/e2e/harness/cluster"
 )
 
