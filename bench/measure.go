@@ -381,19 +381,69 @@ func measureChurn(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n i
 	c.MsgTypes = map[string]int{}
 	before, _ := p.Scrape(ctx)
 	monBefore := mon.Stats()
-	perm := rng.Perm(n)
+	w, err := writeChurn(ctx, mon, objs, rng.Perm(n), o, rng)
+	if err != nil {
+		return nil, err
+	}
+	c.Errors += w.skipped
+	c.Achieved = float64(len(w.results)) / w.end.Sub(w.start).Seconds()
+	var pending []churnResult
+	var acks []float64
+	for _, r := range w.results {
+		if r.err != nil {
+			c.Errors++
+			if r.w != nil {
+				mon.Unwatch(r.w)
+			}
+			continue
+		}
+		acks = append(acks, r.ch.Acked.Sub(r.ch.Written).Seconds()*1e3)
+		pending = append(pending, r)
+	}
+	if err := awaitChurn(ctx, mon, c, pending, w.end.Add(o.timeout)); err != nil {
+		return nil, err
+	}
+	c.Samples = len(c.Values)
+	c.finish()
+	c.AckP50 = percentile(acks, 0.5)
+	mon.Quiet(300*time.Millisecond, 5*time.Second)
+	c.Commits = mon.Stats().Delta(monBefore).Gens
+	if c.Commits > 0 {
+		c.ChangesPerCommit = float64(c.Samples) / float64(c.Commits)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after, err := p.Scrape(ctx); err == nil && before != nil {
+		c.Metric = histLatency(after.Histogram(metricNetProgram).Sub(before.Histogram(metricNetProgram)))
+	}
+	return c, nil
+}
+
+// churnResult is one change written under churn and the watch for its new address.
+type churnResult struct {
+	w   *Watch
+	ch  Change
+	err error
+}
+
+// churnWrites is what writeChurn did: the changes it wrote in the order they completed,
+// how many ticks it skipped, and when the writing started and ended.
+type churnWrites struct {
+	results    []churnResult
+	skipped    int
+	start, end time.Time
+}
+
+// writeChurn replaces one endpoint per tick, at o.rate for o.dur, walking the Services in
+// perm's order, with at most o.workers writes in flight; a tick that finds every worker
+// busy is skipped. Each write watches for its new address before it goes out.
+func writeChurn(ctx context.Context, mon *Monitor, objs *Objects, perm []int, o churnOpts, rng *rand.Rand) (*churnWrites, error) {
 	interval := time.Duration(float64(time.Second) / o.rate)
 	total := int(o.rate * o.dur.Seconds())
-	type result struct {
-		w   *Watch
-		ch  Change
-		err error
-	}
-	results := make(chan result, total)
+	results := make(chan churnResult, total)
 	sem := make(chan struct{}, o.workers)
 	var wg sync.WaitGroup
 	var rngMu sync.Mutex
-	start := time.Now()
+	w := &churnWrites{start: time.Now()}
 	tick := time.NewTicker(interval)
 	sent := 0
 	for sent < total {
@@ -409,7 +459,7 @@ func measureChurn(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n i
 		select {
 		case sem <- struct{}{}:
 		default:
-			c.Errors++ // the apiserver fell behind: skip this tick's change
+			w.skipped++ // the apiserver fell behind: skip this tick's change
 			continue
 		}
 		wg.Add(1)
@@ -417,37 +467,32 @@ func measureChurn(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n i
 			defer wg.Done()
 			defer func() { <-sem }()
 			addr := objs.NextAddr()
-			var w *Watch
+			var wt *Watch
 			rngMu.Lock()
 			seed := rng.Uint64()
 			rngMu.Unlock()
 			r := rand.New(rand.NewPCG(seed, uint64(i)))
-			ch, err := objs.ReplaceEndpoint(ctx, i, addr, r, func() { w = mon.Watch(addr) })
-			results <- result{w: w, ch: ch, err: err}
+			ch, err := objs.ReplaceEndpoint(ctx, i, addr, r, func() { wt = mon.Watch(addr) })
+			results <- churnResult{w: wt, ch: ch, err: err}
 		}()
 	}
 	tick.Stop()
 	wg.Wait()
-	writeEnd := time.Now()
+	w.end = time.Now()
 	close(results)
-	c.Achieved = float64(len(results)) / writeEnd.Sub(start).Seconds()
-	var pending []result
-	var acks []float64
 	for r := range results {
-		if r.err != nil {
-			c.Errors++
-			if r.w != nil {
-				mon.Unwatch(r.w)
-			}
-			continue
-		}
-		acks = append(acks, r.ch.Acked.Sub(r.ch.Written).Seconds()*1e3)
-		pending = append(pending, r)
+		w.results = append(w.results, r)
 	}
-	deadline := writeEnd.Add(o.timeout)
+	return w, nil
+}
+
+// awaitChurn waits until deadline for the kernel to show each pending change's address,
+// recording the latency and notification type of those seen and counting the others as
+// missed. A change already seen is never missed, even past the deadline.
+func awaitChurn(ctx context.Context, mon *Monitor, c *Churn, pending []churnResult, deadline time.Time) error {
 	for _, r := range pending {
 		select {
-		case <-r.w.Done(): // already seen: never count it as missed
+		case <-r.w.Done():
 			c.Values = append(c.Values, r.w.At.Sub(r.ch.Written).Seconds()*1e3)
 			c.MsgTypes[r.w.MsgType]++
 			continue
@@ -461,22 +506,10 @@ func measureChurn(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n i
 			c.Missed++
 			mon.Unwatch(r.w)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	c.Samples = len(c.Values)
-	c.finish()
-	c.AckP50 = percentile(acks, 0.5)
-	mon.Quiet(300*time.Millisecond, 5*time.Second)
-	c.Commits = mon.Stats().Delta(monBefore).Gens
-	if c.Commits > 0 {
-		c.ChangesPerCommit = float64(c.Samples) / float64(c.Commits)
-	}
-	time.Sleep(200 * time.Millisecond)
-	if after, err := p.Scrape(ctx); err == nil && before != nil {
-		c.Metric = histLatency(after.Histogram(metricNetProgram).Sub(before.Histogram(metricNetProgram)))
-	}
-	return c, nil
+	return nil
 }
 
 // measureDataplane opens conns sequential TCP connections from a pod to the real

@@ -14,32 +14,60 @@ import (
 	"golang.org/x/image/math/fixed"
 )
 
+// The plot's size and margins, in pixels.
+const (
+	plotW, plotH                             = 960, 600
+	plotLeft, plotRight, plotTop, plotBottom = 90, 230, 60, 70
+	plotWidth, plotHeight                    = plotW - plotLeft - plotRight, plotH - plotTop - plotBottom
+	legendStep                               = 26
+)
+
+var (
+	colBlue   = color.RGBA{31, 119, 180, 255}
+	colOrange = color.RGBA{230, 120, 20, 255}
+	colBlack  = color.RGBA{0, 0, 0, 255}
+	colGrid   = color.RGBA{225, 225, 225, 255}
+	colGray   = color.RGBA{120, 120, 120, 255}
+)
+
+// plotSeries is one line of the plot.
+type plotSeries struct {
+	name   string
+	col    color.RGBA
+	dashed bool
+	square bool
+	pts    [][2]float64 // N, ms
+}
+
+// chart is the image being drawn and its axes' ranges: x linear from 0 to xHi, y
+// logarithmic from yLo to yHi.
+type chart struct {
+	img           *image.RGBA
+	yLo, yHi, xHi float64
+}
+
 // Plot draws one-endpoint change latency (p50 and p99) against N for portico and
 // kube-proxy, log-scale y, with the p50 and p99 targets as reference lines.
 func Plot(r *Results, w io.Writer) error {
-	const W, H = 960, 600
-	const left, right, top, bottom = 90, 230, 60, 70
-	img := image.NewRGBA(image.Rect(0, 0, W, H))
-	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	pw, ph := W-left-right, H-top-bottom
+	ss, ns := changeSeries(r)
+	c := newChart(ss, ns)
+	c.drawGrid(ns)
+	c.drawFrame()
+	c.drawSeries(ss)
+	c.drawTitles(r)
+	c.drawLegend(r, ss)
+	return png.Encode(w, c.img)
+}
 
-	type series struct {
-		name   string
-		col    color.RGBA
-		dashed bool
-		square bool
-		pts    [][2]float64 // N, ms
-	}
-	blue := color.RGBA{31, 119, 180, 255}
-	orange := color.RGBA{230, 120, 20, 255}
-	ss := []*series{
-		{name: "portico p50", col: blue},
-		{name: "portico p99", col: blue, dashed: true, square: true},
-		{name: "kube-proxy p50", col: orange},
-		{name: "kube-proxy p99", col: orange, dashed: true, square: true},
+// changeSeries collects the p50 and p99 of both proxies at every N, and the Ns.
+func changeSeries(r *Results) ([]*plotSeries, []int) {
+	ss := []*plotSeries{
+		{name: "portico p50", col: colBlue},
+		{name: "portico p99", col: colBlue, dashed: true, square: true},
+		{name: "kube-proxy p50", col: colOrange},
+		{name: "kube-proxy p99", col: colOrange, dashed: true, square: true},
 	}
 	var ns []int
-	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, s := range r.Scales {
 		ns = append(ns, s.N)
 		for i, name := range []string{pPortico, pPortico, pKP, pKP} {
@@ -55,98 +83,127 @@ func Plot(r *Results, w io.Writer) error {
 				continue
 			}
 			ss[i].pts = append(ss[i].pts, [2]float64{float64(s.N), v})
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	return ss, ns
+}
+
+// newChart sizes the axes to the points and the targets (whole decades on y) and paints
+// the background.
+func newChart(ss []*plotSeries, ns []int) *chart {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range ss {
+		for _, p := range s.pts {
+			lo, hi = math.Min(lo, p[1]), math.Max(hi, p[1])
 		}
 	}
 	// Reference lines are part of the range.
 	lo, hi = math.Min(lo, targetChangeP50Ms), math.Max(hi, targetChangeP99Ms)
-	yLo := math.Pow(10, math.Floor(math.Log10(lo)))
-	yHi := math.Pow(10, math.Ceil(math.Log10(hi)))
-	if yHi <= yLo {
-		yHi = yLo * 10
+	c := &chart{img: image.NewRGBA(image.Rect(0, 0, plotW, plotH))}
+	draw.Draw(c.img, c.img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	c.yLo = math.Pow(10, math.Floor(math.Log10(lo)))
+	c.yHi = math.Pow(10, math.Ceil(math.Log10(hi)))
+	if c.yHi <= c.yLo {
+		c.yHi = c.yLo * 10
 	}
 	maxN := 1000.0
 	for _, n := range ns {
 		maxN = math.Max(maxN, float64(n))
 	}
-	xHi := maxN * 1.08
-	xOf := func(n float64) int { return left + int(n/xHi*float64(pw)) }
-	yOf := func(v float64) int {
-		f := (math.Log10(v) - math.Log10(yLo)) / (math.Log10(yHi) - math.Log10(yLo))
-		return top + ph - int(f*float64(ph))
-	}
-	black := color.RGBA{0, 0, 0, 255}
-	grid := color.RGBA{225, 225, 225, 255}
-	// Grid and y ticks: 1, 2, 5 per decade.
-	for d := yLo; d < yHi*1.001; d *= 10 {
+	c.xHi = maxN * 1.08
+	return c
+}
+
+// xOf is the pixel column of N = n.
+func (c *chart) xOf(n float64) int { return plotLeft + int(n/c.xHi*float64(plotWidth)) }
+
+// yOf is the pixel row of a latency in ms.
+func (c *chart) yOf(v float64) int {
+	f := (math.Log10(v) - math.Log10(c.yLo)) / (math.Log10(c.yHi) - math.Log10(c.yLo))
+	return plotTop + plotHeight - int(f*float64(plotHeight))
+}
+
+// drawGrid draws the grid with y ticks at 1, 2 and 5 per decade and x ticks at 0 and
+// every N.
+func (c *chart) drawGrid(ns []int) {
+	for d := c.yLo; d < c.yHi*1.001; d *= 10 {
 		for _, k := range []float64{1, 2, 5} {
 			v := d * k
-			if v > yHi*1.001 {
+			if v > c.yHi*1.001 {
 				break
 			}
-			y := yOf(v)
-			hline(img, left, left+pw, y, grid, false)
-			hline(img, left-6, left, y, black, false)
+			y := c.yOf(v)
+			hline(c.img, plotLeft, plotLeft+plotWidth, y, colGrid, false)
+			hline(c.img, plotLeft-6, plotLeft, y, colBlack, false)
 			label := msLabel(v)
-			text(img, left-10-textWidth(label, 1), y+4, label, black, 1)
+			text(c.img, plotLeft-10-textWidth(label, 1), y+4, label, colBlack, 1)
 		}
 	}
-	// x ticks at every N, and 0.
 	for _, n := range append([]int{0}, ns...) {
-		x := xOf(float64(n))
-		vline(img, x, top, top+ph, grid)
-		vline(img, x, top+ph, top+ph+6, black)
+		x := c.xOf(float64(n))
+		vline(c.img, x, plotTop, plotTop+plotHeight, colGrid)
+		vline(c.img, x, plotTop+plotHeight, plotTop+plotHeight+6, colBlack)
 		label := nLabel(n)
-		text(img, x-textWidth(label, 1)/2, top+ph+20, label, black, 1)
+		text(c.img, x-textWidth(label, 1)/2, plotTop+plotHeight+20, label, colBlack, 1)
 	}
-	// Targets.
-	gray := color.RGBA{120, 120, 120, 255}
+}
+
+// drawFrame draws the targets' dotted lines and the box around the plot area.
+func (c *chart) drawFrame() {
 	for _, v := range []float64{targetChangeP50Ms, targetChangeP99Ms} {
-		hline(img, left, left+pw, yOf(v), gray, true)
+		hline(c.img, plotLeft, plotLeft+plotWidth, c.yOf(v), colGray, true)
 	}
-	// Axes.
-	hline(img, left, left+pw, top+ph, black, false)
-	vline(img, left, top, top+ph, black)
-	hline(img, left, left+pw, top, black, false)
-	vline(img, left+pw, top, top+ph, black)
-	// Series.
+	hline(c.img, plotLeft, plotLeft+plotWidth, plotTop+plotHeight, colBlack, false)
+	vline(c.img, plotLeft, plotTop, plotTop+plotHeight, colBlack)
+	hline(c.img, plotLeft, plotLeft+plotWidth, plotTop, colBlack, false)
+	vline(c.img, plotLeft+plotWidth, plotTop, plotTop+plotHeight, colBlack)
+}
+
+// drawSeries draws each series' line and markers.
+func (c *chart) drawSeries(ss []*plotSeries) {
 	for _, s := range ss {
 		for i := 1; i < len(s.pts); i++ {
-			line(img, xOf(s.pts[i-1][0]), yOf(s.pts[i-1][1]), xOf(s.pts[i][0]), yOf(s.pts[i][1]), s.col, s.dashed)
+			line(c.img, c.xOf(s.pts[i-1][0]), c.yOf(s.pts[i-1][1]), c.xOf(s.pts[i][0]), c.yOf(s.pts[i][1]), s.col, s.dashed)
 		}
 		for _, p := range s.pts {
-			marker(img, xOf(p[0]), yOf(p[1]), s.col, s.square)
+			marker(c.img, c.xOf(p[0]), c.yOf(p[1]), s.col, s.square)
 		}
 	}
-	// Titles.
+}
+
+// drawTitles draws the title and the axes' labels.
+func (c *chart) drawTitles(r *Results) {
 	title := "One-endpoint change latency, API write -> kernel commit"
-	text(img, left+(pw-textWidth(title, 2))/2, 34, title, black, 2)
+	text(c.img, plotLeft+(plotWidth-textWidth(title, 2))/2, 34, title, colBlack, 2)
 	xl := fmt.Sprintf("Services (N), %d endpoints each", r.Settings.Endpoints)
-	text(img, left+(pw-textWidth(xl, 1))/2, H-22, xl, black, 1)
-	text(img, 8, top-14, "latency (log scale)", black, 1)
-	// Legend.
-	lx, ly := left+pw+20, top+10
+	text(c.img, plotLeft+(plotWidth-textWidth(xl, 1))/2, plotH-22, xl, colBlack, 1)
+	text(c.img, 8, plotTop-14, "latency (log scale)", colBlack, 1)
+}
+
+// drawLegend draws the legend right of the plot: the series, the targets and notes on
+// how the samples were taken.
+func (c *chart) drawLegend(r *Results, ss []*plotSeries) {
+	lx, ly := plotLeft+plotWidth+20, plotTop+10
 	for i, s := range ss {
-		y := ly + i*26
-		line(img, lx, y, lx+36, y, s.col, s.dashed)
-		marker(img, lx+18, y, s.col, s.square)
-		text(img, lx+46, y+5, s.name, black, 1)
+		y := ly + i*legendStep
+		line(c.img, lx, y, lx+36, y, s.col, s.dashed)
+		marker(c.img, lx+18, y, s.col, s.square)
+		text(c.img, lx+46, y+5, s.name, colBlack, 1)
 	}
 	for i, label := range []string{"target p50 <= 50 ms", "target p99 <= 200 ms"} {
-		y := ly + (len(ss)+i)*26
-		hline(img, lx, lx+36, y, gray, true)
-		text(img, lx+46, y+5, label, gray, 1)
+		y := ly + (len(ss)+i)*legendStep
+		hline(c.img, lx, lx+36, y, colGray, true)
+		text(c.img, lx+46, y+5, label, colGray, 1)
 	}
-	ly += 2 * 26
+	ly += 2 * legendStep
 	notes := []string{"spaced changes,", "minSyncPeriod " + r.Settings.MinSyncPeriod,
 		fmt.Sprintf("%d samples per point", r.Settings.ChangeSamples)}
 	if r.Quick {
 		notes = append(notes, "quick run")
 	}
 	for i, n := range notes {
-		text(img, lx, ly+4*26+14+i*16, n, gray, 1)
+		text(c.img, lx, ly+4*legendStep+14+i*16, n, colGray, 1)
 	}
-	return png.Encode(w, img)
 }
 
 func msLabel(v float64) string {

@@ -294,274 +294,6 @@ func writeSummary(m *md, r *Results) {
 	m.table(head, rows)
 }
 
-func writeScale(m *md, r *Results, s *ScaleRun) {
-	po, kp := s.Proxy(pPortico), s.Proxy(pKP)
-	m.p("## N = %s Services (%s endpoints)", comma(s.N), comma(s.N*r.Settings.Endpoints))
-	m.nl()
-	m.p("%s Services and slices created in %.1f s (load average %s → %s over this N).", comma(s.Created), s.LoadSeconds, s.LoadAvgStart, s.LoadAvgEnd)
-	m.nl()
-	type line struct {
-		name string
-		get  func(p *ProxyRun) (string, float64)
-	}
-	num := func(f func(p *ProxyRun) float64, format func(float64) string) func(p *ProxyRun) (string, float64) {
-		return func(p *ProxyRun) (string, float64) {
-			if p == nil {
-				return dash, math.NaN()
-			}
-			v := f(p)
-			return format(v), v
-		}
-	}
-	txt := func(f func(p *ProxyRun) string) func(p *ProxyRun) (string, float64) {
-		return func(p *ProxyRun) (string, float64) {
-			if p == nil {
-				return dash, math.NaN()
-			}
-			return f(p), math.NaN()
-		}
-	}
-	cold := func(f func(c *Cold) float64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 {
-			if p.Cold == nil {
-				return math.NaN()
-			}
-			return f(p.Cold)
-		}
-	}
-	chg := func(f func(c *Latency) float64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 {
-			if p.Change == nil || p.Change.Samples == 0 {
-				return math.NaN()
-			}
-			return f(p.Change)
-		}
-	}
-	chm := func(f func(c *MetricLatency) float64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 {
-			if p.Change == nil || p.Change.Metric.Count == 0 {
-				return math.NaN()
-			}
-			return f(&p.Change.Metric)
-		}
-	}
-	chu := func(f func(c *Churn) float64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 {
-			if p.Churn == nil || p.Churn.Samples == 0 {
-				return math.NaN()
-			}
-			return f(p.Churn)
-		}
-	}
-	flo := func(f func(c *Floor) float64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 {
-			if p.Floor == nil || p.Floor.Error != "" {
-				return math.NaN()
-			}
-			return f(p.Floor)
-		}
-	}
-	dp := func(f func(c *Dataplane) float64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 {
-			if p.Dataplane == nil || p.Dataplane.OK == 0 {
-				return math.NaN()
-			}
-			return f(p.Dataplane)
-		}
-	}
-	i2f := func(f func(p *ProxyRun) int64) func(p *ProxyRun) float64 {
-		return func(p *ProxyRun) float64 { return mb(f(p)) }
-	}
-	fMB := func(v float64) string {
-		if !ok(v) || v <= 0 {
-			return dash
-		}
-		return fmt.Sprintf("%.1f MB", v)
-	}
-	fcount := func(v float64) string {
-		if !ok(v) {
-			return dash
-		}
-		return comma(int(v))
-	}
-	fx := func(v float64) string {
-		if !ok(v) {
-			return dash
-		}
-		return fmt.Sprintf("%.2f×", v)
-	}
-	lines := []line{
-		{"**Cold full sync** (launch → kernel holds every rule; fastest run)", num(cold(func(c *Cold) float64 { return c.S() }), fs)},
-		{"  every run (the last one stays up for the other phases)", txt(func(p *ProxyRun) string {
-			if p.Cold == nil || len(p.Cold.RunsS) == 0 {
-				return dash
-			}
-			return strings.Join(roundAll(p.Cold.RunsS), ", ")
-		})},
-		{"  proxy's metric (last run): last sync timestamp − launch", num(cold(func(c *Cold) float64 { return c.MetricS }), fs)},
-		{"  proxy's metric: sum of sync durations", txt(func(p *ProxyRun) string {
-			if p.Cold == nil {
-				return dash
-			}
-			return fmt.Sprintf("%s (%d syncs)", fs(p.Cold.SyncDurationS), int(p.Cold.SyncCount))
-		})},
-		{"  of which the largest nft run (wall)", num(func(p *ProxyRun) float64 {
-			if ph := p.Phase("cold-sync"); ph != nil {
-				return ph.NFT.MaxWallS
-			}
-			return math.NaN()
-		}, fs)},
-		{"  largest nft input (lines, MB)", txt(func(p *ProxyRun) string {
-			if ph := p.Phase("cold-sync"); ph != nil && ph.NFT.MaxInBytes > 0 {
-				return fmt.Sprintf("%s lines, %.1f MB", comma(int(ph.NFT.MaxInLines)), float64(ph.NFT.MaxInBytes)/1e6)
-			}
-			return dash
-		})},
-		{"  commits / notifications received", txt(func(p *ProxyRun) string {
-			if p.Cold == nil {
-				return dash
-			}
-			return fmt.Sprintf("%d / %s", p.Cold.Commits, comma(int(p.Cold.Msgs)))
-		})},
-		{"**Floor**: `nft -f` of the same ruleset, empty namespace", num(flo(func(f *Floor) float64 { return f.S() }), fs)},
-		{"  ruleset size", txt(func(p *ProxyRun) string {
-			if p.Floor == nil || p.Floor.Error != "" {
-				return dash
-			}
-			return fmt.Sprintf("%s lines, %.1f MB", comma(p.Floor.RulesetLines), float64(p.Floor.RulesetBytes)/1e6)
-		})},
-		{"  nft's peak RSS loading it (vs the proxy's largest nft run)", txt(func(p *ProxyRun) string {
-			if p.Floor == nil || p.Floor.Error != "" || p.Floor.MaxRSSKiB == 0 {
-				return dash
-			}
-			return fmb(p.Floor.MaxRSSKiB) + " (" + fmb(p.PeakNFT()) + ")"
-		})},
-		{"  cold sync / floor", num(func(p *ProxyRun) float64 {
-			if p.Cold == nil || p.Floor == nil || p.Floor.S() == 0 {
-				return math.NaN()
-			}
-			return p.Cold.S() / p.Floor.S()
-		}, fx)},
-		{"**One-endpoint change** p50", num(chg(func(l *Latency) float64 { return l.P50 }), fms)},
-		{"  p90", num(chg(func(l *Latency) float64 { return l.P90 }), fms)},
-		{"  p99", num(chg(func(l *Latency) float64 { return l.P99 }), fms)},
-		{"  max", num(chg(func(l *Latency) float64 { return l.Max }), fms)},
-		{"  samples (missed)", txt(func(p *ProxyRun) string {
-			if p.Change == nil {
-				return dash
-			}
-			return fmt.Sprintf("%d (%d)", p.Change.Samples, p.Change.Missed)
-		})},
-		{"  first seen in (notification type)", txt(func(p *ProxyRun) string {
-			if p.Change == nil {
-				return dash
-			}
-			return msgTypes(p.Change.MsgTypes)
-		})},
-		{"  proxy's metric: bucket of p50 / of p99", txt(func(p *ProxyRun) string {
-			if p.Change == nil || p.Change.Metric.Count == 0 {
-				return dash
-			}
-			return bucketText(p.Change.Metric.Hist, 0.5) + " / " + bucketText(p.Change.Metric.Hist, 0.99)
-		})},
-		{"  proxy's metric mean", num(chm(func(l *MetricLatency) float64 { return l.Mean }), fms)},
-		{"**Churn** p50", num(chu(func(c *Churn) float64 { return c.P50 }), fms)},
-		{"  p99", num(chu(func(c *Churn) float64 { return c.P99 }), fms)},
-		{"  max", num(chu(func(c *Churn) float64 { return c.Max }), fms)},
-		{"  changes (missed) / commits", txt(func(p *ProxyRun) string {
-			if p.Churn == nil {
-				return dash
-			}
-			return fmt.Sprintf("%d (%d) / %d", p.Churn.Samples, p.Churn.Missed, p.Churn.Commits)
-		})},
-		{"**Peak RSS**, proxy process (VmHWM)", num(i2f(func(p *ProxyRun) int64 { return p.PeakHWM() }), fMB)},
-		{"  largest nft child (maxrss)", num(i2f(func(p *ProxyRun) int64 { return p.PeakNFT() }), fMB)},
-		{"  proxy + largest nft child", num(i2f(func(p *ProxyRun) int64 { return p.PeakHWM() + p.PeakNFT() }), fMB)},
-		{"  Go heap in use / runtime total (go_memstats) at the end", txt(func(p *ProxyRun) string {
-			if len(p.Phases) == 0 {
-				return dash
-			}
-			g := p.Phases[len(p.Phases)-1].GoMem
-			if g.Sys == 0 {
-				return dash
-			}
-			return fmt.Sprintf("%.1f / %.1f MB", g.HeapInuse/1e6, g.Sys/1e6)
-		})},
-		{"  Go allocations per one-endpoint change (GCs per change)", txt(func(p *ProxyRun) string {
-			ch, prev := p.Phase("changes"), p.Phase("dataplane")
-			if ch == nil || prev == nil || p.Change == nil || ch.GoMem.AllocTotal == 0 || prev.GoMem.AllocTotal == 0 {
-				return dash
-			}
-			n := float64(p.Change.Samples + p.Change.Missed)
-			if n == 0 {
-				return dash
-			}
-			return fmt.Sprintf("%.1f MB (%.2f)", (ch.GoMem.AllocTotal-prev.GoMem.AllocTotal)/n/1e6, (ch.GoMem.GCs-prev.GoMem.GCs)/n)
-		})},
-		{"  nft runs", num(func(p *ProxyRun) float64 { return float64(p.NFTRunsTotal()) }, fcount)},
-		{"  nft per change (mean wall, mean input)", txt(func(p *ProxyRun) string {
-			ph := p.Phase("changes")
-			if ph == nil || ph.NFT.Count == 0 {
-				return dash
-			}
-			return fmt.Sprintf("%s, %.1f kB", fms(ph.NFT.WallS/float64(ph.NFT.Count)*1e3), float64(ph.NFT.InBytes)/float64(ph.NFT.Count)/1e3)
-		})},
-		{"**CPU** at the end (user+sys, incl. waited-for children)", num(func(p *ProxyRun) float64 { return p.LastCPU() }, fs)},
-		{"  of which nft children", num(func(p *ProxyRun) float64 {
-			if len(p.Phases) == 0 {
-				return math.NaN()
-			}
-			ps := p.Phases[len(p.Phases)-1].Proc
-			return ps.ChildUser + ps.ChildSys
-		}, fs)},
-		{"  proxy's own CPU per one-endpoint change (+ nft's)", txt(func(p *ProxyRun) string {
-			ch, prev := p.Phase("changes"), p.Phase("dataplane")
-			if ch == nil || prev == nil || p.Change == nil || ch.Proc.At.IsZero() || prev.Proc.At.IsZero() {
-				return dash
-			}
-			n := float64(p.Change.Samples + p.Change.Missed)
-			if n == 0 {
-				return dash
-			}
-			own := (ch.Proc.UserS + ch.Proc.SysS - prev.Proc.UserS - prev.Proc.SysS) / n
-			kids := (ch.Proc.ChildUser + ch.Proc.ChildSys - prev.Proc.ChildUser - prev.Proc.ChildSys) / n
-			return fmt.Sprintf("%s (+ %s)", fms(own*1e3), fms(kids*1e3))
-		})},
-		{"**Dataplane** connect p50", num(dp(func(d *Dataplane) float64 { return d.ConnectP50 }), fus)},
-		{"  connect p99", num(dp(func(d *Dataplane) float64 { return d.ConnectP99 }), fus)},
-		{"  connections per second", num(dp(func(d *Dataplane) float64 { return d.ConnsPerSec }), func(v float64) string { return fmt.Sprintf("%.0f", v) })},
-	}
-	var rows [][]string
-	for _, l := range lines {
-		a, av := l.get(po)
-		b, bv := l.get(kp)
-		rt := dash
-		if ok(av) && ok(bv) && bv != 0 && av != 0 {
-			rt = fmt.Sprintf("%.2f", av/bv)
-		}
-		rows = append(rows, []string{l.name, a, b, rt})
-	}
-	m.table([]string{"", "portico", "kube-proxy", "portico / kube-proxy"}, rows)
-	// Phase details: load, memory, CPU.
-	var prow [][]string
-	for _, p := range []*ProxyRun{po, kp} {
-		if p == nil {
-			continue
-		}
-		for _, ph := range p.Phases {
-			prow = append(prow, []string{p.Proxy, ph.Name, fmt.Sprintf("%.1f s (%.0f%% idle)", ph.SettleS, ph.IdleFrac*100),
-				fs(ph.End.Sub(ph.Start).Seconds()), ph.LoadStart + " → " + ph.LoadEnd,
-				fmb(ph.Proc.HWMKiB), fmb(ph.Proc.RSSKiB), fs(ph.Proc.CPU()),
-				fmt.Sprintf("%d (max %s)", ph.NFT.Count, fmb(ph.NFT.MaxRSSKiB)), fmt.Sprint(ph.Monitor.Gens)})
-		}
-	}
-	m.p("<details><summary>Per phase: wait for a quiet machine, duration, load average, memory and CPU at the end of each phase, nft runs, commits</summary>")
-	m.nl()
-	m.table([]string{"proxy", "phase", "settle", "duration", "load average (start → end)", "VmHWM", "VmRSS", "CPU (cumulative)", "nft runs (largest)", "commits"}, prow)
-	m.p("</details>")
-	m.nl()
-}
-
 func writeFloor(m *md, r *Results) {
 	if len(r.Scales) == 0 {
 		return
@@ -641,64 +373,93 @@ func writeTargets(m *md, r *Results) {
 	m.nl()
 	var ts []target
 	for _, s := range r.Scales {
-		po, kp := s.Proxy(pPortico), s.Proxy(pKP)
-		n := comma(s.N)
-		if po == nil {
-			continue
+		ts = append(ts, scaleTargets(s)...)
+	}
+	if t, ok := firstPacketTarget(r); ok {
+		ts = append(ts, t)
+	}
+	writeTargetTable(m, r, ts)
+}
+
+// scaleTargets checks portico's change latency, cold sync and memory at one N.
+func scaleTargets(s *ScaleRun) []target {
+	po, kp := s.Proxy(pPortico), s.Proxy(pKP)
+	n := comma(s.N)
+	if po == nil {
+		return nil
+	}
+	var ts []target
+	if l := po.Change; l != nil && l.Samples > 0 {
+		ts = append(ts, upper("one-endpoint change p50", n, l.P50, targetChangeP50Ms, "≤ 50 ms", fms, msMiss))
+		ts = append(ts, upper("one-endpoint change p99", n, l.P99, targetChangeP99Ms, "≤ 200 ms", fms, msMiss))
+	}
+	if c := po.Cold; c != nil {
+		ts = append(ts, upper("cold sync", n, c.S(), targetColdS, "≤ 10 s", fs, sMiss))
+		if f := po.Floor; f != nil && f.Error == "" && f.S() > 0 {
+			lim := targetColdFloor * f.S()
+			ts = append(ts, upperRatio("cold sync vs `nft -f` of its own rules", n, c.S(), f.S(), targetColdFloor, "≤ 1.25 × floor ("+fs(lim)+")"))
 		}
-		if l := po.Change; l != nil && l.Samples > 0 {
-			ts = append(ts, upper("one-endpoint change p50", n, l.P50, targetChangeP50Ms, "≤ 50 ms", fms, msMiss))
-			ts = append(ts, upper("one-endpoint change p99", n, l.P99, targetChangeP99Ms, "≤ 200 ms", fms, msMiss))
-		}
-		if c := po.Cold; c != nil {
-			ts = append(ts, upper("cold sync", n, c.S(), targetColdS, "≤ 10 s", fs, sMiss))
-			if f := po.Floor; f != nil && f.Error == "" && f.S() > 0 {
-				lim := targetColdFloor * f.S()
-				ts = append(ts, upperRatio("cold sync vs `nft -f` of its own rules", n, c.S(), f.S(), targetColdFloor, "≤ 1.25 × floor ("+fs(lim)+")"))
-			}
-			if kp != nil && kp.Cold != nil && kp.Cold.S() > 0 {
-				ts = append(ts, upperRatio("cold sync vs kube-proxy's", n, c.S(), kp.Cold.S(), targetColdVsKP, "≤ 1/3 × kube-proxy ("+fs(kp.Cold.S()/3)+")"))
-			}
-		}
-		var kpHWM, kpNFT int64
-		if kp != nil {
-			kpHWM, kpNFT = kp.PeakHWM(), kp.PeakNFT()
-		}
-		if po.PeakHWM() > 0 {
-			mbf := func(v float64) string { return fmt.Sprintf("%.1f MB", v) }
-			over := func(v, lim float64) string { return fmt.Sprintf("%.1f MB over (%.2f× the limit)", v-lim, v/lim) }
-			for _, c := range []struct {
-				what string
-				a, b float64
-			}{
-				{"peak RSS, portico process", mb(po.PeakHWM()), mb(kpHWM)},
-				{"peak RSS, portico + its largest nft child", mb(po.PeakHWM() + po.PeakNFT()), mb(kpHWM + kpNFT)},
-			} {
-				ts = append(ts, upper(c.what, n, c.a, targetRSSMB, "≤ 100 MB", mbf, over))
-				if kpHWM > 0 {
-					ts = append(ts, upperRatio(c.what+" vs kube-proxy's", n, c.a, c.b, targetRSSVsKP, fmt.Sprintf("≤ 1/3 × kube-proxy (%.1f MB)", c.b/3)))
-				}
-			}
+		if kp != nil && kp.Cold != nil && kp.Cold.S() > 0 {
+			ts = append(ts, upperRatio("cold sync vs kube-proxy's", n, c.S(), kp.Cold.S(), targetColdVsKP, "≤ 1/3 × kube-proxy ("+fs(kp.Cold.S()/3)+")"))
 		}
 	}
-	// First packet at the largest N against the baseline.
-	if len(r.Scales) > 0 {
-		s := r.Scales[len(r.Scales)-1]
-		po, base := s.Proxy(pPortico), baselineOf(r, pPortico)
-		if po != nil && base != nil && po.Dataplane != nil && base.Dataplane != nil && po.Dataplane.OK > 0 && base.Dataplane.OK > 0 {
-			a, b := po.Dataplane.ConnectP50, base.Dataplane.ConnectP50
-			lim := b * (1 + targetFirstPacketPc/100)
-			t := target{what: "first-packet latency (connect p50) vs 1 Service", n: comma(s.N),
-				measured: fmt.Sprintf("%s vs %s (%+.1f%%; p99 %s vs %s)", fus(a), fus(b), (a/b-1)*100,
-					fus(po.Dataplane.ConnectP99), fus(base.Dataplane.ConnectP99)),
-				limit: "within 10% (" + fus(lim) + ")", known: true}
-			t.met = a <= lim
-			if !t.met {
-				t.miss = fmt.Sprintf("%.0f µs over (%+.1f%% instead of ≤ +10%%)", a-lim, (a/b-1)*100)
-			}
-			ts = append(ts, t)
+	return append(ts, rssTargets(n, po, kp)...)
+}
+
+// rssTargets checks portico's peak RSS, alone and with its largest nft child, against the
+// limit and against kube-proxy's (kp may be nil).
+func rssTargets(n string, po, kp *ProxyRun) []target {
+	var kpHWM, kpNFT int64
+	if kp != nil {
+		kpHWM, kpNFT = kp.PeakHWM(), kp.PeakNFT()
+	}
+	if po.PeakHWM() <= 0 {
+		return nil
+	}
+	mbf := func(v float64) string { return fmt.Sprintf("%.1f MB", v) }
+	over := func(v, lim float64) string { return fmt.Sprintf("%.1f MB over (%.2f× the limit)", v-lim, v/lim) }
+	var ts []target
+	for _, c := range []struct {
+		what string
+		a, b float64
+	}{
+		{"peak RSS, portico process", mb(po.PeakHWM()), mb(kpHWM)},
+		{"peak RSS, portico + its largest nft child", mb(po.PeakHWM() + po.PeakNFT()), mb(kpHWM + kpNFT)},
+	} {
+		ts = append(ts, upper(c.what, n, c.a, targetRSSMB, "≤ 100 MB", mbf, over))
+		if kpHWM > 0 {
+			ts = append(ts, upperRatio(c.what+" vs kube-proxy's", n, c.a, c.b, targetRSSVsKP, fmt.Sprintf("≤ 1/3 × kube-proxy (%.1f MB)", c.b/3)))
 		}
 	}
+	return ts
+}
+
+// firstPacketTarget checks portico's connect p50 at the largest N against its baseline
+// (one Service); false when either is missing.
+func firstPacketTarget(r *Results) (target, bool) {
+	if len(r.Scales) == 0 {
+		return target{}, false
+	}
+	s := r.Scales[len(r.Scales)-1]
+	po, base := s.Proxy(pPortico), baselineOf(r, pPortico)
+	if po == nil || base == nil || po.Dataplane == nil || base.Dataplane == nil || po.Dataplane.OK <= 0 || base.Dataplane.OK <= 0 {
+		return target{}, false
+	}
+	a, b := po.Dataplane.ConnectP50, base.Dataplane.ConnectP50
+	lim := b * (1 + targetFirstPacketPc/100)
+	t := target{what: "first-packet latency (connect p50) vs 1 Service", n: comma(s.N),
+		measured: fmt.Sprintf("%s vs %s (%+.1f%%; p99 %s vs %s)", fus(a), fus(b), (a/b-1)*100,
+			fus(po.Dataplane.ConnectP99), fus(base.Dataplane.ConnectP99)),
+		limit: "within 10% (" + fus(lim) + ")", known: true}
+	t.met = a <= lim
+	if !t.met {
+		t.miss = fmt.Sprintf("%.0f µs over (%+.1f%% instead of ≤ +10%%)", a-lim, (a/b-1)*100)
+	}
+	return t, true
+}
+
+// writeTargetTable writes the checks, how many were met, and where misses are explained.
+func writeTargetTable(m *md, r *Results, ts []target) {
 	var rows [][]string
 	missed := 0
 	for _, t := range ts {
@@ -747,12 +508,68 @@ func upperRatio(what, n string, a, b, maxRatio float64, limit string) target {
 	return t
 }
 
+// writeNotes writes what the run recorded beyond the tables: how each proxy's changes
+// reached the kernel, which process committed, and every anomaly and error.
 func writeNotes(m *md, r *Results) {
-	var notes []string
+	all := allRuns(r)
+	notes := observerNotes(all)
+	notes = append(notes, processNotes(all)...)
+	for _, p := range all {
+		notes = append(notes, runNotes(p)...)
+	}
+	notes = append(notes, r.Notes...)
+	for _, e := range r.Errors {
+		notes = append(notes, "run error: "+oneLine(e, 300))
+	}
+	if len(notes) == 0 {
+		return
+	}
+	m.p("## Observations recorded by the run")
+	m.nl()
+	for _, n := range notes {
+		m.p("- %s", n)
+	}
+	m.nl()
+}
+
+// allRuns lists every proxy run: the baselines, then every N's.
+func allRuns(r *Results) []*ProxyRun {
 	all := append([]*ProxyRun{}, r.Baseline...)
 	for _, s := range r.Scales {
 		all = append(all, s.Proxies...)
 	}
+	return all
+}
+
+// observerNotes says, per proxy, in which notification types its new endpoints first
+// arrived (one-endpoint changes and churn together).
+func observerNotes(all []*ProxyRun) []string {
+	seen := map[string]map[string]int{}
+	for _, p := range all {
+		for _, l := range []*Latency{p.Change, churnLatency(p.Churn)} {
+			if l == nil {
+				continue
+			}
+			if seen[p.Proxy] == nil {
+				seen[p.Proxy] = map[string]int{}
+			}
+			for k, v := range l.MsgTypes {
+				seen[p.Proxy][k] += v
+			}
+		}
+	}
+	var notes []string
+	for _, name := range []string{pPortico, pKP} {
+		if seen[name] != nil {
+			notes = append(notes, fmt.Sprintf("The observer inside node-a saw %s's endpoint changes directly: each new address first arrived in %s.", name, msgTypes(seen[name])))
+		}
+	}
+	return notes
+}
+
+// processNotes says, per proxy, which processes made its commits and how often it ran
+// nft, and whether the observer lost notifications during its cold syncs.
+func processNotes(all []*ProxyRun) []string {
 	procs := map[string]map[string]bool{}
 	runs := map[string]int{}
 	enobufs := map[string]int{}
@@ -768,25 +585,7 @@ func writeNotes(m *md, r *Results) {
 		}
 		runs[p.Proxy] += p.NFTRunsTotal()
 	}
-	seen := map[string]map[string]int{}
-	for _, p := range all {
-		for _, l := range []*Latency{p.Change, churnLatency(p.Churn)} {
-			if l == nil {
-				continue
-			}
-			if seen[p.Proxy] == nil {
-				seen[p.Proxy] = map[string]int{}
-			}
-			for k, v := range l.MsgTypes {
-				seen[p.Proxy][k] += v
-			}
-		}
-	}
-	for _, name := range []string{pPortico, pKP} {
-		if seen[name] != nil {
-			notes = append(notes, fmt.Sprintf("The observer inside node-a saw %s's endpoint changes directly: each new address first arrived in %s.", name, msgTypes(seen[name])))
-		}
-	}
+	var notes []string
 	for _, name := range []string{pPortico, pKP} {
 		if procs[name] == nil {
 			continue
@@ -802,46 +601,39 @@ func writeNotes(m *md, r *Results) {
 			notes = append(notes, fmt.Sprintf("The observer's receive buffer overflowed (ENOBUFS) %d times during %s's cold syncs: some notifications were lost, so the cold sync end fell back on the proxy's metric where an expected address went unseen.", enobufs[name], name))
 		}
 	}
-	for _, p := range all {
-		where := fmt.Sprintf("%s at N=%s", p.Proxy, comma(p.N))
-		if p.N == 0 {
-			where = p.Proxy + " (baseline)"
-		}
-		if p.Cold != nil && p.Cold.Unseen > 0 {
-			notes = append(notes, fmt.Sprintf("%s: %d of %d expected addresses never appeared in a notification; cold sync end: %s.", where, p.Cold.Unseen, p.Cold.Expected, p.Cold.Criterion))
-		}
-		if p.Leftovers != "" {
-			notes = append(notes, fmt.Sprintf("%s: its own cleanup left rules in node-a (flushed before the next proxy): `%s`", where, oneLine(p.Leftovers, 160)))
-		}
-		if p.CleanupError != "" {
-			notes = append(notes, fmt.Sprintf("%s: cleanup failed: %s", where, oneLine(p.CleanupError, 200)))
-		}
-		if p.RulesetBefore != "" {
-			notes = append(notes, fmt.Sprintf("%s: node-a was not empty before it started: `%s`", where, oneLine(p.RulesetBefore, 160)))
-		}
-		for _, e := range p.Errors {
-			notes = append(notes, fmt.Sprintf("%s: error: %s", where, oneLine(e, 300)))
-		}
-		if p.Change != nil && (p.Change.Missed > 0 || p.Change.Errors > 0) {
-			notes = append(notes, fmt.Sprintf("%s: %d change samples missed, %d failed API writes.", where, p.Change.Missed, p.Change.Errors))
-		}
-		if p.Churn != nil && (p.Churn.Missed > 0 || p.Churn.Errors > 0) {
-			notes = append(notes, fmt.Sprintf("%s: under churn %d changes missed, %d not written (API errors or skipped ticks).", where, p.Churn.Missed, p.Churn.Errors))
-		}
+	return notes
+}
+
+// runNotes lists the anomalies of one proxy run: unseen addresses, leftovers, failed
+// cleanups, a node not empty before the start, errors and missed samples.
+func runNotes(p *ProxyRun) []string {
+	var notes []string
+	where := fmt.Sprintf("%s at N=%s", p.Proxy, comma(p.N))
+	if p.N == 0 {
+		where = p.Proxy + " (baseline)"
 	}
-	notes = append(notes, r.Notes...)
-	for _, e := range r.Errors {
-		notes = append(notes, "run error: "+oneLine(e, 300))
+	if p.Cold != nil && p.Cold.Unseen > 0 {
+		notes = append(notes, fmt.Sprintf("%s: %d of %d expected addresses never appeared in a notification; cold sync end: %s.", where, p.Cold.Unseen, p.Cold.Expected, p.Cold.Criterion))
 	}
-	if len(notes) == 0 {
-		return
+	if p.Leftovers != "" {
+		notes = append(notes, fmt.Sprintf("%s: its own cleanup left rules in node-a (flushed before the next proxy): `%s`", where, oneLine(p.Leftovers, 160)))
 	}
-	m.p("## Observations recorded by the run")
-	m.nl()
-	for _, n := range notes {
-		m.p("- %s", n)
+	if p.CleanupError != "" {
+		notes = append(notes, fmt.Sprintf("%s: cleanup failed: %s", where, oneLine(p.CleanupError, 200)))
 	}
-	m.nl()
+	if p.RulesetBefore != "" {
+		notes = append(notes, fmt.Sprintf("%s: node-a was not empty before it started: `%s`", where, oneLine(p.RulesetBefore, 160)))
+	}
+	for _, e := range p.Errors {
+		notes = append(notes, fmt.Sprintf("%s: error: %s", where, oneLine(e, 300)))
+	}
+	if p.Change != nil && (p.Change.Missed > 0 || p.Change.Errors > 0) {
+		notes = append(notes, fmt.Sprintf("%s: %d change samples missed, %d failed API writes.", where, p.Change.Missed, p.Change.Errors))
+	}
+	if p.Churn != nil && (p.Churn.Missed > 0 || p.Churn.Errors > 0) {
+		notes = append(notes, fmt.Sprintf("%s: under churn %d changes missed, %d not written (API errors or skipped ticks).", where, p.Churn.Missed, p.Churn.Errors))
+	}
+	return notes
 }
 
 func oneLine(s string, n int) string {

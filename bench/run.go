@@ -97,16 +97,7 @@ func (r *runner) logf(format string, args ...any) {
 // Everything it starts is stopped and every namespace it creates removed before it
 // returns, also when ctx is cancelled.
 func Run(ctx context.Context, o Options) (res *Results, err error) {
-	r := &runner{o: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))}
-	r.res = &Results{Schema: SchemaVersion, Quick: o.Quick, Started: time.Now(), LoadStart: LoadAvg(),
-		Settings: Settings{
-			Scales: o.Scales, Endpoints: o.Endpoints, ChangeSamples: o.ChangeSamples,
-			ChangeSpacingS: o.ChangeSpacing.Seconds(), ChangeTimeoutS: o.ChangeTimeout.Seconds(),
-			ChurnRate: o.ChurnRate, ChurnSeconds: o.ChurnDuration.Seconds(), DataplaneConns: o.DataplaneConns,
-			ColdRuns:      max(1, o.ColdRuns),
-			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
-			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
-		}}
+	r := newRunner(o)
 	res = r.res
 	defer func() {
 		r.res.Finished, r.res.LoadEnd = time.Now(), LoadAvg()
@@ -115,65 +106,8 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		}
 		r.teardown()
 	}()
-	if r.work, err = os.MkdirTemp("", "portico-bench-"); err != nil {
+	if err := r.setup(ctx); err != nil {
 		return res, err
-	}
-	// The proxies run from copies taken now, so that a rebuild of bin/portico (or of the
-	// cache) while the benchmark runs cannot mix two versions in one set of results.
-	if o.PorticoBin, err = snapshot(o.PorticoBin, filepath.Join(r.work, "bin")); err != nil {
-		return res, err
-	}
-	kubeProxyBin, err := snapshot(filepath.Join(o.BinDir, "kube-proxy"), filepath.Join(r.work, "bin"))
-	if err != nil {
-		return res, err
-	}
-	r.o = o
-	r.logf("machine and versions")
-	r.res.Machine = DescribeMachine(o.PorticoBin, o.BinDir)
-	r.res.Machine.PorticoSHA256 = fileSHA256(o.PorticoBin)
-	wrapDir := filepath.Join(r.work, "wrap")
-	if err := buildWrapper(ctx, o.RepoRoot, wrapDir); err != nil {
-		return res, err
-	}
-	realNFT, err := exec.LookPath("nft")
-	if err != nil {
-		return res, fmt.Errorf("nft not found: %w", err)
-	}
-	r.logf("starting the environment (namespaces, etcd, kube-apiserver, traffic servers)")
-	r.e, err = env.Setup(ctx, env.Options{NoPortico: true, Log: func(f string, a ...any) { r.logf("  "+f, a...) }})
-	if err != nil {
-		return res, fmt.Errorf("environment: %w", err)
-	}
-	r.res.ControlPlane = r.e.Cluster.Running()
-	if r.mon, err = StartMonitor(r.e.Topo.NS(netns.NodeA)); err != nil {
-		return res, fmt.Errorf("netlink monitor: %w", err)
-	}
-	if r.objs, err = NewObjects(r.e.Cluster.RESTConfig(), o.Endpoints, netns.NodeB, "zone-b"); err != nil {
-		return res, err
-	}
-	if err := r.objs.EnsureNamespace(ctx); err != nil {
-		return res, err
-	}
-	if r.real, err = r.objs.CreateReal(ctx, r.e.Topo, env.ServerPort); err != nil {
-		return res, err
-	}
-	r.logf("real Service %s:%d -> %s:%d (pod-a1)", r.real.ClusterIP, r.real.Port, r.real.Backend, env.ServerPort)
-	for _, name := range o.Proxies {
-		dir := filepath.Join(r.work, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return res, err
-		}
-		var p Proxy
-		switch name {
-		case "portico":
-			p = newPortico(r.e.Topo, r.e.Cluster, o.PorticoBin, dir, wrapDir, realNFT, o.Profile)
-		case "kube-proxy":
-			p = newKubeProxy(r.e.Topo, r.e.Cluster, kubeProxyBin, dir, wrapDir, realNFT, o.Profile)
-		default:
-			return res, fmt.Errorf("unknown proxy %q", name)
-		}
-		r.proxies = append(r.proxies, p)
-		r.res.Settings.ProxyCommands[name] = p.Describe()
 	}
 	for _, p := range r.proxies {
 		r.logf("[baseline] %s with only the real Service", p.Name())
@@ -185,28 +119,134 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		}
 	}
 	for _, n := range o.Scales {
-		sr := &ScaleRun{N: n, LoadAvgStart: LoadAvg()}
-		r.res.Scales = append(r.res.Scales, sr)
-		before := r.objs.Count()
-		r.logf("[N=%d] creating Services %d..%d with %d endpoints each", n, before, n-1, o.Endpoints)
-		t := time.Now()
-		if err := r.objs.Grow(ctx, n, 32); err != nil {
-			return res, fmt.Errorf("creating objects: %w", err)
-		}
-		sr.Created, sr.LoadSeconds = n-before, time.Since(t).Seconds()
-		r.logf("[N=%d] created %d Services and EndpointSlices in %.1fs", n, sr.Created, sr.LoadSeconds)
-		for _, p := range r.proxies {
-			r.logf("[N=%d] %s", n, p.Name())
-			pr, err := r.runProxy(ctx, p, n, true)
-			sr.Proxies = append(sr.Proxies, pr)
-			sr.LoadAvgEnd = LoadAvg()
-			r.savePartial()
-			if err != nil {
-				return res, err
-			}
+		if err := r.runScale(ctx, n); err != nil {
+			return res, err
 		}
 	}
 	return res, nil
+}
+
+// newRunner returns a runner with the results' settings filled in from o.
+func newRunner(o Options) *runner {
+	r := &runner{o: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))}
+	r.res = &Results{Schema: SchemaVersion, Quick: o.Quick, Started: time.Now(), LoadStart: LoadAvg(),
+		Settings: Settings{
+			Scales: o.Scales, Endpoints: o.Endpoints, ChangeSamples: o.ChangeSamples,
+			ChangeSpacingS: o.ChangeSpacing.Seconds(), ChangeTimeoutS: o.ChangeTimeout.Seconds(),
+			ChurnRate: o.ChurnRate, ChurnSeconds: o.ChurnDuration.Seconds(), DataplaneConns: o.DataplaneConns,
+			ColdRuns:      max(1, o.ColdRuns),
+			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
+			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
+		}}
+	return r
+}
+
+// setup prepares everything the proxy runs need: the work directory, copies of the
+// binaries, the nft wrapper, the environment, the kernel observer, the real Service
+// and the proxies themselves.
+func (r *runner) setup(ctx context.Context) error {
+	var err error
+	if r.work, err = os.MkdirTemp("", "portico-bench-"); err != nil {
+		return err
+	}
+	// The proxies run from copies taken now, so that a rebuild of bin/portico (or of the
+	// cache) while the benchmark runs cannot mix two versions in one set of results.
+	if r.o.PorticoBin, err = snapshot(r.o.PorticoBin, filepath.Join(r.work, "bin")); err != nil {
+		return err
+	}
+	kubeProxyBin, err := snapshot(filepath.Join(r.o.BinDir, "kube-proxy"), filepath.Join(r.work, "bin"))
+	if err != nil {
+		return err
+	}
+	r.logf("machine and versions")
+	r.res.Machine = DescribeMachine(r.o.PorticoBin, r.o.BinDir)
+	r.res.Machine.PorticoSHA256 = fileSHA256(r.o.PorticoBin)
+	wrapDir := filepath.Join(r.work, "wrap")
+	if err := buildWrapper(ctx, r.o.RepoRoot, wrapDir); err != nil {
+		return err
+	}
+	realNFT, err := exec.LookPath("nft")
+	if err != nil {
+		return fmt.Errorf("nft not found: %w", err)
+	}
+	if err := r.setupEnv(ctx); err != nil {
+		return err
+	}
+	return r.makeProxies(kubeProxyBin, wrapDir, realNFT)
+}
+
+// setupEnv starts the e2e environment and the kernel observer in node-a, and creates the
+// namespace of the benchmark's objects and the real Service.
+func (r *runner) setupEnv(ctx context.Context) error {
+	r.logf("starting the environment (namespaces, etcd, kube-apiserver, traffic servers)")
+	var err error
+	r.e, err = env.Setup(ctx, env.Options{NoPortico: true, Log: func(f string, a ...any) { r.logf("  "+f, a...) }})
+	if err != nil {
+		return fmt.Errorf("environment: %w", err)
+	}
+	r.res.ControlPlane = r.e.Cluster.Running()
+	if r.mon, err = StartMonitor(r.e.Topo.NS(netns.NodeA)); err != nil {
+		return fmt.Errorf("netlink monitor: %w", err)
+	}
+	if r.objs, err = NewObjects(r.e.Cluster.RESTConfig(), r.o.Endpoints, netns.NodeB, "zone-b"); err != nil {
+		return err
+	}
+	if err := r.objs.EnsureNamespace(ctx); err != nil {
+		return err
+	}
+	if r.real, err = r.objs.CreateReal(ctx, r.e.Topo, env.ServerPort); err != nil {
+		return err
+	}
+	r.logf("real Service %s:%d -> %s:%d (pod-a1)", r.real.ClusterIP, r.real.Port, r.real.Backend, env.ServerPort)
+	return nil
+}
+
+// makeProxies creates the proxies named in the options, each with a directory of its own,
+// and records their command lines.
+func (r *runner) makeProxies(kubeProxyBin, wrapDir, realNFT string) error {
+	for _, name := range r.o.Proxies {
+		dir := filepath.Join(r.work, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		var p Proxy
+		switch name {
+		case "portico":
+			p = newPortico(r.e.Topo, r.e.Cluster, r.o.PorticoBin, dir, wrapDir, realNFT, r.o.Profile)
+		case "kube-proxy":
+			p = newKubeProxy(r.e.Topo, r.e.Cluster, kubeProxyBin, dir, wrapDir, realNFT, r.o.Profile)
+		default:
+			return fmt.Errorf("unknown proxy %q", name)
+		}
+		r.proxies = append(r.proxies, p)
+		r.res.Settings.ProxyCommands[name] = p.Describe()
+	}
+	return nil
+}
+
+// runScale grows the objects to n Services and runs every proxy against them.
+func (r *runner) runScale(ctx context.Context, n int) error {
+	sr := &ScaleRun{N: n, LoadAvgStart: LoadAvg()}
+	r.res.Scales = append(r.res.Scales, sr)
+	before := r.objs.Count()
+	r.logf("[N=%d] creating Services %d..%d with %d endpoints each", n, before, n-1, r.o.Endpoints)
+	t := time.Now()
+	if err := r.objs.Grow(ctx, n, 32); err != nil {
+		return fmt.Errorf("creating objects: %w", err)
+	}
+	sr.Created, sr.LoadSeconds = n-before, time.Since(t).Seconds()
+	r.logf("[N=%d] created %d Services and EndpointSlices in %.1fs", n, sr.Created, sr.LoadSeconds)
+	for _, p := range r.proxies {
+		r.logf("[N=%d] %s", n, p.Name())
+		pr, err := r.runProxy(ctx, p, n, true)
+		sr.Proxies = append(sr.Proxies, pr)
+		sr.LoadAvgEnd = LoadAvg()
+		r.savePartial()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *runner) savePartial() {
@@ -252,30 +292,10 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 	if rs := r.ruleset(ctx); rs != "" {
 		pr.RulesetBefore = rs
 	}
-	var runs []float64
-	for i := 1; full && i < r.o.ColdRuns; i++ {
-		s, err := r.extraColdRun(ctx, p, pr)
-		if err != nil {
-			return pr, fmt.Errorf("%s cold sync at N=%d (run %d): %w", p.Name(), n, i, err)
-		}
-		runs = append(runs, s)
+	if err := r.coldPhase(ctx, p, pr, n, full); err != nil {
+		return pr, err
 	}
-	tr := startPhase("cold-sync", r.mon, p)
-	pr.Cold, err = measureCold(ctx, p, r.mon, r.objs.Expected())
-	pr.Phases = append(pr.Phases, tr.end(ctx, p))
-	if err != nil {
-		return pr, fmt.Errorf("%s cold sync at N=%d: %w", p.Name(), n, err)
-	}
-	c := pr.Cold
-	c.RunsS = append(runs, c.KernelS)
-	c.FastestS = slices.Min(c.RunsS)
-	r.logf("  cold sync %.2fs (kernel: %s; proxy metric %.2fs; %d commits by %v; %d messages; ENOBUFS %d; unseen %d/%d); every run %v, fastest %.2fs",
-		c.KernelS, c.Criterion, c.MetricS, c.Commits, c.CommitProcs, c.Msgs, c.ENOBUFS, c.Unseen, c.Expected, roundAll(c.RunsS), c.FastestS)
-	tr = startPhase("dataplane", r.mon, p)
-	pr.Dataplane = measureDataplane(ctx, r.e.Topo, netns.PodA2, netip.AddrPortFrom(r.real.ClusterIP, r.real.Port), r.o.DataplaneConns)
-	pr.Phases = append(pr.Phases, tr.end(ctx, p))
-	d := pr.Dataplane
-	r.logf("  dataplane: %d/%d ok, connect p50 %.0fµs p99 %.0fµs, %.0f conn/s %s", d.OK, d.Conns, d.ConnectP50, d.ConnectP99, d.ConnsPerSec, d.LastError)
+	r.dataplanePhase(ctx, p, pr)
 	if err := ctx.Err(); err != nil {
 		return pr, err
 	}
@@ -283,6 +303,57 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 		return pr, nil
 	}
 	// The floor, between phases: nothing of the proxy's runs meanwhile but its timers.
+	r.floorPhase(ctx, p, pr, n)
+	if err := r.changePhase(ctx, p, pr, n); err != nil {
+		return pr, err
+	}
+	if err := r.churnPhase(ctx, p, pr, n); err != nil {
+		return pr, err
+	}
+	last := pr.Phases[len(pr.Phases)-1]
+	r.logf("  %s peak RSS %.1f MiB, nft peak %.1f MiB over %d runs, CPU %.1fs", p.Name(), float64(pr.PeakHWM())/1024,
+		float64(pr.PeakNFT())/1024, pr.NFTRunsTotal(), last.Proc.CPU())
+	return pr, nil
+}
+
+// coldPhase measures p's cold syncs: with full set, ColdRuns-1 extra runs first, each
+// stopped and cleaned up, then the run that stays up for the other phases.
+func (r *runner) coldPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int, full bool) error {
+	var runs []float64
+	for i := 1; full && i < r.o.ColdRuns; i++ {
+		s, err := r.extraColdRun(ctx, p, pr)
+		if err != nil {
+			return fmt.Errorf("%s cold sync at N=%d (run %d): %w", p.Name(), n, i, err)
+		}
+		runs = append(runs, s)
+	}
+	tr := startPhase("cold-sync", r.mon, p)
+	var err error
+	pr.Cold, err = measureCold(ctx, p, r.mon, r.objs.Expected())
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	if err != nil {
+		return fmt.Errorf("%s cold sync at N=%d: %w", p.Name(), n, err)
+	}
+	c := pr.Cold
+	c.RunsS = append(runs, c.KernelS)
+	c.FastestS = slices.Min(c.RunsS)
+	r.logf("  cold sync %.2fs (kernel: %s; proxy metric %.2fs; %d commits by %v; %d messages; ENOBUFS %d; unseen %d/%d); every run %v, fastest %.2fs",
+		c.KernelS, c.Criterion, c.MetricS, c.Commits, c.CommitProcs, c.Msgs, c.ENOBUFS, c.Unseen, c.Expected, roundAll(c.RunsS), c.FastestS)
+	return nil
+}
+
+// dataplanePhase measures connections from pod-a2 through the real Service's ClusterIP.
+func (r *runner) dataplanePhase(ctx context.Context, p Proxy, pr *ProxyRun) {
+	tr := startPhase("dataplane", r.mon, p)
+	pr.Dataplane = measureDataplane(ctx, r.e.Topo, netns.PodA2, netip.AddrPortFrom(r.real.ClusterIP, r.real.Port), r.o.DataplaneConns)
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	d := pr.Dataplane
+	r.logf("  dataplane: %d/%d ok, connect p50 %.0fµs p99 %.0fµs, %.0f conn/s %s", d.OK, d.Conns, d.ConnectP50, d.ConnectP99, d.ConnsPerSec, d.LastError)
+}
+
+// floorPhase dumps p's ruleset and times nft loading it into an empty namespace; a
+// failure is recorded in the floor, not returned.
+func (r *runner) floorPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) {
 	path := filepath.Join(r.work, fmt.Sprintf("ruleset-%s-%d.nft", p.Name(), n))
 	if size, lines, derr := dumpRuleset(ctx, r.e.Topo, p, path); derr != nil {
 		pr.Floor = &Floor{Error: derr.Error()}
@@ -298,12 +369,17 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 	}
 	r.logf("  floor: nft -f of %d lines (%.1f MB): %v (fastest %.2fs, median %.2fs) %s", pr.Floor.RulesetLines,
 		float64(pr.Floor.RulesetBytes)/1e6, roundAll(pr.Floor.Runs), pr.Floor.S(), pr.Floor.MedianS, pr.Floor.Error)
-	tr = startPhase("changes", r.mon, p)
+}
+
+// changePhase times spaced one-endpoint changes, then saves a heap profile if asked.
+func (r *runner) changePhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) error {
+	tr := startPhase("changes", r.mon, p)
+	var err error
 	pr.Change, err = measureChanges(ctx, p, r.mon, r.objs, n,
 		changeOpts{samples: r.o.ChangeSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout}, r.rng)
 	pr.Phases = append(pr.Phases, tr.end(ctx, p))
 	if err != nil {
-		return pr, err
+		return err
 	}
 	if r.o.Profile && r.o.LogDir != "" {
 		r.saveHeapProfile(ctx, p, n)
@@ -311,20 +387,23 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 	l := pr.Change
 	r.logf("  one-endpoint change: %d samples (%d missed, %d errors): p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms; metric p50 %.1fms p99 %.1fms (n=%.0f); seen in %v",
 		l.Samples, l.Missed, l.Errors, l.P50, l.P90, l.P99, l.Max, l.Metric.P50, l.Metric.P99, l.Metric.Count, l.MsgTypes)
-	tr = startPhase("churn", r.mon, p)
+	return nil
+}
+
+// churnPhase times changes written at a steady rate.
+func (r *runner) churnPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) error {
+	tr := startPhase("churn", r.mon, p)
+	var err error
 	pr.Churn, err = measureChurn(ctx, p, r.mon, r.objs, n,
 		churnOpts{rate: r.o.ChurnRate, dur: r.o.ChurnDuration, timeout: r.o.ChangeTimeout, workers: 32}, r.rng)
 	pr.Phases = append(pr.Phases, tr.end(ctx, p))
 	if err != nil {
-		return pr, err
+		return err
 	}
 	ch := pr.Churn
 	r.logf("  churn %.0f/s (achieved %.1f/s) for %.0fs: %d samples (%d missed, %d errors): p50 %.0fms p99 %.0fms max %.0fms; %d commits, %.1f changes/commit",
 		ch.Rate, ch.Achieved, ch.Seconds, ch.Samples, ch.Missed, ch.Errors, ch.P50, ch.P99, ch.Max, ch.Commits, ch.ChangesPerCommit)
-	last := pr.Phases[len(pr.Phases)-1]
-	r.logf("  %s peak RSS %.1f MiB, nft peak %.1f MiB over %d runs, CPU %.1fs", p.Name(), float64(pr.PeakHWM())/1024,
-		float64(pr.PeakNFT())/1024, pr.NFTRunsTotal(), last.Proc.CPU())
-	return pr, nil
+	return nil
 }
 
 // extraColdRun measures one more cold sync of p: it starts p into the empty kernel (after

@@ -21,62 +21,49 @@ import (
 	"github.com/portico-dev/portico/e2e/harness/cluster"
 )
 
-func main() {
-	quick := flag.Bool("quick", false, "the quick run: N = 1,000 only, fewer samples (under 10 minutes)")
-	out := flag.String("out", "docs", "directory for benchmarks.md, bench-results.json and bench-plot.png")
-	render := flag.Bool("render", false, "only regenerate benchmarks.md and bench-plot.png from <out>/bench-results.json")
-	scales := flag.String("scales", "", "comma-separated Service counts (default 1000,5000,10000; quick: 1000)")
-	samples := flag.Int("samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 20)")
-	churnSec := flag.Duration("churn", 0, "churn duration (default 20s; quick: 10s)")
-	churnRate := flag.Float64("churn-rate", 0, "changes per second under churn (default 50)")
-	conns := flag.Int("conns", 0, "dataplane connections per measurement (default 1000)")
-	coldRuns := flag.Int("cold-runs", 0, "cold syncs per proxy and N, the fastest counting (default 3)")
-	proxies := flag.String("proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
-	logs := flag.String("logs", "", "directory to keep the proxies' logs in (default: discarded)")
-	seed := flag.Uint64("seed", 0, "random seed (default: time-based)")
-	profile := flag.Bool("profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles into -logs")
-	flag.Parse()
+// cliFlags are the command line's flags.
+type cliFlags struct {
+	quick, render, profile     bool
+	out, scales, proxies, logs string
+	samples, conns, coldRuns   int
+	churnSec                   time.Duration
+	churnRate                  float64
+	seed                       uint64
+}
 
-	if *render {
-		if err := renderFrom(*out); err != nil {
+// parseFlags defines the flags and parses the command line.
+func parseFlags() cliFlags {
+	var f cliFlags
+	flag.BoolVar(&f.quick, "quick", false, "the quick run: N = 1,000 only, fewer samples (under 10 minutes)")
+	flag.StringVar(&f.out, "out", "docs", "directory for benchmarks.md, bench-results.json and bench-plot.png")
+	flag.BoolVar(&f.render, "render", false, "only regenerate benchmarks.md and bench-plot.png from <out>/bench-results.json")
+	flag.StringVar(&f.scales, "scales", "", "comma-separated Service counts (default 1000,5000,10000; quick: 1000)")
+	flag.IntVar(&f.samples, "samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 20)")
+	flag.DurationVar(&f.churnSec, "churn", 0, "churn duration (default 20s; quick: 10s)")
+	flag.Float64Var(&f.churnRate, "churn-rate", 0, "changes per second under churn (default 50)")
+	flag.IntVar(&f.conns, "conns", 0, "dataplane connections per measurement (default 1000)")
+	flag.IntVar(&f.coldRuns, "cold-runs", 0, "cold syncs per proxy and N, the fastest counting (default 3)")
+	flag.StringVar(&f.proxies, "proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
+	flag.StringVar(&f.logs, "logs", "", "directory to keep the proxies' logs in (default: discarded)")
+	flag.Uint64Var(&f.seed, "seed", 0, "random seed (default: time-based)")
+	flag.BoolVar(&f.profile, "profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles into -logs")
+	flag.Parse()
+	return f
+}
+
+func main() {
+	f := parseFlags()
+	if f.render {
+		if err := renderFrom(f.out); err != nil {
 			fmt.Fprintln(os.Stderr, "portico-bench:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	o := bench.DefaultOptions(*quick)
-	if *scales != "" {
-		o.Scales = nil
-		for _, s := range strings.Split(*scales, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || n < 1 {
-				fmt.Fprintf(os.Stderr, "portico-bench: bad -scales value %q\n", s)
-				os.Exit(2)
-			}
-			o.Scales = append(o.Scales, n)
-		}
-	}
-	if *samples > 0 {
-		o.ChangeSamples = *samples
-	}
-	if *churnSec > 0 {
-		o.ChurnDuration = *churnSec
-	}
-	if *churnRate > 0 {
-		o.ChurnRate = *churnRate
-	}
-	if *coldRuns > 0 {
-		o.ColdRuns = *coldRuns
-	}
-	if *conns > 0 {
-		o.DataplaneConns = *conns
-	}
-	if *proxies != "" {
-		o.Proxies = strings.Split(*proxies, ",")
-	}
-	o.Seed = *seed
-	if o.Seed == 0 {
-		o.Seed = uint64(time.Now().UnixNano())
+	o, err := options(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "portico-bench:", err)
+		os.Exit(2)
 	}
 	root, err := cluster.RepoRoot()
 	if err != nil {
@@ -86,13 +73,11 @@ func main() {
 	o.RepoRoot = root
 	o.PorticoBin = envOr("PORTICO_BIN", filepath.Join(root, "bin", "portico"))
 	o.BinDir = envOr("PORTICO_CLUSTER_BINS", filepath.Join(root, ".cache", "bin"))
-	o.LogDir = *logs
-	o.Profile = *profile
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "portico-bench:", err)
 		os.Exit(1)
 	}
-	o.Partial = filepath.Join(*out, "bench-results.partial.json")
+	o.Partial = filepath.Join(f.out, "bench-results.partial.json")
 	start := time.Now()
 	o.Log = func(format string, args ...any) {
 		fmt.Printf("[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -101,6 +86,52 @@ func main() {
 		fmt.Fprintln(os.Stderr, "portico-bench: needs root (network namespaces, nftables)")
 		os.Exit(2)
 	}
+	os.Exit(run(o, f.out, start))
+}
+
+// options turns the flags into the run's options; flags left at zero keep the defaults.
+func options(f cliFlags) (bench.Options, error) {
+	o := bench.DefaultOptions(f.quick)
+	if f.scales != "" {
+		o.Scales = nil
+		for _, s := range strings.Split(f.scales, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				return o, fmt.Errorf("bad -scales value %q", s)
+			}
+			o.Scales = append(o.Scales, n)
+		}
+	}
+	if f.samples > 0 {
+		o.ChangeSamples = f.samples
+	}
+	if f.churnSec > 0 {
+		o.ChurnDuration = f.churnSec
+	}
+	if f.churnRate > 0 {
+		o.ChurnRate = f.churnRate
+	}
+	if f.coldRuns > 0 {
+		o.ColdRuns = f.coldRuns
+	}
+	if f.conns > 0 {
+		o.DataplaneConns = f.conns
+	}
+	if f.proxies != "" {
+		o.Proxies = strings.Split(f.proxies, ",")
+	}
+	o.Seed = f.seed
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	o.LogDir = f.logs
+	o.Profile = f.profile
+	return o, nil
+}
+
+// run runs the benchmark until done or interrupted, writes the results into out and
+// returns the exit code.
+func run(o bench.Options, out string, start time.Time) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, o)
@@ -109,15 +140,16 @@ func main() {
 		if res != nil {
 			_ = res.Save(o.Partial)
 		}
-		os.Exit(1)
+		return 1
 	}
-	if err := write(*out, res); err != nil {
+	if err := write(out, res); err != nil {
 		fmt.Fprintln(os.Stderr, "portico-bench:", err)
-		os.Exit(1)
+		return 1
 	}
 	_ = os.Remove(o.Partial)
 	fmt.Printf("\nbenchmark finished in %s: %s, %s, %s\n", time.Since(start).Round(time.Second),
-		filepath.Join(*out, "benchmarks.md"), filepath.Join(*out, "bench-results.json"), filepath.Join(*out, "bench-plot.png"))
+		filepath.Join(out, "benchmarks.md"), filepath.Join(out, "bench-results.json"), filepath.Join(out, "bench-plot.png"))
+	return 0
 }
 
 func envOr(k, def string) string {
