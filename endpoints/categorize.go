@@ -6,22 +6,15 @@ import (
 	"github.com/portico-dev/portico/model"
 )
 
-// Policy says which endpoint sets a Service port uses.
-type Policy struct {
-	// InternalLocal is internalTrafficPolicy: Local.
-	InternalLocal bool
-	// ExternalLocal is externalTrafficPolicy: Local (only meaningful when External).
-	ExternalLocal bool
-	// External is true when the port has external frontends (NodePort, externalIPs,
-	// LoadBalancer ingress).
-	External bool
+// Sets says which endpoint sets of a Service port to compute: the ones its traffic classes
+// use (model.ServicePort.Internal, External, ...). Compile decides that from the traffic
+// policies; Categorize only fills the sets.
+type Sets struct {
+	// Cluster asks for the cluster-wide set.
+	Cluster bool
+	// Local asks for the node-local set.
+	Local bool
 }
-
-// usesCluster reports whether some traffic of the port is served by Cluster endpoints.
-func (p Policy) usesCluster() bool { return !p.InternalLocal || p.External }
-
-// usesLocal reports whether some traffic of the port is served by Local endpoints.
-func (p Policy) usesLocal() bool { return p.InternalLocal || (p.External && p.ExternalLocal) }
 
 // Topology is this node's place in the cluster.
 type Topology struct {
@@ -33,18 +26,19 @@ type Topology struct {
 
 // Result is the outcome of Categorize.
 type Result struct {
-	// Cluster are the endpoints for cluster-policy traffic, topology applied, sorted. Nil
-	// when the policy never uses cluster endpoints; non-nil (possibly empty) otherwise.
+	// Cluster are the endpoints for cluster-wide traffic, topology applied, sorted. Nil
+	// when not asked for; non-nil (possibly empty) otherwise.
 	Cluster []model.Endpoint
-	// Local are the endpoints on this node for local-policy traffic, sorted. Nil when the
-	// policy never uses local endpoints; non-nil (possibly empty) otherwise.
+	// Local are the endpoints on this node for node-local traffic, sorted. Nil when not
+	// asked for; non-nil (possibly empty) otherwise.
 	Local []model.Endpoint
 	// HasAny reports whether a usable (ready, or serving and terminating) endpoint exists
 	// anywhere in the cluster.
 	HasAny bool
 }
 
-// Categorize chooses the endpoints of one Service port, as kube-proxy does.
+// Categorize chooses the endpoints of the sets want names for one Service port, as
+// kube-proxy does.
 //
 // The cluster set holds the ready endpoints, narrowed down by topology hints (see
 // topologyFor); when there is no ready endpoint at all, it holds the endpoints that are
@@ -52,12 +46,12 @@ type Result struct {
 // endpoints on this node or, when there are none, the local serving and terminating
 // ones. Endpoints that are terminating but no longer serving are never used. eps is not
 // modified.
-func Categorize(eps []Endpoint, p Policy, topo Topology) Result {
+func Categorize(eps []Endpoint, want Sets, topo Topology) Result {
 	var r Result
-	if p.usesCluster() {
+	if want.Cluster {
 		r.Cluster = clusterEndpoints(eps, topo)
 	}
-	if p.usesLocal() {
+	if want.Local {
 		r.Local = localEndpoints(eps)
 	}
 	r.HasAny = slices.ContainsFunc(eps, Endpoint.usable)

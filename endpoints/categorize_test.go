@@ -66,17 +66,16 @@ var (
 
 	topoA = Topology{NodeName: "node-a", Zone: "zone-a"}
 
-	clusterPolicy = Policy{}
-	itpLocal      = Policy{InternalLocal: true}
-	etpLocal      = Policy{External: true, ExternalLocal: true}
-	etpCluster    = Policy{External: true}
+	clusterOnly = Sets{Cluster: true}
+	localOnly   = Sets{Local: true}
+	bothSets    = Sets{Cluster: true, Local: true}
 )
 
 func TestCategorize(t *testing.T) {
 	tests := []struct {
 		name        string
 		eps         []Endpoint
-		policy      Policy
+		sets        Sets
 		topo        Topology
 		wantCluster []string
 		wantLocal   []string
@@ -84,20 +83,20 @@ func TestCategorize(t *testing.T) {
 	}{
 		{
 			name:        "no endpoints, cluster policy",
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: none,
 		},
 		{
 			name:      "no endpoints, internal Local",
 			eps:       []Endpoint{},
-			policy:    itpLocal,
+			sets:      localOnly,
 			topo:      topoA,
 			wantLocal: none,
 		},
 		{
 			name:        "no endpoints, external Local uses both sets",
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: none,
 			wantLocal:   none,
@@ -105,7 +104,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "all ready",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lrs")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/lrs"},
 			wantHasAny:  true,
@@ -113,7 +112,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "output sorted by address whatever the input order",
 			eps:         []Endpoint{mk("10.0.0.10", "rs"), mk("10.0.0.2", "rs"), mk("10.0.0.1", "rs")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs", "10.0.0.10:80/rs"},
 			wantHasAny:  true,
@@ -121,7 +120,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "some not ready",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", ""), mk("10.0.0.3", "rs")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.3:80/rs"},
 			wantHasAny:  true,
@@ -129,7 +128,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "none ready and none terminating",
 			eps:         []Endpoint{mk("10.0.0.1", ""), mk("10.0.0.2", "l")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: none,
 			wantLocal:   none,
@@ -137,14 +136,14 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "serving but neither ready nor terminating is not used",
 			eps:         []Endpoint{mk("10.0.0.1", "s")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: none,
 		},
 		{
 			name:        "terminating fallback for cluster",
 			eps:         []Endpoint{mk("10.0.0.1", "st"), mk("10.0.0.2", ""), mk("10.0.0.3", "lst")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/st", "10.0.0.3:80/lst"},
 			wantHasAny:  true,
@@ -152,7 +151,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "no terminating fallback while a ready endpoint exists",
 			eps:         []Endpoint{mk("10.0.0.1", "st"), mk("10.0.0.2", "rs")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -160,7 +159,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:       "terminating fallback for local",
 			eps:        []Endpoint{mk("10.0.0.1", "lst"), mk("10.0.0.2", "rs"), mk("10.0.0.3", "l")},
-			policy:     itpLocal,
+			sets:       localOnly,
 			topo:       topoA,
 			wantLocal:  []string{"10.0.0.1:80/lst"},
 			wantHasAny: true,
@@ -168,7 +167,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "local and cluster fall back independently",
 			eps:         []Endpoint{mk("10.0.0.1", "lst"), mk("10.0.0.2", "rs")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.2:80/rs"},
 			wantLocal:   []string{"10.0.0.1:80/lst"},
@@ -177,7 +176,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:       "local ready preferred over local terminating",
 			eps:        []Endpoint{mk("10.0.0.1", "lst"), mk("10.0.0.2", "lrs")},
-			policy:     itpLocal,
+			sets:       localOnly,
 			topo:       topoA,
 			wantLocal:  []string{"10.0.0.2:80/lrs"},
 			wantHasAny: true,
@@ -185,7 +184,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "terminating endpoints that stopped serving are never used",
 			eps:         []Endpoint{mk("10.0.0.1", "t"), mk("10.0.0.2", "lt")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: none,
 			wantLocal:   none,
@@ -193,7 +192,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "terminating not serving skipped, terminating serving used",
 			eps:         []Endpoint{mk("10.0.0.1", "t"), mk("10.0.0.2", "st")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.2:80/st"},
 			wantHasAny:  true,
@@ -205,7 +204,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.2", "rs"), "zone-b"),
 				zones(mk("10.0.0.3", "rs"), "zone-a"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.3:80/rs"},
 			wantHasAny:  true,
@@ -216,7 +215,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.1", "rs"), "zone-a", "zone-b"),
 				zones(mk("10.0.0.2", "rs"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs"},
 			wantHasAny:  true,
@@ -228,7 +227,7 @@ func TestCategorize(t *testing.T) {
 				mk("10.0.0.2", "rs"),
 				zones(mk("10.0.0.3", "rs"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs", "10.0.0.3:80/rs"},
 			wantHasAny:  true,
@@ -240,7 +239,7 @@ func TestCategorize(t *testing.T) {
 				mk("10.0.0.2", ""),
 				zones(mk("10.0.0.3", "rs"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs"},
 			wantHasAny:  true,
@@ -252,7 +251,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.2", "rs"), "zone-b"),
 				zones(mk("10.0.0.3", "rs"), "zone-c"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.2:80/rs", "10.0.0.3:80/rs"},
 			wantHasAny:  true,
@@ -263,7 +262,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.1", "rs"), "zone-b"),
 				zones(mk("10.0.0.2", "rs"), "zone-c"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -274,7 +273,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.1", "rs"), "zone-a"),
 				zones(mk("10.0.0.2", "rs"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        Topology{NodeName: "node-a"},
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -286,7 +285,7 @@ func TestCategorize(t *testing.T) {
 				zones(nodes(mk("10.0.0.2", "rs"), "node-b"), "zone-a"),
 				zones(nodes(mk("10.0.0.3", "rs"), "node-c"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/lrs"},
 			wantHasAny:  true,
@@ -298,7 +297,7 @@ func TestCategorize(t *testing.T) {
 				zones(nodes(mk("10.0.0.2", "rs"), "node-c"), "zone-a"),
 				zones(nodes(mk("10.0.0.3", "rs"), "node-d"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -309,7 +308,7 @@ func TestCategorize(t *testing.T) {
 				nodes(mk("10.0.0.1", "rs"), "node-b"),
 				nodes(mk("10.0.0.2", "rs"), "node-c"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -321,7 +320,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.2", "rs"), "zone-a"),
 				zones(nodes(mk("10.0.0.3", "rs"), "node-c"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/lrs", "10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -333,7 +332,7 @@ func TestCategorize(t *testing.T) {
 				zones(nodes(mk("10.0.0.2", "rs"), "node-b"), "zone-a"),
 				zones(nodes(mk("10.0.0.3", "lrs"), "node-a"), "zone-a"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/lrs", "10.0.0.3:80/lrs"},
 			wantHasAny:  true,
@@ -344,7 +343,7 @@ func TestCategorize(t *testing.T) {
 				nodes(mk("10.0.0.1", "rs"), "node-b"),
 				zones(nodes(mk("10.0.0.2", "rs"), "node-c"), "zone-a"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/rs"},
 			wantHasAny:  true,
@@ -355,7 +354,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.1", "st"), "zone-a"),
 				zones(mk("10.0.0.2", "st"), "zone-b"),
 			},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/st", "10.0.0.2:80/st"},
 			wantHasAny:  true,
@@ -366,7 +365,7 @@ func TestCategorize(t *testing.T) {
 				zones(mk("10.0.0.1", "lrs"), "zone-b"),
 				zones(mk("10.0.0.2", "rs"), "zone-a"),
 			},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.2:80/rs"},
 			wantLocal:   []string{"10.0.0.1:80/lrs"},
@@ -375,7 +374,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:       "internal Local with local endpoints",
 			eps:        []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lrs"), mk("10.0.0.3", "l")},
-			policy:     itpLocal,
+			sets:       localOnly,
 			topo:       topoA,
 			wantLocal:  []string{"10.0.0.2:80/lrs"},
 			wantHasAny: true,
@@ -383,7 +382,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:       "internal Local without local endpoints still has endpoints elsewhere",
 			eps:        []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "rs")},
-			policy:     itpLocal,
+			sets:       localOnly,
 			topo:       topoA,
 			wantLocal:  none,
 			wantHasAny: true,
@@ -391,7 +390,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "external Local with local endpoints",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lrs")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/lrs"},
 			wantLocal:   []string{"10.0.0.2:80/lrs"},
@@ -400,7 +399,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "external Local without local endpoints",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lst")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs"},
 			wantLocal:   []string{"10.0.0.2:80/lst"},
@@ -409,24 +408,16 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "external Local with no usable local endpoint at all",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "l")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs"},
 			wantLocal:   none,
 			wantHasAny:  true,
 		},
 		{
-			name:        "external Local without external frontends does not use local",
-			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lrs")},
-			policy:      Policy{ExternalLocal: true},
-			topo:        topoA,
-			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/lrs"},
-			wantHasAny:  true,
-		},
-		{
 			name:        "external Cluster with external frontends uses only cluster",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lrs")},
-			policy:      etpCluster,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/lrs"},
 			wantHasAny:  true,
@@ -434,7 +425,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "internal Local and external Cluster use both sets",
 			eps:         []Endpoint{mk("10.0.0.1", "rs"), mk("10.0.0.2", "lrs")},
-			policy:      Policy{InternalLocal: true, External: true},
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.2:80/lrs"},
 			wantLocal:   []string{"10.0.0.2:80/lrs"},
@@ -443,7 +434,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "internal Local and external Local use both sets",
 			eps:         []Endpoint{mk("10.0.0.1", "rs")},
-			policy:      Policy{InternalLocal: true, External: true, ExternalLocal: true},
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs"},
 			wantLocal:   none,
@@ -452,7 +443,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:       "HasAny from terminating-only endpoints with no local endpoint",
 			eps:        []Endpoint{mk("10.0.0.1", "st"), mk("10.0.0.2", "t")},
-			policy:     itpLocal,
+			sets:       localOnly,
 			topo:       topoA,
 			wantLocal:  none,
 			wantHasAny: true,
@@ -460,7 +451,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "HasAny false when nothing is usable",
 			eps:         []Endpoint{mk("10.0.0.1", ""), mk("10.0.0.2", "t"), mk("10.0.0.3", "lt")},
-			policy:      Policy{InternalLocal: true, External: true},
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: none,
 			wantLocal:   none,
@@ -468,7 +459,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "ports kept apart and sorted after the address",
 			eps:         []Endpoint{{Endpoint: model.Endpoint{Addr: netip.MustParseAddr("10.0.0.1"), Port: 8080, Ready: true, Serving: true}}, mk("10.0.0.1", "rs")},
-			policy:      clusterPolicy,
+			sets:        clusterOnly,
 			topo:        topoA,
 			wantCluster: []string{"10.0.0.1:80/rs", "10.0.0.1:8080/rs"},
 			wantHasAny:  true,
@@ -476,7 +467,7 @@ func TestCategorize(t *testing.T) {
 		{
 			name:        "IPv6 endpoints",
 			eps:         []Endpoint{mk("fd00::2", "lrs"), mk("fd00::1", "rs")},
-			policy:      etpLocal,
+			sets:        bothSets,
 			topo:        topoA,
 			wantCluster: []string{"[fd00::1]:80/rs", "[fd00::2]:80/lrs"},
 			wantLocal:   []string{"[fd00::2]:80/lrs"},
@@ -485,7 +476,7 @@ func TestCategorize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Categorize(tt.eps, tt.policy, tt.topo)
+			got := Categorize(tt.eps, tt.sets, tt.topo)
 			if c := render(got.Cluster); !reflect.DeepEqual(c, tt.wantCluster) {
 				t.Errorf("Cluster = %#v, want %#v", c, tt.wantCluster)
 			}
@@ -502,7 +493,7 @@ func TestCategorize(t *testing.T) {
 func TestCategorizeLeavesInputAlone(t *testing.T) {
 	eps := []Endpoint{zones(mk("10.0.0.2", "lrs"), "zone-a"), mk("10.0.0.1", "rs")}
 	want := []Endpoint{zones(mk("10.0.0.2", "lrs"), "zone-a"), mk("10.0.0.1", "rs")}
-	r := Categorize(eps, etpLocal, topoA)
+	r := Categorize(eps, bothSets, topoA)
 	r.Cluster[0].Port = 1
 	r.Local[0].Port = 1
 	if !reflect.DeepEqual(eps, want) {

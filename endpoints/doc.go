@@ -6,10 +6,10 @@
 //   - Merge reads every EndpointSlice of one Service for one IP family, applies the API's
 //     defaults to the endpoint conditions, drops duplicate endpoints and groups the result
 //     by endpoint port (port name and protocol).
-//   - Categorize takes the endpoints of one Service port, the port's traffic policies and
-//     this node's place in the cluster, and returns the endpoints that serve cluster-policy
-//     traffic, the endpoints that serve node-local-policy traffic, and whether the Service
-//     has any usable endpoint at all. It follows the rules of kube-proxy: ready endpoints
+//   - Categorize takes the endpoints of one Service port, the endpoint sets its traffic
+//     classes use (compile decides which) and this node's place in the cluster, and
+//     returns the endpoints that serve cluster-wide traffic, the endpoints that serve
+//     node-local traffic, and whether the Service has any usable endpoint at all. It follows the rules of kube-proxy: ready endpoints
 //     are used when there are some, serving-and-terminating ones otherwise, and topology
 //     hints narrow down the cluster set.
 //

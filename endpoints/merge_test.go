@@ -453,7 +453,7 @@ func TestMergeThenCategorize(t *testing.T) {
 	if errs != nil {
 		t.Fatalf("Merge errors: %v", errs)
 	}
-	r := Categorize(merged[unnamedTCP], etpLocal, topoA)
+	r := Categorize(merged[unnamedTCP], bothSets, topoA)
 	if got, want := render(r.Cluster), []string{"10.0.0.1:80/lrs", "10.0.0.3:80/rs"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Cluster = %q, want %q", got, want)
 	}

@@ -56,9 +56,16 @@ func (sp *ServicePort) computeHash() uint64 {
 	}
 	h.endpoints(sp.Cluster)
 	h.endpoints(sp.Local)
-	h.flag(sp.HasAnyEndpoints)
-	h.flag(sp.InternalLocal)
-	h.flag(sp.ExternalLocal)
+	for _, c := range Classes {
+		t := sp.Traffic(c)
+		h.u64(uint64(t.Endpoints))
+		h.u64(uint64(t.Masquerade))
+		h.u64(uint64(t.Empty))
+	}
+	h.u64(uint64(len(sp.Hairpin)))
+	for _, a := range sp.Hairpin {
+		h.addr(a)
+	}
 	h.u64(uint64(sp.Affinity.Timeout))
 	h.u64(uint64(len(sp.SourceRanges)))
 	for _, p := range sp.SourceRanges {

@@ -7,32 +7,48 @@ import (
 
 // ServicePort is everything the dataplane needs to know about one port of one Service in
 // one IP family. A ServicePort in a Table is immutable: build a new one to change it.
+//
+// Every policy decision is a field: the frontends that exist, the two endpoint sets, and
+// for each class of traffic (Internal, External, ExternalFromPods, ExternalFromNode) which
+// set serves it, whether it is masqueraded and what happens while the set is empty. A
+// backend maps these fields to kernel objects and decides nothing itself.
 type ServicePort struct {
 	Name ServicePortName
 	// Frontends are the addresses and ports the Service port answers on, sorted.
 	Frontends []Frontend
 
-	// Cluster are the endpoints usable for cluster-policy traffic (topology already
-	// applied), sorted. Nil when no traffic of this port follows a Cluster policy.
+	// Cluster are the endpoints that serve cluster-wide traffic (topology already
+	// applied), sorted. Nil when no class uses them.
 	Cluster []Endpoint
-	// Local are the endpoints on this node usable for local-policy traffic, sorted. Nil
-	// when no traffic of this port follows a Local policy.
+	// Local are the endpoints on this node that serve node-local traffic, sorted. Nil
+	// when no class uses them.
 	Local []Endpoint
-	// HasAnyEndpoints reports whether the Service has a usable endpoint anywhere in the
-	// cluster, even if none of them is in Cluster or Local (it turns a Reject into a Drop).
-	HasAnyEndpoints bool
 
-	// InternalLocal is internalTrafficPolicy: Local (ClusterIP traffic uses Local).
-	InternalLocal bool
-	// ExternalLocal is externalTrafficPolicy: Local on a port that has external
-	// frontends: external clients keep their source address and only Local endpoints serve
-	// them, while traffic from this node and from local pods short-circuits to Cluster.
-	ExternalLocal bool
+	// Internal is traffic to the ClusterIP frontend, from any source.
+	Internal Traffic
+	// External is traffic to external frontends from other hosts; zero when the port has
+	// no external frontend.
+	External Traffic
+	// ExternalFromPods is traffic to external frontends from pods on this node. Equal to
+	// External unless pods are handled differently (externalTrafficPolicy: Local
+	// short-circuits them to the cluster endpoints), which compile only decides when
+	// Node.LocalTraffic can recognise pods. Its Empty is always External's.
+	ExternalFromPods Traffic
+	// ExternalFromNode is traffic to external frontends that this node sends itself.
+	// Equal to External unless the node is handled differently; its Empty is always
+	// External's.
+	ExternalFromNode Traffic
+
+	// Hairpin are the addresses of this node's endpoints that some class forwards to,
+	// sorted: a connection from one of them that is sent back to itself is masqueraded,
+	// so that the endpoint sees a peer it can answer.
+	Hairpin []netip.Addr
 
 	// Affinity is the ClientIP session affinity.
 	Affinity Affinity
-	// SourceRanges are the loadBalancerSourceRanges of this family; when non-empty, only
-	// clients inside one of them may reach the LoadBalancer frontends.
+	// SourceRanges are the sources of this family allowed to reach the LoadBalancer
+	// frontends (loadBalancerSourceRanges, plus the load balancer's own ingress IPs);
+	// empty means every source is allowed.
 	SourceRanges []netip.Prefix
 	// HealthCheckNodePort is the port of the node's health check server for an
 	// externalTrafficPolicy: Local LoadBalancer Service; 0 when there is none.
@@ -49,6 +65,8 @@ func (sp *ServicePort) Seal() *ServicePort {
 	sp.Frontends = slices.Compact(sp.Frontends)
 	slices.SortFunc(sp.Cluster, Endpoint.compare)
 	slices.SortFunc(sp.Local, Endpoint.compare)
+	slices.SortFunc(sp.Hairpin, netip.Addr.Compare)
+	sp.Hairpin = slices.Compact(sp.Hairpin)
 	slices.SortFunc(sp.SourceRanges, comparePrefix)
 	sp.SourceRanges = slices.Compact(sp.SourceRanges)
 	sp.Hash = sp.computeHash()
@@ -64,95 +82,76 @@ func comparePrefix(a, b netip.Prefix) int {
 
 // HasExternal reports whether the port has any external frontend.
 func (sp *ServicePort) HasExternal() bool {
-	for _, f := range sp.Frontends {
-		if f.Kind.External() {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(sp.Frontends, func(f Frontend) bool { return f.Kind.External() })
 }
 
-// HasInternal reports whether the port has a ClusterIP frontend.
-func (sp *ServicePort) HasInternal() bool {
-	for _, f := range sp.Frontends {
-		if f.Kind == ClusterIP {
-			return true
-		}
+// Traffic returns how class c is handled.
+func (sp *ServicePort) Traffic(c Class) Traffic {
+	switch c {
+	case Internal:
+		return sp.Internal
+	case External:
+		return sp.External
+	case ExternalFromPods:
+		return sp.ExternalFromPods
+	case ExternalFromNode:
+		return sp.ExternalFromNode
 	}
-	return false
+	return Traffic{}
 }
 
-// InternalEndpoints are the endpoints that serve ClusterIP traffic.
-func (sp *ServicePort) InternalEndpoints() []Endpoint {
-	if sp.InternalLocal {
+// Endpoints returns the endpoints of set s.
+func (sp *ServicePort) Endpoints(s EndpointSet) []Endpoint {
+	switch s {
+	case ClusterEndpoints:
+		return sp.Cluster
+	case LocalEndpoints:
 		return sp.Local
 	}
-	return sp.Cluster
+	return nil
 }
 
-// ExternalEndpoints are the endpoints that serve external clients. (With ExternalLocal,
-// traffic from this node and from local pods uses Cluster instead; see ShortCircuit.)
-func (sp *ServicePort) ExternalEndpoints() []Endpoint {
-	if sp.ExternalLocal {
-		return sp.Local
+// Verdict says what happens to new connections of class c: Forward while its endpoint set
+// has endpoints, else the class's Empty verdict.
+func (sp *ServicePort) Verdict(c Class) Verdict {
+	t := sp.Traffic(c)
+	if !t.Exists() {
+		return 0
 	}
-	return sp.Cluster
-}
-
-// ShortCircuit reports whether external-frontend traffic that comes from this node or from
-// a local pod goes to the Cluster endpoints (masqueraded when it comes from the node)
-// instead of being limited to Local endpoints. True exactly when ExternalLocal is.
-func (sp *ServicePort) ShortCircuit() bool { return sp.ExternalLocal }
-
-// InternalVerdict says what happens to ClusterIP traffic.
-func (sp *ServicePort) InternalVerdict() Verdict {
-	return sp.verdict(sp.InternalEndpoints(), sp.InternalLocal)
-}
-
-// ExternalVerdict says what happens to traffic from external clients.
-func (sp *ServicePort) ExternalVerdict() Verdict {
-	return sp.verdict(sp.ExternalEndpoints(), sp.ExternalLocal)
-}
-
-func (sp *ServicePort) verdict(eps []Endpoint, local bool) Verdict {
-	switch {
-	case len(eps) > 0:
+	if len(sp.Endpoints(t.Endpoints)) > 0 {
 		return Forward
-	case local && sp.HasAnyEndpoints:
-		return Drop
-	default:
-		return Reject
 	}
+	return t.Empty
 }
 
-// FrontendVerdict says what happens to new connections to f (one of sp.Frontends).
-func (sp *ServicePort) FrontendVerdict(f Frontend) Verdict {
+// FrontendClasses returns the classes of traffic that frontend f receives: Internal for a
+// ClusterIP, the three external classes (specific sources first) for the others.
+func (sp *ServicePort) FrontendClasses(f Frontend) []Class {
 	if f.Kind.External() {
-		return sp.ExternalVerdict()
+		return []Class{ExternalFromPods, ExternalFromNode, External}
 	}
-	return sp.InternalVerdict()
+	return []Class{Internal}
 }
 
-// UsesCluster reports whether any traffic of this port is served by Cluster endpoints.
-func (sp *ServicePort) UsesCluster() bool {
-	return !sp.InternalLocal || sp.HasExternal()
+// ExternalUniform reports whether the three external classes are handled alike, so that
+// a backend needs no test of the source address for external frontends.
+func (sp *ServicePort) ExternalUniform() bool {
+	return sp.ExternalFromPods == sp.External && sp.ExternalFromNode == sp.External
 }
 
-// UsesLocal reports whether any traffic of this port is served by Local endpoints.
-func (sp *ServicePort) UsesLocal() bool {
-	return sp.InternalLocal || sp.ExternalLocal
-}
-
-// ForwardedEndpoints returns the union of Cluster and Local endpoints, sorted: every
-// endpoint this node may forward traffic of the port to.
-func (sp *ServicePort) ForwardedEndpoints() []Endpoint {
-	out := make([]Endpoint, 0, len(sp.Cluster)+len(sp.Local))
-	out = append(out, sp.Cluster...)
-	for _, e := range sp.Local {
-		if _, found := slices.BinarySearchFunc(sp.Cluster, e, Endpoint.compare); !found {
-			out = append(out, e)
+// ServedBy returns every endpoint that new connections to frontend f may be sent to (the
+// endpoint sets of its classes that forward), sorted.
+func (sp *ServicePort) ServedBy(f Frontend) []Endpoint {
+	var out []Endpoint
+	var seen []EndpointSet
+	for _, c := range sp.FrontendClasses(f) {
+		s := sp.Traffic(c).Endpoints
+		if slices.Contains(seen, s) || sp.Verdict(c) != Forward {
+			continue
 		}
+		seen = append(seen, s)
+		out = append(out, sp.Endpoints(s)...)
 	}
 	slices.SortFunc(out, Endpoint.compare)
-	return out
+	return slices.CompactFunc(out, func(a, b Endpoint) bool { return a.compare(b) == 0 })
 }

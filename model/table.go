@@ -29,20 +29,27 @@ func (l LocalTraffic) equal(o LocalTraffic) bool {
 		l.InterfacePrefix == o.InterfacePrefix
 }
 
-// Node holds what every rule of a Table depends on: this node and the node-wide settings.
-// When it changes between two Tables, the next sync is a full one.
+// Node holds what the rules of every Service port depend on: this node and the
+// cluster-wide settings. When it changes between two Tables, the next sync is a full one.
 type Node struct {
 	// Name is the node's name.
 	Name string
-	// LocalTraffic recognises pod traffic.
+	// Addrs are the addresses of this family assigned to the node's interfaces (link-local
+	// IPv6 addresses excepted), sorted: the addresses a NodePort frontend with
+	// AnyLocalAddr stands for when the Table was compiled.
+	Addrs []netip.Addr
+	// LocalTraffic recognises pod traffic (for MasqueradeOffCluster and ExternalFromPods).
 	LocalTraffic LocalTraffic
-	// MasqueradeAll masquerades all traffic to ClusterIPs.
-	MasqueradeAll bool
+	// ServiceCIDRs are the cluster's Service IP ranges of this family (from the
+	// ServiceCIDR objects), sorted. New connections to an address inside them that is not
+	// a ClusterIP frontend of the Table are dropped; empty means nothing extra is dropped.
+	ServiceCIDRs []netip.Prefix
 }
 
 // Equal reports whether two Node values are the same.
 func (n Node) Equal(o Node) bool {
-	return n.Name == o.Name && n.MasqueradeAll == o.MasqueradeAll && n.LocalTraffic.equal(o.LocalTraffic)
+	return n.Name == o.Name && slices.Equal(n.Addrs, o.Addrs) && n.LocalTraffic.equal(o.LocalTraffic) &&
+		slices.Equal(n.ServiceCIDRs, o.ServiceCIDRs)
 }
 
 // Table is the desired dataplane of one IP family: the node settings and every Service port.

@@ -25,11 +25,24 @@ func (s *State) WriteText(w io.Writer) error {
 
 func (t *Table) writeText(b *strings.Builder) {
 	n := t.node
-	fmt.Fprintf(b, "table %s node=%s masqueradeAll=%t localTraffic=%s\n",
-		t.family, n.Name, n.MasqueradeAll, n.LocalTraffic.text())
+	fmt.Fprintf(b, "table %s node=%s localTraffic=%s\n", t.family, n.Name, n.LocalTraffic.text())
+	fmt.Fprintf(b, "  node addresses: %s\n", joinText(n.Addrs))
+	fmt.Fprintf(b, "  service CIDRs: %s\n", joinText(n.ServiceCIDRs))
 	for sp := range t.All() {
 		sp.writeText(b)
 	}
+}
+
+// joinText renders a list of values separated by spaces, or "none".
+func joinText[T fmt.Stringer](vs []T) string {
+	if len(vs) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.String()
+	}
+	return strings.Join(parts, " ")
 }
 
 func (l LocalTraffic) text() string {
@@ -53,13 +66,16 @@ func (sp *ServicePort) writeText(b *strings.Builder) {
 	for _, f := range sp.Frontends {
 		fmt.Fprintf(b, "    frontend %s\n", f)
 	}
-	fmt.Fprintf(b, "    internal: policy=%s verdict=%s\n", policyName(sp.InternalLocal), sp.InternalVerdict())
-	if sp.HasExternal() {
-		fmt.Fprintf(b, "    external: policy=%s verdict=%s\n", policyName(sp.ExternalLocal), sp.ExternalVerdict())
+	for _, c := range Classes {
+		if t := sp.Traffic(c); t.Exists() {
+			fmt.Fprintf(b, "    %-19s %s -> %s\n", c.String()+":", t, sp.Verdict(c))
+		}
 	}
 	writeEndpoints(b, "cluster", sp.Cluster)
 	writeEndpoints(b, "local", sp.Local)
-	fmt.Fprintf(b, "    hasAnyEndpoints=%t\n", sp.HasAnyEndpoints)
+	if len(sp.Hairpin) > 0 {
+		fmt.Fprintf(b, "    hairpin: %s\n", joinText(sp.Hairpin))
+	}
 	if sp.Affinity.Enabled() {
 		fmt.Fprintf(b, "    affinity: ClientIP timeout=%s\n", sp.Affinity.Timeout)
 	}
@@ -69,13 +85,6 @@ func (sp *ServicePort) writeText(b *strings.Builder) {
 	if sp.HealthCheckNodePort != 0 {
 		fmt.Fprintf(b, "    healthCheckNodePort %d\n", sp.HealthCheckNodePort)
 	}
-}
-
-func policyName(local bool) string {
-	if local {
-		return "Local"
-	}
-	return "Cluster"
 }
 
 func writeEndpoints(b *strings.Builder, label string, eps []Endpoint) {

@@ -1,10 +1,16 @@
-// Package model is portico's backend-neutral description of what the node's dataplane must do.
+// Package model is portico's backend-neutral description of what the node's dataplane must
+// do: the only input of a backend.
 //
-// The proxier compiles Services, EndpointSlices and the Node into one Table per IP family;
-// backends render a Table into kernel state. Every policy decision (which frontends exist,
-// which endpoints serve cluster-wide and node-local traffic, whether traffic without
-// endpoints is rejected or dropped, what is masqueraded) is made while compiling and is
-// readable from the Table; backends only render it.
+// The proxier compiles Services, EndpointSlices, ServiceCIDRs and the Node into one Table
+// per IP family. Every policy decision is made while compiling and is a field of the Table:
+// which frontends exist (ServicePort.Frontends), which endpoints serve cluster-wide and
+// node-local traffic (Cluster, Local), and, per class of traffic (Internal, External,
+// ExternalFromPods, ExternalFromNode), which of the two sets serves it, whether it is
+// masqueraded (never, always, or when it does not come from a pod) and whether new
+// connections are rejected or dropped while that set is empty (Traffic). Hairpin
+// masquerading, source ranges, session affinity and the drop of unallocated Service
+// addresses are fields too. A backend maps these fields to kernel objects; it never
+// derives a decision from Service semantics of its own.
 //
 // This package is a leaf: it imports nothing of portico.
 package model

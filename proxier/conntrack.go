@@ -81,13 +81,7 @@ func staleForPort(old, cur *model.ServicePort) []StaleFlow {
 
 // frontendEndpoints returns every endpoint traffic to f may be sent to.
 func frontendEndpoints(sp *model.ServicePort, f model.Frontend) []model.Endpoint {
-	if f.Kind.External() && sp.ShortCircuit() {
-		return sp.ForwardedEndpoints()
-	}
-	if f.Kind.External() {
-		return sp.ExternalEndpoints()
-	}
-	return sp.InternalEndpoints()
+	return sp.ServedBy(f)
 }
 
 // NetlinkConntrack deletes conntrack entries through netlink, in the current network

@@ -28,13 +28,23 @@ type ctPort struct {
 
 func (p ctPort) build() *model.ServicePort {
 	sp := &model.ServicePort{
-		Name:          model.ServicePortName{Namespace: "ns", Name: p.name, Port: "p", Protocol: p.proto},
-		Frontends:     slices.Clone(p.frontends),
-		Cluster:       slices.Clone(p.cluster),
-		Local:         slices.Clone(p.local),
-		ExternalLocal: p.externalLocal,
+		Name:      model.ServicePortName{Namespace: "ns", Name: p.name, Port: "p", Protocol: p.proto},
+		Frontends: slices.Clone(p.frontends),
+		Cluster:   slices.Clone(p.cluster),
+		Local:     slices.Clone(p.local),
 	}
-	sp.HasAnyEndpoints = len(sp.Cluster)+len(sp.Local) > 0
+	// The classes compile would decide (local traffic detected, no masqueradeAll).
+	cluster := model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeOffCluster, Empty: model.Reject}
+	sp.Internal = cluster
+	if sp.HasExternal() {
+		sp.External = model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeAlways, Empty: model.Reject}
+		sp.ExternalFromPods, sp.ExternalFromNode = sp.External, sp.External
+	}
+	if p.externalLocal {
+		sp.External = model.Traffic{Endpoints: model.LocalEndpoints, Masquerade: model.MasqueradeNever, Empty: model.Drop}
+		sp.ExternalFromPods = model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeNever, Empty: model.Drop}
+		sp.ExternalFromNode = model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeAlways, Empty: model.Drop}
+	}
 	return sp.Seal()
 }
 

@@ -3,11 +3,14 @@ package proxier
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -21,9 +24,13 @@ const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 
 // Sources are where the proxier reads API objects from: one list-watch per kind. Nodes
 // must list only the proxier's own Node (a field selector on its name); package kubeapi
-// builds them for a real API server.
+// builds them for a real API server. ServiceCIDRs may be nil: then no ServiceCIDR is
+// known and nothing extra is dropped.
 type Sources struct {
 	Services, EndpointSlices, Nodes cache.ListerWatcher
+	// ServiceCIDRs lists networking.k8s.io/v1 ServiceCIDR objects: the cluster's Service
+	// IP ranges.
+	ServiceCIDRs cache.ListerWatcher
 }
 
 // watchers holds the informers and the listers that syncs read from.
@@ -32,7 +39,12 @@ type watchers struct {
 	services  cache.Indexer
 	slices    *sliceIndex
 	nodes     corelisters.NodeLister
-	synced    []cache.InformerSynced
+	// cidrs holds the ServiceCIDR objects (nil without a ServiceCIDR source).
+	cidrs  cache.Store
+	synced []cache.InformerSynced
+	// cidrsSynced reports whether the ServiceCIDR handler has seen the initial list
+	// (always true without a ServiceCIDR source).
+	cidrsSynced cache.InformerSynced
 }
 
 // newWatchers builds (without starting) informers for Services, EndpointSlices and the
@@ -50,7 +62,53 @@ func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
 	w.services = svc.GetIndexer()
 	w.slices = newSliceIndex()
 	w.nodes = corelisters.NewNodeLister(node.GetIndexer())
+	w.cidrsSynced = func() bool { return true }
+	if src.ServiceCIDRs != nil {
+		cidr := cache.NewSharedIndexInformer(src.ServiceCIDRs, &networkingv1.ServiceCIDR{}, resync, cache.Indexers{})
+		if err := cidr.SetTransform(stripUnused); err != nil {
+			return nil, fmt.Errorf("setting the informer transform: %w", err)
+		}
+		w.informers = append(w.informers, cidr)
+		w.cidrs = cidr.GetStore()
+	}
 	return w, nil
+}
+
+// serviceCIDRs returns the Service IP ranges of every ServiceCIDR object, masked. A range
+// that does not parse is skipped (the API server validates them).
+func (w *watchers) serviceCIDRs() []netip.Prefix {
+	if w.cidrs == nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, o := range w.cidrs.List() {
+		sc, ok := o.(*networkingv1.ServiceCIDR)
+		if !ok {
+			continue
+		}
+		for _, c := range sc.Spec.CIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked())
+			}
+		}
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+// unmapBits is what an IPv4-mapped IPv6 prefix loses of its length when unmapped.
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return 96
+	}
+	return 0
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // start runs the informers until ctx is done; the returned function waits for them to
@@ -144,15 +202,8 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 		DeleteFunc: func(obj any) { nodeEvent(t, onNode, nil, nil) },
 	}
 	w.synced = nil
-	for _, reg := range []struct {
-		inf cache.SharedIndexInformer
-		h   cache.ResourceEventHandler
-	}{
-		{w.informers[0], svcHandler},
-		{w.informers[1], w.sliceHandler(t)},
-		{w.informers[2], nodeHandler},
-	} {
-		r, err := reg.inf.AddEventHandler(reg.h)
+	for i, h := range []cache.ResourceEventHandler{svcHandler, w.sliceHandler(t), nodeHandler} {
+		r, err := w.informers[i].AddEventHandler(h)
 		if err != nil {
 			return fmt.Errorf("adding event handler: %w", err)
 		}
@@ -160,7 +211,30 @@ func (w *watchers) addHandlers(t *tracker, onNode func(*corev1.Node)) error {
 		// every initial object already delivered.
 		w.synced = append(w.synced, r.HasSynced)
 	}
+	if w.cidrs == nil {
+		return nil
+	}
+	// A ServiceCIDR change changes what every table drops: it counts as a node change.
+	r, err := w.informers[3].AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { t.NodeChanged() },
+		UpdateFunc: func(old, obj any) { cidrEvent(t, old, obj) },
+		DeleteFunc: func(any) { t.NodeChanged() },
+	})
+	if err != nil {
+		return fmt.Errorf("adding event handler: %w", err)
+	}
+	w.cidrsSynced = r.HasSynced
 	return nil
+}
+
+// cidrEvent reports a ServiceCIDR update whose ranges changed.
+func cidrEvent(t *tracker, old, obj any) {
+	o, _ := old.(*networkingv1.ServiceCIDR)
+	n, _ := obj.(*networkingv1.ServiceCIDR)
+	if o != nil && n != nil && slices.Equal(o.Spec.CIDRs, n.Spec.CIDRs) {
+		return
+	}
+	t.NodeChanged()
 }
 
 func unwrap(obj any) any {

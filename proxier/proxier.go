@@ -124,6 +124,10 @@ func (p *Proxier) Run(ctx context.Context) error {
 	if !synced {
 		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
 	}
+	if !waitForCaches(withTimeout(ctx, serviceCIDRGrace), []cache.InformerSynced{w.cidrsSynced}) && ctx.Err() == nil {
+		logger.Info("ServiceCIDRs not listed yet (does the API server serve networking.k8s.io/v1 servicecidrs, " +
+			"and may portico list them?); syncing without dropping unallocated Service addresses until they are")
+	}
 	<-prepared
 	logger.Info("Informer caches synced; starting the sync loop")
 	p.runner.Run(ctx)
@@ -146,6 +150,19 @@ func (p *Proxier) prepareBackend(ctx context.Context) <-chan struct{} {
 		}
 	}()
 	return done
+}
+
+// serviceCIDRGrace is how long the first sync waits for the ServiceCIDRs once the other
+// caches are full. The list is tiny and normally arrives with the others; an API server
+// that does not serve it must not hold up the node's rules.
+const serviceCIDRGrace = 2 * time.Second
+
+// withTimeout returns a context that ends after d or with ctx. Its resources are released
+// when it ends.
+func withTimeout(ctx context.Context, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(ctx, d)
+	context.AfterFunc(c, cancel)
+	return c
 }
 
 // cachePollInterval is how often waitForCaches checks the informers: a tenth of
@@ -215,5 +232,5 @@ func (p *Proxier) nodeInfo(ctx context.Context) compile.NodeInfo {
 		klog.FromContext(ctx).Error(err, "Cannot read node addresses; NodePorts use the last known ones")
 		return p.compiler.Node()
 	}
-	return compile.ResolveNode(p.opts.Node, node, addrs)
+	return compile.ResolveNode(p.opts.Node, node, addrs, p.watch.serviceCIDRs())
 }

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -20,9 +21,9 @@ import (
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/utils/ptr"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
-	"github.com/portico-dev/portico/proxier/fixture"
 )
 
 const (
@@ -179,6 +180,8 @@ func (e *testEnv) create(obj runtime.Object) {
 		_, err = e.client.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 	case *corev1.Node:
 		_, err = e.client.CoreV1().Nodes().Create(ctx, o, metav1.CreateOptions{})
+	case *networkingv1.ServiceCIDR:
+		_, err = e.client.NetworkingV1().ServiceCIDRs().Create(ctx, o, metav1.CreateOptions{})
 	default:
 		err = fmt.Errorf("unsupported %T", obj)
 	}
@@ -399,7 +402,7 @@ func TestFirstSyncMatchesGolden(t *testing.T) {
 	for _, name := range []string{"clusterip", "nodeport", "loadbalancer", "externalips", "skipped", "policies", "dualstack", "malformed"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			objs, err := fixture.Load(filepath.Join(testdata, "node.yaml"), filepath.Join(testdata, name+".yaml"))
+			objs, err := backendtest.LoadObjects(name + ".yaml")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
 )
 
@@ -213,7 +214,8 @@ var (
 
 // fakeAddresses is an AddressSource with the node's two fixed addresses.
 func fakeAddresses() ([]netip.Addr, error) {
-	return []netip.Addr{nodeIPv4, nodeIPv6}, nil
+	// node-a's addresses in the e2e topology, as the compile golden files have them.
+	return backendtest.NodeAddrs(), nil
 }
 
 // deleteCall is one recorded ConntrackCleaner.DeleteUDP call.

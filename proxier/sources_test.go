@@ -38,6 +38,13 @@ func clientsetSources(cs kubernetes.Interface, node string) Sources {
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				return cs.DiscoveryV1().EndpointSlices("").Watch(ctx, o)
 			}),
+		ServiceCIDRs: lw(
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return cs.NetworkingV1().ServiceCIDRs().List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return cs.NetworkingV1().ServiceCIDRs().Watch(ctx, o)
+			}),
 		Nodes: lw(
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				nodeOpts(&o)

@@ -174,8 +174,8 @@ func (p *Proxier) setNoLocal(fam model.Family, n model.ServicePortName, sp *mode
 		policy string
 		none   bool
 	}{
-		{policyInternal, sp != nil && sp.InternalLocal && sp.InternalVerdict() == model.Drop},
-		{policyExternal, sp != nil && sp.ExternalLocal && sp.ExternalVerdict() == model.Drop},
+		{policyInternal, sp != nil && sp.Internal.Endpoints == model.LocalEndpoints && sp.Verdict(model.Internal) == model.Drop},
+		{policyExternal, sp != nil && sp.External.Endpoints == model.LocalEndpoints && sp.Verdict(model.External) == model.Drop},
 	} {
 		k := noLocalKey{fam, c.policy}
 		if p.noLocal[k] == nil {

@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // stripUnused is the informers' transform: it drops every field portico never reads
@@ -20,6 +22,10 @@ func stripUnused(obj any) (any, error) {
 		return compactSlice(o), nil
 	case *corev1.Node:
 		stripNode(o)
+	case *networkingv1.ServiceCIDR:
+		return &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{
+			Name: o.Name, ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp,
+		}, Spec: o.Spec}, nil
 	}
 	return obj, nil
 }

@@ -19,9 +19,9 @@ func benchTable(n, e int) *model.Table {
 	ports := make([]*model.ServicePort, 0, n)
 	for i := range n {
 		sp := &model.ServicePort{
-			Name:            model.ServicePortName{Namespace: "bench", Name: fmt.Sprintf("svc-%05d", i), Protocol: model.TCP},
-			Frontends:       []model.Frontend{{Kind: model.ClusterIP, Addr: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), Port: 80}},
-			HasAnyEndpoints: true,
+			Name:      model.ServicePortName{Namespace: "bench", Name: fmt.Sprintf("svc-%05d", i), Protocol: model.TCP},
+			Frontends: []model.Frontend{{Kind: model.ClusterIP, Addr: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), Port: 80}},
+			Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeOffCluster, Empty: model.Reject},
 		}
 		for j := range e {
 			sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: netip.AddrFrom4([4]byte{10, byte(240 + i>>14), byte(i >> 6), byte(i<<2 | j>>3)}), Port: 8080, Ready: true, Serving: true})

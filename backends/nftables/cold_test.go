@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
-	"github.com/portico-dev/portico/proxier/fixture"
 )
 
 // withColdChunk sets the cold-load chunk size for one test.
@@ -48,7 +48,7 @@ func TestColdLoadInChunks(t *testing.T) {
 		}
 	}
 	if got := semantic(fake); got != want {
-		t.Errorf("chunked cold load differs from one transaction:\n%s", fixture.FirstDiff(want, got))
+		t.Errorf("chunked cold load differs from one transaction:\n%s", backendtest.FirstDiff(want, got))
 	}
 	// The mirror is complete: a one-endpoint change is a small partial transaction.
 	next := editPort(t, tbl, webHTTP, func(sp *model.ServicePort) { sp.Cluster = sp.Cluster[1:] })

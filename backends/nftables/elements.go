@@ -122,7 +122,7 @@ func elemObject(id elemID, c claim) knftables.Object {
 // isMap reports whether a shared set is a map.
 func isMap(set string) bool {
 	switch set {
-	case mapServiceIPs, mapServiceNodePorts, mapNoEndpointServices, mapNoEndpointNodePort:
+	case mapServiceIPs, mapServiceNodePorts, mapNoEndpointServices, mapNoEndpointNodePort, mapMasqueradeServices, mapMasqueradeNodePorts:
 		return true
 	}
 	return false

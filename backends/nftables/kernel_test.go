@@ -9,89 +9,35 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
-	"github.com/portico-dev/portico/proxier/fixture"
 )
 
-// The kernel tests program real nftables with the nft binary, in a network namespace
-// each test creates and deletes. knftables runs nft with os/exec, and a child process
-// starts in the network namespace of the thread that forks it, so each test locks its
-// goroutine to its thread, moves the thread into the new namespace and does everything
-// from that goroutine (no t.Run subtests, no other goroutines). enterFreshNetns checks
-// that nft really runs in the new namespace before anything is written.
+// The kernel tests program real nftables with the nft binary, each in a network namespace
+// it creates and deletes (backendtest.EnterFreshNetns: each test does everything from its
+// own goroutine, locked to the thread that is in the namespace; no t.Run subtests, no
+// other goroutines).
 
-// enterFreshNetns moves the calling goroutine's thread into a new, empty network
-// namespace and returns the function that moves it back (call it with defer).
+// enterFreshNetns enters a fresh network namespace (see backendtest.EnterFreshNetns) and
+// checks that nftables is empty there; it returns the function that moves back.
 func enterFreshNetns(t *testing.T) func() {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("the kernel tests must run as root: they create a network namespace and " +
-			"program nftables in it (run `go test -tags e2e ./backends/nftables/ -run Kernel` as root)")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Fatalf("the kernel tests need the nft binary: %v", err)
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current network namespace: %v", err)
-	}
-	origIno := nsInode(t, orig)
-	fresh, err := netns.New() // also switches this thread into it
-	if err != nil {
-		_ = netns.Set(orig) // New may fail after switching
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("creating a network namespace: %v", err)
-	}
-	restore := func() {
-		if err := netns.Set(orig); err != nil {
-			// Keep the thread locked: the runtime discards it when the goroutine ends,
-			// so nothing else ever runs in the test's namespace.
-			t.Errorf("returning to the original network namespace: %v", err)
-			return
-		}
-		fresh.Close()
-		orig.Close()
-		runtime.UnlockOSThread()
-	}
-	// The assumption everything rests on: a command run from here is in the new namespace.
-	freshIno := nsInode(t, fresh)
-	out, err := exec.Command("readlink", "/proc/self/ns/net").CombinedOutput()
-	if got, want := strings.TrimSpace(string(out)), fmt.Sprintf("net:[%d]", freshIno); err != nil || got != want || freshIno == origIno {
-		restore()
-		t.Fatalf("a child process of the locked thread is in network namespace %q (err %v), want the new one %s "+
-			"(the original is net:[%d]); refusing to touch nftables", got, err, want, origIno)
-	}
+	restore := backendtest.EnterFreshNetns(t, "nft")
 	if out := nft(t, "list", "tables"); strings.TrimSpace(out) != "" {
 		restore()
 		t.Fatalf("the new network namespace already has nftables tables (is nft running elsewhere?):\n%s", out)
 	}
 	return restore
-}
-
-func nsInode(t *testing.T, h netns.NsHandle) uint64 {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h), &st); err != nil {
-		t.Fatalf("stat of a network namespace: %v", err)
-	}
-	return st.Ino
 }
 
 // nft runs the nft command (from the locked thread, so in the test's namespace).
@@ -146,7 +92,7 @@ func (p *pair) compare(what string, f model.Family) {
 	p.t.Helper()
 	got, want := kernelSummary(p.t, f), fakeSummary(p.fakes[f])
 	if got != want {
-		p.t.Fatalf("%s: %s kernel table differs from the fake's (objects: rules or elements):\n%s", what, f, fixture.FirstDiff(want, got))
+		p.t.Fatalf("%s: %s kernel table differs from the fake's (objects: rules or elements):\n%s", what, f, backendtest.FirstDiff(want, got))
 	}
 }
 
@@ -270,22 +216,22 @@ func kernelChains(t *testing.T, f model.Family) []string {
 func TestKernelEveryKindOfService(t *testing.T) {
 	defer enterFreshNetns(t)()
 	ctx := context.Background()
-	for _, tc := range nodeVariants {
-		st := scenario(t, tc.tweak, fixtures...)
+	for _, tc := range backendtest.NodeVariants {
+		st := scenario(t, tc.Tweak, fixtures...)
 		p := newPair(t)
 		for _, tbl := range st.Tables {
 			start := time.Now()
-			p.sync(tc.name+" full sync", nil, tbl)
-			t.Logf("%s %s: full sync of %d ports in %v", tc.name, tbl.Family(), tbl.Len(), time.Since(start))
+			p.sync(tc.Name+" full sync", nil, tbl)
+			t.Logf("%s %s: full sync of %d ports in %v", tc.Name, tbl.Family(), tbl.Len(), time.Since(start))
 			var want []string
 			for c := range p.fakes[tbl.Family()].Table.Chains {
 				want = append(want, c)
 			}
 			slices.Sort(want)
 			if got := kernelChains(t, tbl.Family()); !slices.Equal(got, want) {
-				t.Errorf("%s: nft list table %s %s has chains\n%v\nwant\n%v", tc.name, knftFamily(tbl.Family()), tableName, got, want)
+				t.Errorf("%s: nft list table %s %s has chains\n%v\nwant\n%v", tc.Name, knftFamily(tbl.Family()), tableName, got, want)
 			}
-			for _, c := range []string{"nat-prerouting", "services", "svc-default/ds/tcp/http"} {
+			for _, c := range []string{"nat-prerouting", "services", "cluster-default/ds/tcp/http"} {
 				if !slices.Contains(want, c) {
 					t.Errorf("expected chain %s missing from the model's table", c)
 				}
@@ -325,7 +271,7 @@ func TestKernelSequence(t *testing.T) {
 	prev = next
 	next = editPort(t, prev, webHTTP, func(sp *model.ServicePort) { sp.Cluster = sp.Cluster[:1] })
 	p.sync("deferred deletes", prev, next)
-	if chains := kernelChains(t, model.IPv4); slices.Contains(chains, prefixService+portSuffix(sticky)) {
+	if chains := kernelChains(t, model.IPv4); slices.Contains(chains, prefixCluster+portSuffix(sticky)) {
 		t.Errorf("deleted chain still in the kernel: %v", chains)
 	}
 	prev = next
@@ -377,7 +323,7 @@ func TestKernelSequence(t *testing.T) {
 		t.Fatalf("fresh full sync: %v", err)
 	}
 	if want := kernelCanonical(t, model.IPv4); got != want {
-		t.Errorf("restarted table differs from a fresh load:\n%s", fixture.FirstDiff(want, got))
+		t.Errorf("restarted table differs from a fresh load:\n%s", backendtest.FirstDiff(want, got))
 	}
 	if err := fresh.Cleanup(context.Background()); err != nil {
 		t.Fatalf("cleanup: %v", err)
@@ -431,7 +377,7 @@ func TestKernelRestart(t *testing.T) {
 			t.Fatalf("restart, same model: %v", err)
 		}
 		if got := kernelCanonical(t, tbl.Family()); got != wantAll[tbl.Family()] {
-			t.Errorf("%s after a restart differs from a fresh load:\n%s", tbl.Family(), fixture.FirstDiff(wantAll[tbl.Family()], got))
+			t.Errorf("%s after a restart differs from a fresh load:\n%s", tbl.Family(), backendtest.FirstDiff(wantAll[tbl.Family()], got))
 		}
 	}
 	// Fewer Services after another restart: the stale ones are flushed, then deleted.
@@ -440,14 +386,14 @@ func TestKernelRestart(t *testing.T) {
 		if err := third.Sync(ctx, tbl, model.Compare(nil, tbl)); err != nil {
 			t.Fatalf("restart, fewer services: %v", err)
 		}
-		if chains := kernelChains(t, tbl.Family()); tbl.Family() == model.IPv4 && !slices.Contains(chains, prefixService+portSuffix(sticky)) {
+		if chains := kernelChains(t, tbl.Family()); tbl.Family() == model.IPv4 && !slices.Contains(chains, prefixCluster+portSuffix(sticky)) {
 			t.Errorf("stale chain deleted in the transaction that empties it")
 		}
 		if err := third.Sync(ctx, tbl, model.Diff{}); err != nil {
 			t.Fatalf("sync after the restart: %v", err)
 		}
 		if got := kernelCanonical(t, tbl.Family()); got != wantFew[tbl.Family()] {
-			t.Errorf("%s does not converge after a restart with fewer Services:\n%s", tbl.Family(), fixture.FirstDiff(wantFew[tbl.Family()], got))
+			t.Errorf("%s does not converge after a restart with fewer Services:\n%s", tbl.Family(), backendtest.FirstDiff(wantFew[tbl.Family()], got))
 		}
 	}
 	if err := third.Cleanup(ctx); err != nil {
@@ -501,9 +447,9 @@ func scaleTable(n, eps int) *model.Table {
 	ports := make([]*model.ServicePort, 0, n)
 	for i := range n {
 		sp := &model.ServicePort{
-			Name:            spn("scale", fmt.Sprintf("svc-%04d", i), "http", model.TCP),
-			Frontends:       []model.Frontend{{Kind: model.ClusterIP, Addr: netip.AddrFrom4([4]byte{10, 100, byte(i >> 8), byte(i)}), Port: 80}},
-			HasAnyEndpoints: true,
+			Name:      spn("scale", fmt.Sprintf("svc-%04d", i), "http", model.TCP),
+			Frontends: []model.Frontend{{Kind: model.ClusterIP, Addr: netip.AddrFrom4([4]byte{10, 100, byte(i >> 8), byte(i)}), Port: 80}},
+			Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeOffCluster, Empty: model.Reject},
 		}
 		for j := range eps {
 			k := i*eps + j // unique per endpoint
@@ -668,7 +614,7 @@ func TestKernelColdLoadInterrupted(t *testing.T) {
 		t.Fatalf("rewrite over the partial table: %v", err)
 	}
 	if got := kernelCanonical(t, model.IPv4); got != want {
-		t.Errorf("rewrite over a partial table differs from a fresh load:\n%s", fixture.FirstDiff(want, got))
+		t.Errorf("rewrite over a partial table differs from a fresh load:\n%s", backendtest.FirstDiff(want, got))
 	}
 	if err := b.Cleanup(context.Background()); err != nil {
 		t.Fatalf("cleanup: %v", err)

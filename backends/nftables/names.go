@@ -16,15 +16,17 @@ const tableName = "portico"
 
 // Names of the maps and sets every table holds.
 const (
-	mapServiceIPs         = "service-ips"
-	mapServiceNodePorts   = "service-nodeports"
-	mapNoEndpointServices = "no-endpoint-services"
-	mapNoEndpointNodePort = "no-endpoint-nodeports"
-	setClusterIPs         = "cluster-ips"
-	setFirewallIPs        = "firewall-ips"
-	setFirewallAllow      = "firewall-allow"
-	setHairpin            = "hairpin"
-	endpointMapPrefix     = "endpoints-"
+	mapServiceIPs          = "service-ips"
+	mapServiceNodePorts    = "service-nodeports"
+	mapNoEndpointServices  = "no-endpoint-services"
+	mapNoEndpointNodePort  = "no-endpoint-nodeports"
+	mapMasqueradeServices  = "masquerade-services"
+	mapMasqueradeNodePorts = "masquerade-nodeports"
+	setClusterIPs          = "cluster-ips"
+	setFirewallIPs         = "firewall-ips"
+	setFirewallAllow       = "firewall-allow"
+	setHairpin             = "hairpin"
+	endpointMapPrefix      = "endpoints-"
 )
 
 // Names of the chains every table holds.
@@ -32,6 +34,7 @@ const (
 	chainServices       = "services"
 	chainMasquerading   = "masquerading"
 	chainMarkMasq       = "mark-for-masquerade"
+	chainMarkOffCluster = "mark-off-cluster"
 	chainReject         = "reject-chain"
 	chainFirewallCheck  = "firewall-check"
 	chainEndpointsCheck = "service-endpoints-check"
@@ -39,13 +42,15 @@ const (
 	chainClusterIPCheck = "cluster-ips-check"
 )
 
-// Prefixes of the per-Service-port chains.
+// Prefixes of the per-Service-port chains and sets.
 const (
-	prefixService  = "svc-"     // ClusterIP entry
-	prefixCluster  = "cluster-" // cluster endpoints, when svc- cannot serve them
-	prefixLocal    = "local-"   // node-local endpoints
-	prefixExternal = "ext-"     // external frontends entry
+	prefixCluster  = "cluster-" // DNAT over the cluster-wide endpoints
+	prefixLocal    = "local-"   // DNAT over the node-local endpoints
+	prefixExternal = "ext-"     // external frontends whose classes depend on the source
 	prefixAffinity = "affinity-"
+	// prefixLegacyService named the ClusterIP entry chains of earlier versions of portico:
+	// a full sync over a table that one of them wrote retires them.
+	prefixLegacyService = "svc-"
 )
 
 // portSuffix turns a Service port name into the part of a chain name that identifies it:

@@ -4,30 +4,22 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
-	"github.com/portico-dev/portico/proxier/fixture"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-// fixtures are the compile package's fixtures: one scenario holding every kind of Service.
-var fixtures = []string{
-	"clusterip.yaml", "nodeport.yaml", "loadbalancer.yaml", "externalips.yaml",
-	"skipped.yaml", "policies.yaml", "dualstack.yaml", "malformed.yaml",
-}
-
-const compileTestdata = "../../proxier/compile/testdata"
+// fixtures hold every kind of Service (the test kit's every-kind scenario).
+var fixtures = backendtest.ObjectFiles
 
 // fakeBackend returns a backend over two knftables.Fake tables.
 func fakeBackend(t *testing.T) (*Backend, map[model.Family]*knftables.Fake) {
@@ -44,40 +36,10 @@ func fakeBackend(t *testing.T) (*Backend, map[model.Family]*knftables.Fake) {
 	return b, fakes
 }
 
-// scenario compiles the named fixture files (paths relative to the compile testdata)
-// with the given node config tweak.
+// scenario compiles the named fixture files for node-a with the given settings tweak.
 func scenario(t *testing.T, tweak func(*compile.NodeConfig), files ...string) *model.State {
 	t.Helper()
-	paths := []string{filepath.Join(compileTestdata, "node.yaml")}
-	for _, f := range files {
-		if !strings.Contains(f, "/") {
-			f = filepath.Join(compileTestdata, f)
-		}
-		paths = append(paths, f)
-	}
-	objs, err := fixture.Load(paths...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := compile.NodeConfig{
-		Name:      "node-a",
-		Families:  []model.Family{model.IPv4, model.IPv6},
-		NodePorts: compile.NodePortSelector{Primary: true},
-		LocalTraffic: compile.LocalTrafficConfig{Mode: "ClusterCIDR", ClusterCIDRs: []netip.Prefix{
-			netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/44")}},
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	node := compile.ResolveNode(cfg, objs.Nodes[0], []netip.Addr{netip.MustParseAddr("192.168.50.10"), netip.MustParseAddr("fd00:50::10")})
-	var names []model.ServiceName
-	for _, s := range objs.Services {
-		names = append(names, model.ServiceName{Namespace: s.Namespace, Name: s.Name})
-	}
-	state, _ := compile.NewCompiler().Update(node, names, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
-		return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
-	})
-	return state
+	return backendtest.Compile(t, tweak, files...)
 }
 
 func syncAll(t *testing.T, b *Backend, prev, next *model.State) {
@@ -93,29 +55,13 @@ func syncAll(t *testing.T, b *Backend, prev, next *model.State) {
 	}
 }
 
-// nodeVariants are the node settings every-kind-of-Service scenarios run under (the golden
-// files here, the real kernel in kernel_test.go).
-var nodeVariants = []struct {
-	name  string
-	tweak func(*compile.NodeConfig)
-}{
-	{"all", nil},
-	{"all-nodeports-masquerade-all", func(c *compile.NodeConfig) {
-		c.NodePorts = compile.NodePortSelector{All: true}
-		c.MasqueradeAll = true
-	}},
-	{"bridge-detect", func(c *compile.NodeConfig) {
-		c.LocalTraffic = compile.LocalTrafficConfig{Mode: "BridgeInterface", BridgeInterface: "cni0"}
-	}},
-}
-
 func TestGoldenEveryKindOfService(t *testing.T) {
-	for _, tc := range nodeVariants {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range backendtest.NodeVariants {
+		t.Run(tc.Name, func(t *testing.T) {
 			b, fakes := fakeBackend(t)
-			syncAll(t, b, nil, scenario(t, tc.tweak, fixtures...))
+			syncAll(t, b, nil, scenario(t, tc.Tweak, fixtures...))
 			got := "# ip\n" + fakes[model.IPv4].Dump() + "# ip6\n" + fakes[model.IPv6].Dump()
-			fixture.CheckGolden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
+			backendtest.CheckGolden(t, filepath.Join("testdata", tc.Name+".golden"), got, *update)
 		})
 	}
 }

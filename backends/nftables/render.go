@@ -49,37 +49,46 @@ type portPlan struct {
 // uses.
 type slotFunc func(chain string, p model.Protocol, n int) block
 
-// render plans one Service port.
+// render plans one Service port: a DNAT chain for each endpoint set that some traffic
+// class forwards to, an entry chain for external frontends whose classes depend on the
+// source, and the elements that dispatch, masquerade, refuse and filter its frontends.
 func (r *renderer) render(sp *model.ServicePort, slots slotFunc) *portPlan {
 	p := &portPlan{comment: sp.Name.String()}
 	sfx := portSuffix(sp.Name)
-	clusterChain := prefixService + sfx
-	if sp.InternalLocal {
-		clusterChain = prefixCluster + sfx
-	}
-	if sp.UsesLocal() && len(sp.Local) > 0 {
-		p.addChain(prefixLocal+sfx, r.dnat(p, prefixLocal+sfx, sp, sp.Local, slots))
-	}
-	if sp.InternalLocal && sp.UsesCluster() && len(sp.Cluster) > 0 {
-		p.addChain(clusterChain, r.dnat(p, clusterChain, sp, sp.Cluster, slots))
-	}
-	if sp.InternalVerdict() == model.Forward {
-		rules := r.masqueradeOffCluster()
-		if sp.InternalLocal {
-			rules = append(rules, "goto "+prefixLocal+sfx)
-		} else {
-			rules = append(rules, r.dnat(p, clusterChain, sp, sp.Cluster, slots)...)
-		}
-		p.addChain(prefixService+sfx, rules)
+	for _, set := range forwardedSets(sp) {
+		chain := setChain(set, sfx)
+		p.addChain(chain, r.dnat(p, chain, sp, sp.Endpoints(set), slots))
 	}
 	ext := ""
-	if rules := r.externalRules(sp, clusterChain, prefixLocal+sfx); len(rules) > 0 {
+	if rules := r.externalRules(sp, sfx); len(rules) > 0 {
 		ext = prefixExternal + sfx
 		p.addChain(ext, rules)
 	}
-	r.frontendElements(p, sp, prefixService+sfx, ext)
+	r.frontendElements(p, sp, sfx, ext)
 	r.hairpinElements(p, sp)
 	return p
+}
+
+// forwardedSets returns the endpoint sets that some class of sp forwards to, cluster first.
+func forwardedSets(sp *model.ServicePort) []model.EndpointSet {
+	var out []model.EndpointSet
+	for _, set := range []model.EndpointSet{model.ClusterEndpoints, model.LocalEndpoints} {
+		for _, c := range model.Classes {
+			if sp.Traffic(c).Endpoints == set && sp.Verdict(c) == model.Forward {
+				out = append(out, set)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// setChain names the DNAT chain of an endpoint set of the port with suffix sfx.
+func setChain(set model.EndpointSet, sfx string) string {
+	if set == model.LocalEndpoints {
+		return prefixLocal + sfx
+	}
+	return prefixCluster + sfx
 }
 
 func (p *portPlan) addChain(name string, rules []string) {
@@ -91,14 +100,13 @@ func (p *portPlan) addChain(name string, rules []string) {
 	p.chains = append(p.chains, chainPlan{name: name, rules: rules, hash: h.Sum64()})
 }
 
-// masqueradeOffCluster returns the rule that marks ClusterIP traffic for masquerading
-// when it does not come from a pod (or all of it with masqueradeAll).
-func (r *renderer) masqueradeOffCluster() []string {
+// offClusterRules returns the rules of the mark-off-cluster chain: mark for masquerading
+// what does not come from a pod, as the node's LocalTraffic recognises pods (nothing when
+// it recognises none: the model then never asks for MasqueradeOffCluster).
+func (r *renderer) offClusterRules() []string {
 	lt := r.node.LocalTraffic
 	jump := "jump " + chainMarkMasq
 	switch {
-	case r.node.MasqueradeAll:
-		return []string{jump}
 	case len(lt.CIDRs) > 0:
 		return []string{fmt.Sprintf("%s saddr != %s %s", r.f.ip, prefixSet(lt.CIDRs), jump)}
 	case lt.BridgeInterface != "":
@@ -123,31 +131,65 @@ func (r *renderer) fromPods() string {
 	return ""
 }
 
-// externalRules returns the rules of the external entry chain, or nil when external
-// frontends get no forwarding at all.
-func (r *renderer) externalRules(sp *model.ServicePort, clusterChain, localChain string) []string {
-	if !sp.HasExternal() {
+// sourceMatch returns the match of the sources of an external class ("" for External,
+// which takes whatever the other classes did not).
+func (r *renderer) sourceMatch(c model.Class) string {
+	switch c {
+	case model.ExternalFromPods:
+		return r.fromPods()
+	case model.ExternalFromNode:
+		return "fib saddr type local"
+	}
+	return ""
+}
+
+// externalRules returns the rules of the external entry chain, which exists when the
+// external classes of sp are not handled alike and some of them forwards. A class that
+// differs from External gets rules of its own, matched by source; one that does not
+// forward returns, so that its packets meet the frontend's no-endpoint verdict.
+func (r *renderer) externalRules(sp *model.ServicePort, sfx string) []string {
+	if !sp.HasExternal() || sp.ExternalUniform() {
 		return nil
 	}
-	if !sp.ExternalLocal {
-		if len(sp.Cluster) == 0 {
-			return nil
-		}
-		return []string{"jump " + chainMarkMasq, "goto " + clusterChain}
-	}
 	var rules []string
-	if len(sp.Cluster) > 0 {
-		if pods := r.fromPods(); pods != "" {
-			rules = append(rules, pods+" goto "+clusterChain)
+	forwards := false
+	for _, c := range []model.Class{model.ExternalFromPods, model.ExternalFromNode} {
+		match := r.sourceMatch(c)
+		if sp.Traffic(c) == sp.External || match == "" {
+			continue
 		}
-		rules = append(rules,
-			"fib saddr type local jump "+chainMarkMasq,
-			"fib saddr type local goto "+clusterChain)
+		if sp.Verdict(c) != model.Forward {
+			rules = append(rules, match+" return")
+			continue
+		}
+		forwards = true
+		rules = append(rules, r.classRules(match, sp.Traffic(c), sfx)...)
 	}
-	if len(sp.Local) > 0 {
-		rules = append(rules, "goto "+localChain)
+	if sp.Verdict(model.External) == model.Forward {
+		forwards = true
+		rules = append(rules, r.classRules("", sp.External, sfx)...)
+	}
+	if !forwards {
+		return nil
 	}
 	return rules
+}
+
+// classRules returns the rules that send the packets matched by match to the DNAT chain of
+// class t's endpoint set, marking them for masquerading as t says.
+func (r *renderer) classRules(match string, t model.Traffic, sfx string) []string {
+	prefix := ""
+	if match != "" {
+		prefix = match + " "
+	}
+	var rules []string
+	switch t.Masquerade {
+	case model.MasqueradeAlways:
+		rules = append(rules, prefix+"jump "+chainMarkMasq)
+	case model.MasqueradeOffCluster:
+		rules = append(rules, prefix+"jump "+chainMarkOffCluster)
+	}
+	return append(rules, prefix+"goto "+setChain(t.Endpoints, sfx))
 }
 
 // dnat returns the rules that pick one of eps and DNAT to it.
@@ -190,29 +232,32 @@ func (r *renderer) affinityDNAT(p *portPlan, chain string, sp *model.ServicePort
 	return append(sticky, pick...)
 }
 
-// frontendElements adds the dispatch, no-endpoint, cluster-IP and firewall elements of
-// every frontend.
-func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, svcChain, extChain string) {
+// frontendElements adds the dispatch, masquerade, no-endpoint, cluster-IP and firewall
+// elements of every frontend. A frontend's last class (Internal, or External) is the one
+// that applies when no source-specific rule of an entry chain did.
+func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, sfx, extChain string) {
 	for _, f := range sp.Frontends {
-		if f.Addr.IsValid() && f.Addr.IsLoopback() {
-			continue // loopback NodePorts need route_localnet; nftables mode does not serve them
-		}
+		key, names := r.frontendKey(sp, f)
 		if f.Kind == model.ClusterIP {
 			p.elems = append(p.elems, elem{set: setClusterIPs, key: f.Addr.String()})
 		}
-		key, dispatch, noEP := r.frontendKey(sp, f)
-		target := svcChain
-		if f.Kind.External() {
-			target = extChain
+		classes := sp.FrontendClasses(f)
+		last := classes[len(classes)-1]
+		switch {
+		case f.Kind.External() && extChain != "":
+			p.elems = append(p.elems, elem{set: names.dispatch, key: key, value: "goto " + extChain, comment: p.comment})
+		case sp.Verdict(last) == model.Forward:
+			t := sp.Traffic(last)
+			p.elems = append(p.elems, elem{set: names.dispatch, key: key, value: "goto " + setChain(t.Endpoints, sfx), comment: p.comment})
+			if v := masqueradeVerdict(t.Masquerade); v != "" {
+				p.elems = append(p.elems, elem{set: names.masquerade, key: key, value: v, comment: p.comment})
+			}
 		}
-		switch v := sp.FrontendVerdict(f); {
-		case v == model.Reject:
-			p.elems = append(p.elems, elem{set: noEP, key: key, value: "goto " + chainReject, comment: p.comment})
-		case v == model.Drop:
-			p.elems = append(p.elems, elem{set: noEP, key: key, value: "drop", comment: p.comment})
-		}
-		if target != "" && (f.Kind.External() || sp.InternalVerdict() == model.Forward) {
-			p.elems = append(p.elems, elem{set: dispatch, key: key, value: "goto " + target, comment: p.comment})
+		switch sp.Verdict(last) {
+		case model.Reject:
+			p.elems = append(p.elems, elem{set: names.noEndpoint, key: key, value: "goto " + chainReject, comment: p.comment})
+		case model.Drop:
+			p.elems = append(p.elems, elem{set: names.noEndpoint, key: key, value: "drop", comment: p.comment})
 		}
 		if f.Kind == model.LoadBalancer && len(sp.SourceRanges) > 0 {
 			r.firewallElements(p, key, sp)
@@ -220,13 +265,30 @@ func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, svcChain
 	}
 }
 
-// frontendKey returns a frontend's key and the dispatch and no-endpoint maps it goes in.
-func (r *renderer) frontendKey(sp *model.ServicePort, f model.Frontend) (string, string, string) {
+// masqueradeVerdict returns the masquerade-map verdict of m ("" for none).
+func masqueradeVerdict(m model.Masquerade) string {
+	switch m {
+	case model.MasqueradeAlways:
+		return "jump " + chainMarkMasq
+	case model.MasqueradeOffCluster:
+		return "jump " + chainMarkOffCluster
+	}
+	return ""
+}
+
+// frontendMaps are the maps a frontend's elements go in.
+type frontendMaps struct {
+	dispatch, masquerade, noEndpoint string
+}
+
+// frontendKey returns a frontend's key and the maps its elements go in: those keyed by
+// protocol and port for a NodePort on every local address, the others by address too.
+func (r *renderer) frontendKey(sp *model.ServicePort, f model.Frontend) (string, frontendMaps) {
 	pp := proto(sp.Name.Protocol) + " . " + strconv.Itoa(int(f.Port))
 	if f.AnyLocalAddr() {
-		return pp, mapServiceNodePorts, mapNoEndpointNodePort
+		return pp, frontendMaps{mapServiceNodePorts, mapMasqueradeNodePorts, mapNoEndpointNodePort}
 	}
-	return f.Addr.String() + " . " + pp, mapServiceIPs, mapNoEndpointServices
+	return f.Addr.String() + " . " + pp, frontendMaps{mapServiceIPs, mapMasqueradeServices, mapNoEndpointServices}
 }
 
 func (r *renderer) firewallElements(p *portPlan, key string, sp *model.ServicePort) {
@@ -236,13 +298,12 @@ func (r *renderer) firewallElements(p *portPlan, key string, sp *model.ServicePo
 	}
 }
 
-// hairpinElements lets local endpoints that reach their own Service be masqueraded.
+// hairpinElements lets the port's local endpoints that reach their own Service be
+// masqueraded.
 func (r *renderer) hairpinElements(p *portPlan, sp *model.ServicePort) {
-	for _, e := range sp.ForwardedEndpoints() {
-		if e.Local {
-			a := e.Addr.String()
-			p.elems = append(p.elems, elem{set: setHairpin, key: a + " . " + a})
-		}
+	for _, a := range sp.Hairpin {
+		s := a.String()
+		p.elems = append(p.elems, elem{set: setHairpin, key: s + " . " + s})
 	}
 }
 

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
-	"github.com/portico-dev/portico/proxier/fixture"
 )
 
 // txRecord is one transaction a backend handed to knftables.
@@ -231,7 +231,7 @@ func hasLine(ops []txOp, line string) bool {
 
 // chainPort returns the port suffix of a per-Service-port chain name.
 func chainPort(name string) (string, bool) {
-	for _, p := range []string{prefixService, prefixCluster, prefixLocal, prefixExternal} {
+	for _, p := range []string{prefixCluster, prefixLocal, prefixExternal} {
 		// Port suffixes always hold a "/" (skeleton names such as cluster-ips-check do not).
 		if s, ok := strings.CutPrefix(name, p); ok && strings.Contains(s, "/") {
 			return s, true
@@ -455,7 +455,7 @@ func assertSameBehaviour(t *testing.T, fake *knftables.Fake, tbl *model.Table) {
 	t.Helper()
 	checkConsistent(t, fake)
 	if got, want := semantic(fake), semantic(freshFake(t, tbl)); got != want {
-		t.Errorf("state differs from a fresh sync of the same table:\n%s", fixture.FirstDiff(want, got))
+		t.Errorf("state differs from a fresh sync of the same table:\n%s", backendtest.FirstDiff(want, got))
 	}
 }
 
@@ -533,7 +533,7 @@ func testOneEndpointReplaced(t *testing.T, replaced int) {
 	if tx.ops > 4 {
 		t.Errorf("%d operations for one endpoint, want <= 4", tx.ops)
 	}
-	_, off, mapName := dnatOf(t, fake, prefixService+portSuffix(webHTTP))
+	_, off, mapName := dnatOf(t, fake, prefixCluster+portSuffix(webHTTP))
 	var dels, adds []txOp
 	for _, o := range ops {
 		switch {
@@ -584,7 +584,7 @@ func TestSequenceEndpointCountChanges(t *testing.T) {
 	b, recs, fakes := recordingBackend(t, nil)
 	rec, fake := recs[model.IPv4], fakes[model.IPv4]
 	step(t, b, rec, nil, t1)
-	chain := prefixService + portSuffix(npHTTP)
+	chain := prefixCluster + portSuffix(npHTTP)
 	sp, _ := t1.Get(npHTTP)
 	if len(sp.Cluster) != 2 {
 		t.Fatalf("fixture changed: %s has %d endpoints, want 2", npHTTP, len(sp.Cluster))
@@ -683,7 +683,7 @@ func TestSequenceEndpointCountChanges(t *testing.T) {
 		step(t, b, rec, prev, next)
 		prev = next
 		checkConsistent(t, fake)
-		if _, off, _ := dnatOf(t, fake, prefixService+portSuffix(cp.Name)); off != freedOff {
+		if _, off, _ := dnatOf(t, fake, prefixCluster+portSuffix(cp.Name)); off != freedOff {
 			t.Errorf("new group at offset %d, want the freed block at %d", off, freedOff)
 		}
 		assertSameBehaviour(t, fake, next)
@@ -718,7 +718,7 @@ func TestSequenceServiceDeleted(t *testing.T) {
 				goneChains = append(goneChains, portChains(before, n)...)
 			}
 			goneSets := affinitySets(before, sticky)
-			if len(goneChains) != 5 || len(goneSets) != 2 {
+			if len(goneChains) != 4 || len(goneSets) != 2 { // cluster- chains of all three, ext- of etp-remote
 				t.Fatalf("fixture changed: chains %v affinity sets %v", goneChains, goneSets)
 			}
 			t2 := removePorts(t, t1, gone...)
@@ -832,7 +832,7 @@ func TestSequencePortDeletedKeepsSharedElements(t *testing.T) {
 	t2 := removePorts(t, t1, webDNS)
 	tx := step(t, b, rec, t1, t2)
 	ops := parseOps(tx.text)
-	chain := prefixService + portSuffix(webDNS)
+	chain := prefixCluster + portSuffix(webDNS)
 	if !hasLine(ops, "flush chain ip portico "+chain) {
 		t.Errorf("chain %s not flushed:\n%s", chain, tx.text)
 	}
@@ -992,7 +992,7 @@ func TestSequenceFailureForcesFullRewrite(t *testing.T) {
 				}
 			}
 			if got, want := fake.Dump(), freshFake(t, next).Dump(); got != want {
-				t.Errorf("state after recovery differs from a fresh backend's:\n%s", fixture.FirstDiff(want, got))
+				t.Errorf("state after recovery differs from a fresh backend's:\n%s", backendtest.FirstDiff(want, got))
 			}
 			// And partial syncs work again afterwards.
 			after := editPort(t, next, npHTTP, func(sp *model.ServicePort) {
@@ -1023,7 +1023,7 @@ func TestSequenceSessionAffinity(t *testing.T) {
 	if len(sets) != len(sp.Cluster) {
 		t.Fatalf("%d affinity sets for %d endpoints: %v", len(sets), len(sp.Cluster), sets)
 	}
-	chain := fake.Table.Chains[prefixService+portSuffix(sticky)]
+	chain := fake.Table.Chains[prefixCluster+portSuffix(sticky)]
 	for ep, s := range sets {
 		set := fake.Table.Sets[s]
 		if set.Timeout == nil || *set.Timeout != sp.Affinity.Timeout {
@@ -1067,7 +1067,7 @@ func TestSequenceSessionAffinity(t *testing.T) {
 	if fake.Table.Sets[goneSet] == nil {
 		t.Errorf("set %s deleted too early", goneSet)
 	}
-	for _, r := range fake.Table.Chains[prefixService+portSuffix(sticky)].Rules {
+	for _, r := range fake.Table.Chains[prefixCluster+portSuffix(sticky)].Rules {
 		if strings.Contains(r.Rule, goneSet) {
 			t.Errorf("rule still uses the set of the removed endpoint: %s", r.Rule)
 		}
@@ -1129,16 +1129,16 @@ func TestSequenceRestart(t *testing.T) {
 			t.Fatal("first sync of a new backend is not full")
 		}
 		if got := fakes[model.IPv4].Dump(); got != want {
-			t.Errorf("full sync over a populated table does not converge:\n%s", fixture.FirstDiff(want, got))
+			t.Errorf("full sync over a populated table does not converge:\n%s", backendtest.FirstDiff(want, got))
 		}
 		// Again, as a periodic full sync: same state, no deletions, same transaction.
 		tx2 := stepDiff(t, b2, recs2[model.IPv4], t3, model.Diff{Full: true})
 		if got := fakes[model.IPv4].Dump(); got != want {
-			t.Errorf("second full sync changes the table:\n%s", fixture.FirstDiff(want, got))
+			t.Errorf("second full sync changes the table:\n%s", backendtest.FirstDiff(want, got))
 		}
 		// (The order of endpoint elements within a transaction is not fixed.)
 		if a, b := sortedLines(tx.text), sortedLines(tx2.text); a != b {
-			t.Errorf("second full sync differs from the first:\n%s", fixture.FirstDiff(a, b))
+			t.Errorf("second full sync differs from the first:\n%s", backendtest.FirstDiff(a, b))
 		}
 	})
 	t.Run("stale objects of the previous run", func(t *testing.T) {
@@ -1188,7 +1188,7 @@ func TestSequenceRestart(t *testing.T) {
 			}
 		}
 		if got, want := fake.Dump(), freshFake(t, cur).Dump(); got != want {
-			t.Errorf("restarted backend does not converge to a fresh table:\n%s", fixture.FirstDiff(want, got))
+			t.Errorf("restarted backend does not converge to a fresh table:\n%s", backendtest.FirstDiff(want, got))
 		}
 	})
 }
@@ -1238,7 +1238,7 @@ func TestRuleCommentsNameServicePort(t *testing.T) {
 	if err := b.Sync(context.Background(), t2, model.Compare(t1, t2)); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range fakes[model.IPv4].Table.Chains[prefixService+portSuffix(npHTTP)].Rules {
+	for _, r := range fakes[model.IPv4].Table.Chains[prefixCluster+portSuffix(npHTTP)].Rules {
 		if r.Comment == nil || *r.Comment != npHTTP.String() {
 			t.Errorf("rewritten rule %q has comment %v", r.Rule, r.Comment)
 		}

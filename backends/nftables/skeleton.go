@@ -40,13 +40,16 @@ func baseChains() []baseChain {
 	}
 }
 
-// helperChains returns the fixed regular chains and their rules.
-func helperChains(f fam, mark uint32) map[string][]string {
+// helperChains returns the fixed regular chains and their rules, for the Node settings of
+// the table being synced.
+func (r *renderer) helperChains(mark uint32) map[string][]string {
+	f := r.f
 	m := fmt.Sprintf("0x%08x", mark)
 	addrProtoPort := f.ip + " daddr . meta l4proto . th dport"
 	nodeLocal := fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport", f.ip, f.loopback)
 	return map[string][]string{
-		chainMarkMasq: {"meta mark set meta mark | " + m},
+		chainMarkMasq:       {"meta mark set meta mark | " + m},
+		chainMarkOffCluster: r.offClusterRules(),
 		chainMasquerading: {
 			fmt.Sprintf("meta mark & %s == %s meta mark set meta mark ^ %s masquerade fully-random", m, m, m),
 			fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", f.ip, f.ip, setHairpin),
@@ -58,18 +61,30 @@ func helperChains(f fam, mark uint32) map[string][]string {
 			addrProtoPort, setFirewallIPs, addrProtoPort, f.ip, setFirewallAllow)},
 		chainEndpointsCheck: {addrProtoPort + " vmap @" + mapNoEndpointServices},
 		chainNodePortsCheck: {nodeLocal + " vmap @" + mapNoEndpointNodePort},
-		chainClusterIPCheck: {fmt.Sprintf("%s daddr @%s goto %s", f.ip, setClusterIPs, chainReject)},
+		chainClusterIPCheck: r.clusterIPCheckRules(),
 		chainServices: {
+			addrProtoPort + " vmap @" + mapMasqueradeServices,
+			nodeLocal + " vmap @" + mapMasqueradeNodePorts,
 			addrProtoPort + " vmap @" + mapServiceIPs,
 			nodeLocal + " vmap @" + mapServiceNodePorts,
 		},
 	}
 }
 
+// clusterIPCheckRules reject new connections to a ClusterIP on a port it does not serve,
+// and drop those to an address of the Service CIDRs that no Service holds.
+func (r *renderer) clusterIPCheckRules() []string {
+	rules := []string{fmt.Sprintf("%s daddr @%s goto %s", r.f.ip, setClusterIPs, chainReject)}
+	if cidrs := r.node.ServiceCIDRs; len(cidrs) > 0 {
+		rules = append(rules, fmt.Sprintf("%s daddr %s drop", r.f.ip, prefixSet(cidrs)))
+	}
+	return rules
+}
+
 // helperChainOrder lists helperChains in creation order (jump targets first).
 var helperChainOrder = []string{
-	chainMarkMasq, chainMasquerading, chainReject, chainFirewallCheck, chainEndpointsCheck,
-	chainNodePortsCheck, chainClusterIPCheck, chainServices,
+	chainMarkMasq, chainMarkOffCluster, chainMasquerading, chainReject, chainFirewallCheck,
+	chainEndpointsCheck, chainNodePortsCheck, chainClusterIPCheck, chainServices,
 }
 
 // sharedSets returns the sets and maps that Service ports add elements to.
@@ -80,6 +95,10 @@ func sharedSets(f fam) []knftables.Object {
 			Comment: ptr("ClusterIP, external IP, LoadBalancer and NodePort frontends -> entry chains")},
 		&knftables.Map{Name: mapServiceNodePorts, Type: "inet_proto . inet_service : verdict",
 			Comment: ptr("NodePorts on every local address -> entry chains")},
+		&knftables.Map{Name: mapMasqueradeServices, Type: a + " . inet_proto . inet_service : verdict",
+			Comment: ptr("frontends whose traffic is masqueraded -> mark always or off-cluster")},
+		&knftables.Map{Name: mapMasqueradeNodePorts, Type: "inet_proto . inet_service : verdict",
+			Comment: ptr("NodePorts (every local address) whose traffic is masqueraded")},
 		&knftables.Map{Name: mapNoEndpointServices, Type: a + " . inet_proto . inet_service : verdict",
 			Comment: ptr("frontends without usable endpoints -> reject or drop")},
 		&knftables.Map{Name: mapNoEndpointNodePort, Type: "inet_proto . inet_service : verdict",

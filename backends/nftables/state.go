@@ -433,7 +433,7 @@ func isPortObject(name string) bool {
 	if skeletonNames[name] {
 		return false
 	}
-	for _, p := range []string{prefixService, prefixCluster, prefixLocal, prefixExternal, prefixAffinity} {
+	for _, p := range []string{prefixCluster, prefixLocal, prefixExternal, prefixAffinity, prefixLegacyService} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

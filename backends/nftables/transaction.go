@@ -117,7 +117,7 @@ func chunkOps(t *model.Table, cold bool) int {
 
 // renderFull renders the whole table and hands it to emit in pieces, in the order they
 // must be applied: the head (the table, the shared sets and maps flushed, the fixed
-// chains, and the endpoint maps an earlier run left flushed), the Service ports, about
+// chains, which depend on the table's Node settings, and the endpoint maps an earlier run left flushed), the Service ports, about
 // chunk operations at a time (each piece complete for the ports it holds), and the
 // tail, which retires what an earlier run left and the model no longer uses: emptied
 // now, deleted by the next transaction (or now, if the last one already emptied it).
@@ -165,8 +165,8 @@ func fullOrder(t *model.Table) []*model.ServicePort {
 	ports := make([]keyed, 0, t.Len())
 	for sp := range t.All() {
 		p := sp.Name.Protocol
-		// The cluster group's chain is the service chain (see render).
-		b := bucketFor(prefixService+portSuffix(sp.Name), p)
+		// The group that serves ClusterIP traffic; the other one, if any, is usually small.
+		b := bucketFor(setChain(sp.Internal.Endpoints, portSuffix(sp.Name)), p)
 		ports = append(ports, keyed{key: int(p)<<16 | b, sp: sp})
 	}
 	slices.SortStableFunc(ports, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
@@ -211,7 +211,7 @@ func (fs *familyState) writeSkeleton(w *txWriter, mark uint32) {
 	for _, o := range sharedSets(fs.r.f) {
 		w.setup = append(w.setup, o, flushMarker{o})
 	}
-	helpers := helperChains(fs.r.f, mark)
+	helpers := fs.r.helperChains(mark)
 	for _, name := range helperChainOrder {
 		fs.skeletonChain(w, &knftables.Chain{Name: name}, helpers[name])
 	}

@@ -51,7 +51,7 @@ func benchInput() ([]model.ServiceName, NodeInfo, func(model.ServiceName) (*core
 	for n := range svcs {
 		names = append(names, n)
 	}
-	node := ResolveNode(NodeConfig{Name: "node-a", Families: []model.Family{model.IPv4, model.IPv6}}, nil, nil)
+	node := ResolveNode(NodeConfig{Name: "node-a", Families: []model.Family{model.IPv4, model.IPv6}}, nil, nil, nil)
 	get := func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) { return svcs[n], slices[n] }
 	return names, node, get
 }

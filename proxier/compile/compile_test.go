@@ -1,9 +1,8 @@
-package compile
+package compile_test
 
 import (
 	"flag"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,29 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
-	"github.com/portico-dev/portico/proxier/fixture"
+	"github.com/portico-dev/portico/proxier/compile"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
-
-// testNodeConfig is the node every golden case compiles for: node-a of the e2e topology.
-func testNodeConfig() NodeConfig {
-	return NodeConfig{
-		Name:      "node-a",
-		Families:  []model.Family{model.IPv4, model.IPv6},
-		NodePorts: NodePortSelector{Primary: true},
-		LocalTraffic: LocalTrafficConfig{
-			Mode:         "ClusterCIDR",
-			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/44")},
-		},
-	}
-}
-
-var testLocalAddrs = []netip.Addr{
-	netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.50.10"),
-	netip.MustParseAddr("10.244.1.1"), netip.MustParseAddr("fd00:50::10"),
-}
 
 func TestGolden(t *testing.T) {
 	cases := []struct {
@@ -54,7 +36,22 @@ func TestGolden(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := runSteps(t, tc.steps)
-			fixture.CheckGolden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
+			backendtest.CheckGolden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
+		})
+	}
+}
+
+// TestGoldenNodeVariants compiles the every-kind scenario under each node variant of the
+// backend test kit: the traffic classes show what masqueradeAll, another local-traffic
+// detection (or none) and localhost NodePorts decide.
+func TestGoldenNodeVariants(t *testing.T) {
+	for _, v := range backendtest.NodeVariants {
+		t.Run(v.Name, func(t *testing.T) {
+			var out strings.Builder
+			if err := backendtest.Compile(t, v.Tweak, backendtest.ObjectFiles...).WriteText(&out); err != nil {
+				t.Fatal(err)
+			}
+			backendtest.CheckGolden(t, filepath.Join("testdata", "variant-"+v.Name+".golden"), out.String(), *update)
 		})
 	}
 }
@@ -64,15 +61,15 @@ func TestGolden(t *testing.T) {
 func runSteps(t *testing.T, steps []string) string {
 	t.Helper()
 	var out strings.Builder
-	c := NewCompiler()
+	c := compile.NewCompiler()
 	prev := map[model.ServiceName]bool{}
 	var prevState *model.State
 	for i, step := range steps {
-		objs, err := fixture.Load(filepath.Join("testdata", "node.yaml"), filepath.Join("testdata", step))
+		objs, err := backendtest.LoadObjects(step)
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := ResolveNode(testNodeConfig(), objs.Nodes[0], testLocalAddrs)
+		node := compile.ResolveNode(backendtest.NodeA(), objs.Nodes[0], backendtest.NodeAddrs(), objs.ServiceCIDRPrefixes())
 		dirty := dirtyNames(objs, prev)
 		state, errs := c.Update(node, dirty, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
 			return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
@@ -88,7 +85,7 @@ func runSteps(t *testing.T, steps []string) string {
 	return out.String()
 }
 
-func dirtyNames(objs *fixture.Objects, prev map[model.ServiceName]bool) []model.ServiceName {
+func dirtyNames(objs *backendtest.Objects, prev map[model.ServiceName]bool) []model.ServiceName {
 	for _, s := range objs.Services {
 		prev[model.ServiceName{Namespace: s.Namespace, Name: s.Name}] = true
 	}

@@ -14,11 +14,11 @@ import (
 
 // NodePortAddrs are the addresses of one family that NodePorts answer on.
 type NodePortAddrs struct {
-	// Any is true when NodePorts answer on every local address (nodePortAddresses "all"
-	// or a zero CIDR).
+	// Any is true when NodePorts answer on every local address but the loopback ones
+	// (nodePortAddresses empty, "all" or a zero CIDR).
 	Any bool
-	// Addrs are the node's addresses selected by nodePortAddresses, sorted (unused when
-	// Any is set).
+	// Addrs are the node's addresses selected by nodePortAddresses, sorted; with Any,
+	// only the loopback addresses that localhost NodePorts add.
 	Addrs []netip.Addr
 }
 
@@ -32,6 +32,8 @@ type NodeInfo struct {
 	NodePorts map[model.Family]NodePortAddrs
 	// Tables are the per-family Node settings of the model.
 	Tables map[model.Family]model.Node
+	// MasqueradeAll masquerades all traffic to ClusterIPs.
+	MasqueradeAll bool
 }
 
 // NodePortSelector is nodePortAddresses in parsed form.
@@ -56,32 +58,50 @@ type NodeConfig struct {
 	NodePorts     NodePortSelector
 	LocalTraffic  LocalTrafficConfig
 	MasqueradeAll bool
+	// LocalhostNodePorts serves NodePorts on the node's IPv4 loopback addresses as well
+	// (iptables mode's localhostNodePorts; the other modes never do).
+	LocalhostNodePorts bool
 	// BindAddress, when not unspecified, is the node's primary IP of its family
 	// (kube-proxy's bindAddress rule).
 	BindAddress netip.Addr
 }
 
 // ResolveNode computes NodeInfo from the configuration, this node's Node object (nil when
-// not known yet) and the addresses currently assigned to the node's interfaces.
-func ResolveNode(cfg NodeConfig, node *corev1.Node, localAddrs []netip.Addr) NodeInfo {
+// not known yet), the addresses currently assigned to the node's interfaces and the
+// cluster's Service CIDRs (from the ServiceCIDR objects).
+func ResolveNode(cfg NodeConfig, node *corev1.Node, localAddrs []netip.Addr, serviceCIDRs []netip.Prefix) NodeInfo {
 	info := NodeInfo{
-		Name:      cfg.Name,
-		NodePorts: map[model.Family]NodePortAddrs{},
-		Tables:    map[model.Family]model.Node{},
+		Name:          cfg.Name,
+		NodePorts:     map[model.Family]NodePortAddrs{},
+		Tables:        map[model.Family]model.Node{},
+		MasqueradeAll: cfg.MasqueradeAll,
 	}
 	if node != nil {
 		info.Zone = node.Labels[corev1.LabelTopologyZone]
 	}
 	primary := PrimaryIPs(node, cfg.BindAddress)
 	for _, fam := range cfg.Families {
-		info.NodePorts[fam] = selectNodePortAddrs(cfg.NodePorts, fam, primary[fam], localAddrs)
+		info.NodePorts[fam] = selectNodePortAddrs(cfg, fam, primary[fam], localAddrs)
 		info.Tables[fam] = model.Node{
-			Name:          cfg.Name,
-			LocalTraffic:  localTraffic(cfg.LocalTraffic, fam, node),
-			MasqueradeAll: cfg.MasqueradeAll,
+			Name:         cfg.Name,
+			Addrs:        familyAddrs(localAddrs, fam),
+			LocalTraffic: localTraffic(cfg.LocalTraffic, fam, node),
+			ServiceCIDRs: familyPrefixes(serviceCIDRs, fam),
 		}
 	}
 	return info
+}
+
+// familyAddrs returns the addresses of family fam, sorted and without duplicates.
+func familyAddrs(in []netip.Addr, fam model.Family) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range in {
+		if fam.Contains(a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // PrimaryIPs returns the node's primary IP per family: bindAddress when it is set, else the
@@ -109,28 +129,36 @@ func PrimaryIPs(node *corev1.Node, bind netip.Addr) map[model.Family]netip.Addr 
 }
 
 // selectNodePortAddrs applies nodePortAddresses to one family. An empty selector means
-// every local address, as in kube-proxy's iptables and ipvs modes.
-func selectNodePortAddrs(sel NodePortSelector, fam model.Family, primary netip.Addr, local []netip.Addr) NodePortAddrs {
+// every local address, as in kube-proxy's iptables and ipvs modes. Loopback addresses are
+// selected only with localhost NodePorts, and only for IPv4 (the kernel routes IPv4
+// loopback traffic to another host only with route_localnet, which has no IPv6 twin).
+func selectNodePortAddrs(cfg NodeConfig, fam model.Family, primary netip.Addr, local []netip.Addr) NodePortAddrs {
+	sel := cfg.NodePorts
 	empty := !sel.Primary && !sel.Localhost && !sel.All && len(sel.CIDRs) == 0
-	if empty || sel.All || slices.ContainsFunc(sel.CIDRs, func(p netip.Prefix) bool {
+	loopback := cfg.LocalhostNodePorts && fam == model.IPv4
+	var out NodePortAddrs
+	out.Any = empty || sel.All || slices.ContainsFunc(sel.CIDRs, func(p netip.Prefix) bool {
 		return fam.Contains(p.Addr()) && p.Bits() == 0
-	}) {
-		return NodePortAddrs{Any: true}
-	}
-	var addrs []netip.Addr
-	if sel.Primary && primary.IsValid() && !primary.IsLoopback() {
-		addrs = append(addrs, primary)
+	})
+	if sel.Primary && primary.IsValid() && !primary.IsLoopback() && !out.Any {
+		out.Addrs = append(out.Addrs, primary)
 	}
 	for _, a := range local {
-		if !fam.Contains(a) {
+		if !fam.Contains(a) || (a.IsLoopback() && !loopback) {
 			continue
 		}
-		if (sel.Localhost && a.IsLoopback()) || slices.ContainsFunc(sel.CIDRs, func(p netip.Prefix) bool { return p.Contains(a) }) {
-			addrs = append(addrs, a)
+		if out.Any && a.IsLoopback() || !out.Any && selects(sel, a) {
+			out.Addrs = append(out.Addrs, a)
 		}
 	}
-	slices.SortFunc(addrs, netip.Addr.Compare)
-	return NodePortAddrs{Addrs: slices.Compact(addrs)}
+	slices.SortFunc(out.Addrs, netip.Addr.Compare)
+	out.Addrs = slices.Compact(out.Addrs)
+	return out
+}
+
+// selects reports whether the keywords and CIDRs of sel select the local address a.
+func selects(sel NodePortSelector, a netip.Addr) bool {
+	return (sel.Localhost && a.IsLoopback()) || slices.ContainsFunc(sel.CIDRs, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
 func localTraffic(cfg LocalTrafficConfig, fam model.Family, node *corev1.Node) model.LocalTraffic {

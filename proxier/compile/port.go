@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/portico-dev/portico/endpoints"
 	"github.com/portico-dev/portico/model"
@@ -30,16 +31,26 @@ func (c *serviceCompiler) port(i int, fam model.Family, clusterIP netip.Addr, s 
 			Namespace: c.name.Namespace, Name: c.name.Name, Port: p.Name, Protocol: proto,
 		},
 		Frontends:           c.frontends(fam, clusterIP, uint16(p.Port), uint16(p.NodePort), s),
-		InternalLocal:       s.internalLocal,
 		Affinity:            s.affinity,
 		HealthCheckNodePort: s.healthCheck,
 	}
-	sp.ExternalLocal = s.externalLocal && sp.HasExternal()
-	if len(s.lbIPs) > 0 {
-		sp.SourceRanges = s.sourceRanges
+	if len(s.lbIPs) > 0 && len(s.sourceRanges) > 0 {
+		sp.SourceRanges = allowedSources(s)
 	}
-	c.categorize(sp, eps[endpoints.PortKey{Name: p.Name, Protocol: proto}])
+	pol := c.policy(sp, fam, s)
+	pol.categorize(sp, eps[endpoints.PortKey{Name: p.Name, Protocol: proto}], c.topology())
 	return sp.Seal()
+}
+
+// allowedSources returns the sources allowed to reach the LoadBalancer frontends: the
+// source ranges and the load balancer's own ingress IPs (a cloud load balancer that SNATs
+// to its own address, or a client hairpinning through it, must not be locked out).
+func allowedSources(s shared) []netip.Prefix {
+	out := slices.Clone(s.sourceRanges)
+	for _, ip := range s.lbIPs {
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out
 }
 
 // frontends lists every address and port the Service port answers on.
@@ -56,7 +67,7 @@ func (c *serviceCompiler) frontends(fam model.Family, clusterIP netip.Addr, port
 	}
 	np := c.node.NodePorts[fam]
 	if np.Any {
-		return append(fes, model.Frontend{Kind: model.NodePort, Port: nodePort})
+		fes = append(fes, model.Frontend{Kind: model.NodePort, Port: nodePort})
 	}
 	for _, ip := range np.Addrs {
 		fes = append(fes, model.Frontend{Kind: model.NodePort, Addr: ip, Port: nodePort})
@@ -64,12 +75,6 @@ func (c *serviceCompiler) frontends(fam model.Family, clusterIP netip.Addr, port
 	return fes
 }
 
-// categorize fills the endpoint sets of sp from the merged endpoints of its port.
-func (c *serviceCompiler) categorize(sp *model.ServicePort, eps []endpoints.Endpoint) {
-	res := endpoints.Categorize(eps, endpoints.Policy{
-		InternalLocal: sp.InternalLocal,
-		ExternalLocal: sp.ExternalLocal,
-		External:      sp.HasExternal(),
-	}, endpoints.Topology{NodeName: c.node.Name, Zone: c.node.Zone})
-	sp.Cluster, sp.Local, sp.HasAnyEndpoints = res.Cluster, res.Local, res.HasAny
+func (c *serviceCompiler) topology() endpoints.Topology {
+	return endpoints.Topology{NodeName: c.node.Name, Zone: c.node.Zone}
 }
