@@ -10,8 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portico-dev/portico/model"
 )
@@ -51,16 +55,55 @@ type Preparer interface {
 	Prepare(ctx context.Context) error
 }
 
-// Options configure a backend. They come from the validated configuration.
+// Options configure a backend. They come from the validated configuration; a backend
+// reads the fields that concern its mode and ignores the others.
 type Options struct {
 	// Families are the IP families the backend will be asked to sync.
 	Families []model.Family
 	// MasqueradeBit is the bit of the packet mark that flags packets to masquerade
 	// (masqueradeBit, 0..31).
 	MasqueradeBit int
+	// SyncPeriod is the selected mode's full resync period (iptables.syncPeriod,
+	// nftables.syncPeriod or ipvs.syncPeriod). The proxier schedules the syncs with it;
+	// backends get it for timing of their own.
+	SyncPeriod time.Duration
+	// MinSyncPeriod is the selected mode's minimum time between two syncs.
+	MinSyncPeriod time.Duration
+	// LocalhostNodePorts makes NodePorts answer on 127.0.0.0/8 (iptables mode's
+	// iptables.localhostNodePorts); it is false in the other modes, which have no such
+	// setting.
+	LocalhostNodePorts bool
+	// IPVS holds the ipvs mode's settings. They are filled whatever the mode, so that
+	// cleaning up every mode's rules can honour ExcludeCIDRs.
+	IPVS IPVSOptions
 	// TransactionSize, when set, is told the number of operations of every kernel
 	// transaction (for metrics).
 	TransactionSize func(ops int)
+	// Metrics is the registry the backend registers its own metrics in (the ones that
+	// only make sense for its mode, such as kube-proxy's failure counters of that mode).
+	// With nil (a nil interface, such as metrics.Metrics.Registerer gives without metrics)
+	// the backend registers and records nothing.
+	Metrics prometheus.Registerer
+}
+
+// IPVSOptions are the settings of the ipvs mode (the ipvs section of the configuration).
+type IPVSOptions struct {
+	// Scheduler is the IPVS scheduler of every virtual server ("rr" when the configuration
+	// leaves it empty, as in kube-proxy).
+	Scheduler string
+	// StrictARP sets arp_ignore=1 and arp_announce=2, so that the node answers ARP only
+	// for the addresses of its real interfaces.
+	StrictARP bool
+	// TCPTimeout is the idle timeout of IPVS TCP sessions; 0 leaves the kernel's value.
+	TCPTimeout time.Duration
+	// TCPFinTimeout is the timeout of IPVS TCP sessions after a FIN; 0 leaves the
+	// kernel's value.
+	TCPFinTimeout time.Duration
+	// UDPTimeout is the timeout of IPVS UDP sessions; 0 leaves the kernel's value.
+	UDPTimeout time.Duration
+	// ExcludeCIDRs are ranges whose virtual servers the backend never removes (they belong
+	// to someone else).
+	ExcludeCIDRs []netip.Prefix
 }
 
 // MasqueradeMark returns the packet mark value of MasqueradeBit.

@@ -192,9 +192,14 @@ type ConntrackConfig struct {
 	TCPBeLiberal bool
 }
 
+// DefaultIPVSScheduler is the IPVS scheduler kube-proxy uses when ipvs.scheduler is
+// empty: round robin.
+const DefaultIPVSScheduler = "rr"
+
 // IPVSConfig holds the settings of the ipvs mode.
 type IPVSConfig struct {
-	// Scheduler is the IPVS scheduler ("" means round robin).
+	// Scheduler is the IPVS scheduler as configured ("" means DefaultIPVSScheduler; see
+	// SchedulerOrDefault).
 	Scheduler string
 	// ExcludeCIDRs are left alone when cleaning up IPVS services.
 	ExcludeCIDRs []netip.Prefix
@@ -206,6 +211,16 @@ type IPVSConfig struct {
 	TCPFinTimeout time.Duration
 	// UDPTimeout is the IPVS UDP timeout (0 leaves it).
 	UDPTimeout time.Duration
+}
+
+// SchedulerOrDefault returns the IPVS scheduler to use: Scheduler, or
+// DefaultIPVSScheduler when it is empty, as kube-proxy does. (The configuration itself,
+// and so /configz, keeps the empty value, as kube-proxy's does.)
+func (c IPVSConfig) SchedulerOrDefault() string {
+	if c.Scheduler == "" {
+		return DefaultIPVSScheduler
+	}
+	return c.Scheduler
 }
 
 // HostnameOrDefault returns the node name: the hostname override if set,

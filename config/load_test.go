@@ -394,6 +394,27 @@ ipvs: {scheduler: lc, excludeCIDRs: [10.1.0.0/16], strictARP: true, tcpTimeout: 
 	if !reflect.DeepEqual(cfg.IPVS, want) {
 		t.Errorf("IPVS = %+v, want %+v", cfg.IPVS, want)
 	}
+	if got := cfg.IPVS.SchedulerOrDefault(); got != "lc" {
+		t.Errorf("SchedulerOrDefault() = %q, want the configured lc", got)
+	}
+}
+
+// TestIPVSSchedulerDefault checks that an empty ipvs.scheduler means round robin, as in
+// kube-proxy, while the configuration (and /configz) keeps it empty.
+func TestIPVSSchedulerDefault(t *testing.T) {
+	for _, args := range [][]string{nil, {"--ipvs-scheduler="}} {
+		cfg, _ := mustLoadDoc(t, header+"mode: ipvs\n", args...)
+		if cfg.IPVS.Scheduler != "" || cfg.Effective.IPVS.Scheduler != "" {
+			t.Errorf("%q: scheduler %q, effective %q; want both empty as configured", args, cfg.IPVS.Scheduler, cfg.Effective.IPVS.Scheduler)
+		}
+		if got := cfg.IPVS.SchedulerOrDefault(); got != "rr" {
+			t.Errorf("%q: SchedulerOrDefault() = %q, want rr", args, got)
+		}
+	}
+	cfg, _ := mustLoad(t, "--proxy-mode=ipvs", "--ipvs-scheduler=sh")
+	if got := cfg.IPVS.SchedulerOrDefault(); got != "sh" {
+		t.Errorf("--ipvs-scheduler=sh: SchedulerOrDefault() = %q", got)
+	}
 }
 
 func TestWriteFileRoundTrip(t *testing.T) {

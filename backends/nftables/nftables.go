@@ -28,6 +28,10 @@ type Backend struct {
 	// batched runs sync transactions with `nft -f` itself, each set's elements in one
 	// command (knftables writes one command per element); off with injected interfaces.
 	batched bool
+	// metrics are registered in opts.Metrics (nil without it); metricsErr is the error of
+	// that registration, which Factory reports.
+	metrics    *backendMetrics
+	metricsErr error
 
 	mu   sync.Mutex
 	fams map[model.Family]*familyState
@@ -46,17 +50,27 @@ func WithInterfaces(newNFT func(model.Family) (knftables.Interface, error), dump
 	}
 }
 
-// New returns an nftables backend. It has no side effects.
+// New returns an nftables backend. It has no side effects on the kernel; it registers the
+// backend's metrics (metrics.go) in opts.Metrics, if set. A registration error leaves the
+// metrics unregistered: Factory reports it, New does not.
 func New(opts backends.Options, options ...Option) *Backend {
 	b := &Backend{opts: opts, newNFT: realNFT, dump: nftList, batched: true, fams: map[model.Family]*familyState{}}
+	b.metrics, b.metricsErr = newBackendMetrics(opts.Metrics)
 	for _, o := range options {
 		o(b)
 	}
 	return b
 }
 
-// Factory adapts New to backends.Factory.
-func Factory(opts backends.Options) (backends.Backend, error) { return New(opts), nil }
+// Factory adapts New to backends.Factory. It fails when the backend's metrics cannot be
+// registered in opts.Metrics (a metric of the same name but another kind is there).
+func Factory(opts backends.Options) (backends.Backend, error) {
+	b := New(opts)
+	if b.metricsErr != nil {
+		return nil, fmt.Errorf("nftables metrics: %w", b.metricsErr)
+	}
+	return b, nil
+}
 
 func knftFamily(f model.Family) knftables.Family {
 	if f == model.IPv6 {
@@ -85,35 +99,51 @@ func nftList(ctx context.Context, f model.Family) (string, error) {
 // Name implements backends.Backend.
 func (b *Backend) Name() string { return Mode }
 
-// Sync implements backends.Backend.
+// Sync implements backends.Backend. A failure counts in kube-proxy's cleanup failure
+// counter when the transaction only deleted stale objects (portico deletes them in the
+// sync after the one that emptied them, not in a cleanup pass of its own), in its sync
+// failure counter otherwise; a success sets the gauges of what the table holds.
 func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	cleanupOnly, err := b.sync(ctx, t, d)
+	if err != nil {
+		b.metrics.failed(t.Family(), cleanupOnly)
+		return err
+	}
+	b.metrics.synced(t.Family(), b.fams[t.Family()])
+	return nil
+}
+
+// sync is Sync without the metrics. cleanupOnly reports a partial transaction that held
+// nothing but deletions of objects the previous one emptied.
+func (b *Backend) sync(ctx context.Context, t *model.Table, d model.Diff) (cleanupOnly bool, err error) {
 	fs, err := b.family(t.Family())
 	if err != nil {
-		return err
+		return false, err
 	}
 	if d.Full || !fs.ready {
 		existing, found, err := fs.listExisting(ctx)
 		if err != nil {
 			fs.reset()
-			return err
+			return false, err
 		}
 		if !found {
-			return fs.coldLoad(ctx, t, b.opts.MasqueradeMark(), b.opts.TransactionSize)
+			return false, fs.coldLoad(ctx, t, b.opts.MasqueradeMark(), b.opts.TransactionSize)
 		}
-		return fs.fullRewrite(ctx, t, b.opts.MasqueradeMark(), existing, b.opts.TransactionSize)
+		return false, fs.fullRewrite(ctx, t, b.opts.MasqueradeMark(), existing, b.opts.TransactionSize)
 	}
 	w := fs.partialTransaction(t, d)
 	if b.opts.TransactionSize != nil {
 		b.opts.TransactionSize(w.size())
 	}
+	cleanupOnly = len(w.deletes) > 0 && len(w.deletes) == w.size()
 	if err := fs.apply(ctx, w); err != nil {
 		fs.reset()
-		return fmt.Errorf("nftables transaction of %d operations: %w", w.size(), err)
+		return cleanupOnly, fmt.Errorf("nftables transaction of %d operations: %w", w.size(), err)
 	}
 	fs.committed()
-	return nil
+	return cleanupOnly, nil
 }
 
 // Prepare implements backends.Preparer: knftables probes nft (`nft --version`, `nft
@@ -190,6 +220,8 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 		tx.Delete(&knftables.Table{})
 		if err := fs.nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting table %s %s: %w", knftFamily(f), tableName, err))
+		} else {
+			b.metrics.cleared(f)
 		}
 		fs.reset()
 	}

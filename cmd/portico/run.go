@@ -7,6 +7,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
@@ -84,17 +85,41 @@ func memory() *proxier.Memory {
 	return m
 }
 
-// newBackend builds the backend of the configured mode.
+// newBackend builds the backend of the configured mode. It observes the size of the
+// backend's transactions in m, and the backend registers its own metrics in m's registry.
 func newBackend(cfg *config.Config, m *metrics.Metrics) (backends.Backend, error) {
-	be, err := registry().New(cfg.Mode, backends.Options{
-		Families:        families,
-		MasqueradeBit:   cfg.MasqueradeBit,
-		TransactionSize: m.ObserveTransactionSize,
-	})
+	opts := backendOptions(cfg)
+	opts.TransactionSize = m.ObserveTransactionSize
+	opts.Metrics = m.Registerer()
+	be, err := registry().New(cfg.Mode, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w (mode from %s)", err, cfg.ModeSource)
 	}
 	return be, nil
+}
+
+// backendOptions maps the configuration to a backend's settings: the selected mode's sync
+// periods, iptables.localhostNodePorts in iptables mode only, and the ipvs settings
+// whatever the mode (cleaning up every mode's rules honours ipvs.excludeCIDRs), with
+// kube-proxy's round-robin scheduler when none is configured. Metrics and the transaction
+// observer are the caller's to add: dump and cleanup run without them.
+func backendOptions(cfg *config.Config) backends.Options {
+	ipvs := cfg.IPVS
+	return backends.Options{
+		Families:           families,
+		MasqueradeBit:      cfg.MasqueradeBit,
+		SyncPeriod:         cfg.SyncPeriod,
+		MinSyncPeriod:      cfg.MinSyncPeriod,
+		LocalhostNodePorts: cfg.Mode == config.ModeIPTables && cfg.LocalhostNodePorts,
+		IPVS: backends.IPVSOptions{
+			Scheduler:     ipvs.SchedulerOrDefault(),
+			StrictARP:     ipvs.StrictARP,
+			TCPTimeout:    ipvs.TCPTimeout,
+			TCPFinTimeout: ipvs.TCPFinTimeout,
+			UDPTimeout:    ipvs.UDPTimeout,
+			ExcludeCIDRs:  slices.Clone(ipvs.ExcludeCIDRs),
+		},
+	}
 }
 
 // newSources builds the API list-watches from the kubeconfig (or in-cluster config) and

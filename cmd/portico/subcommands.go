@@ -14,7 +14,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/config"
 )
 
@@ -44,7 +43,7 @@ func newDumpCommand(flags *config.Flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			be, err := registry().New(cfg.Mode, backends.Options{Families: families, MasqueradeBit: cfg.MasqueradeBit})
+			be, err := registry().New(cfg.Mode, backendOptions(cfg))
 			if err != nil {
 				return err
 			}
@@ -141,7 +140,7 @@ func cleanup(ctx context.Context, w io.Writer, cfg *config.Config) error {
 	var errs []error
 	r := registry()
 	for _, mode := range r.Available() {
-		be, err := r.New(mode, backends.Options{Families: families, MasqueradeBit: cfg.MasqueradeBit})
+		be, err := r.New(mode, backendOptions(cfg))
 		if err == nil {
 			err = be.Cleanup(ctx)
 		}

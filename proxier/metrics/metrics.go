@@ -4,7 +4,10 @@
 // so that dashboards and alerts written for kube-proxy keep working. Metrics that only
 // portico has carry the portico_ prefix.
 //
-// Each Metrics value owns its own registry; nothing is registered globally.
+// Each Metrics value owns its own registry; nothing is registered globally. The metrics of
+// one proxy mode only (kube-proxy's nftables or iptables failure counters, the counts of
+// what a backend holds in the kernel) are not here: the backend registers them in the
+// same registry (Registerer), so that they are served on the same /metrics.
 package metrics
 
 import (
@@ -24,12 +27,6 @@ const (
 	PolicyInternal = "internal"
 	// PolicyExternal counts Services with externalTrafficPolicy: Local.
 	PolicyExternal = "external"
-)
-
-// Backend names for which IncSyncError also feeds a kube-proxy failure counter.
-const (
-	backendNFTables = "nftables"
-	backendIPTables = "iptables"
 )
 
 // Label names shared by several metrics.
@@ -73,9 +70,6 @@ type Metrics struct {
 	servicesPending     prometheus.Gauge
 	servicesTotal       prometheus.Counter
 	noLocalEndpoints    *prometheus.GaugeVec
-	nftSyncFailures     *prometheus.CounterVec
-	nftCleanupFailures  *prometheus.CounterVec
-	iptRestoreFailures  *prometheus.CounterVec
 	healthz             *prometheus.CounterVec
 	livez               *prometheus.CounterVec
 
@@ -126,12 +120,6 @@ func (m *Metrics) initKubeProxy() {
 	m.noLocalEndpoints = gaugeVec("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
 		"Services whose Local traffic policy finds no endpoint on this node.",
 		"traffic_policy", labelFamily)
-	m.nftSyncFailures = counterVec("kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
-		"nftables transactions that the kernel rejected.", labelFamily)
-	m.nftCleanupFailures = counterVec("kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total",
-		"Failed removals of stale nftables objects.", labelFamily)
-	m.iptRestoreFailures = counterVec("kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-		"iptables-restore runs that failed.", labelFamily)
 	m.healthz = counterVec("kubeproxy_proxy_healthz_total",
 		"Answers of the /healthz endpoint by HTTP status code.", labelCode)
 	m.livez = counterVec("kubeproxy_proxy_livez_total",
@@ -159,8 +147,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.syncDuration, m.syncFullDuration, m.syncPartialDuration, m.networkProgramming,
 		m.lastSync, m.lastQueued,
 		m.endpointsPending, m.endpointsTotal, m.servicesPending, m.servicesTotal,
-		m.noLocalEndpoints, m.nftSyncFailures, m.nftCleanupFailures, m.iptRestoreFailures,
-		m.healthz, m.livez,
+		m.noLocalEndpoints, m.healthz, m.livez,
 		m.syncErrors, m.invalidObjects, m.transactionSize, m.generation,
 	}
 }
@@ -188,6 +175,17 @@ func counter(name, help string) prometheus.Counter {
 
 // Registry returns the registry that holds every metric of m (nil for a nil m).
 func (m *Metrics) Registry() *prometheus.Registry {
+	if m == nil {
+		return nil
+	}
+	return m.registry
+}
+
+// Registerer returns m's registry for others to register their metrics in, served with
+// m's own: the backend passes it on as backends.Options.Metrics. For a nil m it returns a
+// nil interface (not an interface holding a nil *prometheus.Registry), so that the
+// backend's nil check works.
+func (m *Metrics) Registerer() prometheus.Registerer {
 	if m == nil {
 		return nil
 	}
@@ -261,28 +259,17 @@ func (m *Metrics) SetNoLocalEndpoints(policy string, f model.Family, n int) {
 	m.noLocalEndpoints.WithLabelValues(policy, f.String()).Set(float64(n))
 }
 
-// IncSyncError counts a failed sync of family f by backend (its proxy mode name). For the
-// nftables and iptables backends it also counts kube-proxy's own failure metric of that
-// mode, so that kube-proxy's alerts keep firing.
-func (m *Metrics) IncSyncError(backend string, f model.Family) {
+// IncSyncError counts a failed sync by backend (its proxy mode name); the family is not a
+// label of this counter. kube-proxy's failure counters of each mode are the backend's own,
+// registered in Registerer and counted by the backend:
+// kubeproxy_sync_proxy_rules_nftables_sync_failures_total and ..._cleanup_failures_total
+// by the nftables backend, kubeproxy_sync_proxy_rules_iptables_restore_failures_total by
+// the iptables backend once it exists.
+func (m *Metrics) IncSyncError(backend string, _ model.Family) {
 	if m == nil {
 		return
 	}
 	m.syncErrors.WithLabelValues(backend).Inc()
-	switch backend {
-	case backendNFTables:
-		m.nftSyncFailures.WithLabelValues(f.String()).Inc()
-	case backendIPTables:
-		m.iptRestoreFailures.WithLabelValues(f.String()).Inc()
-	}
-}
-
-// IncCleanupFailure counts a failed removal of stale nftables objects of family f.
-func (m *Metrics) IncCleanupFailure(f model.Family) {
-	if m == nil {
-		return
-	}
-	m.nftCleanupFailures.WithLabelValues(f.String()).Inc()
 }
 
 // IncInvalid counts an API object of the given kind ("Service", "EndpointSlice", ...) that

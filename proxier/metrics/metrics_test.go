@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portico-dev/portico/model"
 )
 
@@ -44,7 +46,6 @@ func recordAll(m *Metrics) {
 	m.SetNoLocalEndpoints(PolicyExternal, model.IPv6, 2)
 	m.IncSyncError("nftables", model.IPv4)
 	m.IncSyncError("iptables", model.IPv6)
-	m.IncCleanupFailure(model.IPv4)
 	m.IncInvalid("Service")
 	m.ObserveTransactionSize(17)
 	m.SetGeneration(42)
@@ -96,28 +97,25 @@ func TestMetricNames(t *testing.T) {
 	recordAll(m)
 	got := families(scrape(t, m.Handler("nftables", nil)))
 	want := map[string]string{
-		"kubeproxy_sync_proxy_rules_duration_seconds":                "histogram",
-		"kubeproxy_sync_full_proxy_rules_duration_seconds":           "histogram",
-		"kubeproxy_sync_partial_proxy_rules_duration_seconds":        "histogram",
-		"kubeproxy_network_programming_duration_seconds":             "histogram",
-		"kubeproxy_sync_proxy_rules_last_timestamp_seconds":          "gauge",
-		"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds":   "gauge",
-		"kubeproxy_sync_proxy_rules_endpoint_changes_pending":        "gauge",
-		"kubeproxy_sync_proxy_rules_endpoint_changes_total":          "counter",
-		"kubeproxy_sync_proxy_rules_service_changes_pending":         "gauge",
-		"kubeproxy_sync_proxy_rules_service_changes_total":           "counter",
-		"kubeproxy_sync_proxy_rules_no_local_endpoints_total":        "gauge",
-		"kubeproxy_sync_proxy_rules_nftables_sync_failures_total":    "counter",
-		"kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total": "counter",
-		"kubeproxy_sync_proxy_rules_iptables_restore_failures_total": "counter",
-		"kubeproxy_proxy_healthz_total":                              "counter",
-		"kubeproxy_proxy_livez_total":                                "counter",
-		"portico_sync_errors_total":                                  "counter",
-		"portico_invalid_objects_total":                              "counter",
-		"portico_backend_transaction_size":                           "histogram",
-		"portico_rules_synced_generation":                            "gauge",
-		"go_goroutines":                                              "gauge",
-		"process_start_time_seconds":                                 "gauge",
+		"kubeproxy_sync_proxy_rules_duration_seconds":              "histogram",
+		"kubeproxy_sync_full_proxy_rules_duration_seconds":         "histogram",
+		"kubeproxy_sync_partial_proxy_rules_duration_seconds":      "histogram",
+		"kubeproxy_network_programming_duration_seconds":           "histogram",
+		"kubeproxy_sync_proxy_rules_last_timestamp_seconds":        "gauge",
+		"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": "gauge",
+		"kubeproxy_sync_proxy_rules_endpoint_changes_pending":      "gauge",
+		"kubeproxy_sync_proxy_rules_endpoint_changes_total":        "counter",
+		"kubeproxy_sync_proxy_rules_service_changes_pending":       "gauge",
+		"kubeproxy_sync_proxy_rules_service_changes_total":         "counter",
+		"kubeproxy_sync_proxy_rules_no_local_endpoints_total":      "gauge",
+		"kubeproxy_proxy_healthz_total":                            "counter",
+		"kubeproxy_proxy_livez_total":                              "counter",
+		"portico_sync_errors_total":                                "counter",
+		"portico_invalid_objects_total":                            "counter",
+		"portico_backend_transaction_size":                         "histogram",
+		"portico_rules_synced_generation":                          "gauge",
+		"go_goroutines":                                            "gauge",
+		"process_start_time_seconds":                               "gauge",
 	}
 	for name, typ := range want {
 		if got[name] != typ {
@@ -148,12 +146,10 @@ func TestMetricLabelsAndValues(t *testing.T) {
 		`kubeproxy_sync_proxy_rules_endpoint_changes_total`:                                               5,
 		`kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="internal"}`: 1,
 		`kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv6",traffic_policy="external"}`: 2,
-		`kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family="IPv4"}`:                       1,
-		`kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{ip_family="IPv4"}`:                    1,
-		`kubeproxy_sync_proxy_rules_iptables_restore_failures_total{ip_family="IPv6"}`:                    1,
 		`kubeproxy_proxy_healthz_total{code="200"}`:                                                       1,
 		`kubeproxy_proxy_livez_total{code="503"}`:                                                         1,
 		`portico_sync_errors_total{backend="nftables"}`:                                                   1,
+		`portico_sync_errors_total{backend="iptables"}`:                                                   1,
 		`portico_invalid_objects_total{kind="Service"}`:                                                   1,
 		`portico_backend_transaction_size_sum`:                                                            17,
 		`portico_rules_synced_generation`:                                                                 42,
@@ -236,6 +232,39 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	recordAll(m)
 	if m.Registry() != nil {
 		t.Error("nil Metrics has a registry")
+	}
+	if r := m.Registerer(); r != nil {
+		t.Errorf("nil Metrics has registerer %#v, want a nil interface", r)
+	}
+}
+
+// TestRegistererServesOthersMetrics checks that what a backend registers in Registerer is
+// served on /metrics with the proxier's metrics, and that the mode-specific kube-proxy
+// counters are no longer registered here (the backends register them).
+func TestRegistererServesOthersMetrics(t *testing.T) {
+	m := New()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backend_test_total", Help: "A backend's counter."},
+		[]string{"ip_family"})
+	if err := m.Registerer().Register(c); err != nil {
+		t.Fatalf("registering a backend's metric: %v", err)
+	}
+	c.WithLabelValues("IPv6").Add(3)
+	m.IncSyncError("nftables", model.IPv4)
+	text := scrape(t, m.Handler("nftables", nil))
+	if got := sample(t, text, `backend_test_total{ip_family="IPv6"}`); got != 3 {
+		t.Errorf("backend counter = %v, want 3", got)
+	}
+	if got := sample(t, text, `portico_sync_errors_total{backend="nftables"}`); got != 1 {
+		t.Errorf("portico_sync_errors_total = %v, want 1", got)
+	}
+	for _, name := range []string{
+		"kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+		"kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total",
+		"kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+	} {
+		if strings.Contains(text, name) {
+			t.Errorf("%s is served by proxier/metrics; it belongs to the backend", name)
+		}
 	}
 }
 
