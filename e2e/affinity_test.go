@@ -24,7 +24,7 @@ func TestSessionAffinityTimeout(t *testing.T) {
 		Name:     "AffinityTimeout",
 		Services: []ServiceSetup{{Svc: service("sticky", affinity(timeout)), Backends: ready(a1, b1, b2)}},
 	})
-	dst, err := resolve(svcs, Flow{Name: "affinity", Service: "sticky"})
+	dst, err := resolve(svcs, Flow{Name: "affinity", To: "sticky"})
 	if err != nil {
 		t.Fatal(err)
 	}

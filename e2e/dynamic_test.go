@@ -87,12 +87,12 @@ func TestStaleUDPConntrack(t *testing.T) {
 	})
 	svc := svcs["dns"]
 	type socket struct {
-		kind DestKind
+		kind string
 		conn *traffic.Conn
 	}
 	var socks []socket
-	for _, kind := range []DestKind{ToClusterIP, ToNodePort, ToLoadBalancer} {
-		dst, err := resolve(svcs, Flow{Name: "udp", Service: "dns", Kind: kind, Proto: "UDP"})
+	for _, kind := range []string{viaClusterIP, viaNodePort, viaLoadBalancer} {
+		dst, err := resolve(svcs, Flow{Name: "udp", To: "dns", Via: kind, Proto: "UDP"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func TestServiceRemoval(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"renamed", "deleted"} {
-		runFlow(ctx, t, svcs, Flow{Name: "before " + name, From: client, Service: name, Endpoints: []string{a1}})
+		runFlow(ctx, t, svcs, Flow{Name: "before " + name, From: client, To: name, Expect: pods(a1)})
 	}
 
 	since := time.Now()
@@ -314,7 +314,7 @@ func TestTerminatingFallbackDynamic(t *testing.T) {
 	})
 	svc := svcs["web"]
 	flow := func(name string, eps ...string) Flow {
-		return Flow{Name: name, From: client, Service: "web", Endpoints: eps, Peer: PeerNode}
+		return Flow{Name: name, From: client, To: "web", Expect: pods(eps...), Peer: peerNode}
 	}
 	terminating := env.Backend{Pod: a1, NotReady: true, Terminating: true}
 	steps := []struct {
@@ -353,8 +353,8 @@ func TestSliceMovesBetweenServices(t *testing.T) {
 	}
 	svcs := apply(ctx, t, sc)
 	ns := namespaceFor(sc.Name)
-	runFlow(ctx, t, svcs, Flow{Name: "from before", From: client, Service: "from", Endpoints: []string{a1}})
-	runFlow(ctx, t, svcs, Flow{Name: "to before", From: client, Service: "to", Endpoints: []string{a2}})
+	runFlow(ctx, t, svcs, Flow{Name: "from before", From: client, To: "from", Expect: pods(a1)})
+	runFlow(ctx, t, svcs, Flow{Name: "to before", From: client, To: "to", Expect: pods(a2)})
 
 	api := suite.Cluster.Client().DiscoveryV1().EndpointSlices(ns)
 	list, err := api.List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=from"})
@@ -368,6 +368,6 @@ func TestSliceMovesBetweenServices(t *testing.T) {
 		t.Fatalf("relabelling EndpointSlice %s: %v", moved.Name, err)
 	}
 	waitProgrammed(ctx, t, since)
-	runFlow(ctx, t, svcs, Flow{Name: "from after", From: client, Service: "from", Outcome: traffic.Refused})
-	runFlow(ctx, t, svcs, Flow{Name: "to after", From: client, Service: "to", Endpoints: []string{a1, a2}})
+	runFlow(ctx, t, svcs, Flow{Name: "from after", From: client, To: "from", Expect: refused})
+	runFlow(ctx, t, svcs, Flow{Name: "to after", From: client, To: "to", Expect: pods(a1, a2)})
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -14,72 +13,28 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/e2e/harness/env"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
-// The packet-flow table is backend-neutral: a flow names where a probe starts, which
-// frontend of which Service it targets and what must happen. Every backend runs the same
-// flows against the real kernel.
-
-// DestKind says which frontend of a Service a flow targets.
-type DestKind string
-
-const (
-	ToClusterIP    DestKind = "ClusterIP"
-	ToNodePort     DestKind = "NodePort"
-	ToLoadBalancer DestKind = "LoadBalancer"
-	ToExternalIP   DestKind = "ExternalIP"
-)
-
-// Peer says what source address the answering endpoint must have seen.
-type Peer int
-
-const (
-	// PeerAny does not check the source.
-	PeerAny Peer = iota
-	// PeerClient: the endpoint saw the client's own address (no masquerade).
-	PeerClient
-	// PeerNode: the endpoint saw an address of node-a (masqueraded).
-	PeerNode
-)
-
-func (p Peer) String() string { return [...]string{"any", "client", "node"}[p] }
+// The packet-flow table (backends/backendtest/testdata/flows.yaml) is backend-neutral: a
+// flow names where a probe starts, which frontend of which Service it targets and what
+// must happen. The same table runs here with real packets and, in the unit tests, through
+// every backend's packet tracer. Dynamic tests write flows of the same type in Go.
 
 // Flow is one row of the packet-flow table.
-type Flow struct {
-	// Name describes the row.
-	Name string
-	// From is the namespace the probe starts in (short name, e.g. netns.Client).
-	From string
-	// SrcIndex picks the client's N-th address of the family as source (client only).
-	SrcIndex int
-	// Service and Kind pick the frontend; Family its IP family (default IPv4).
-	Service string
-	Kind    DestKind
-	Family  netns.Family
-	// Port overrides the frontend's port (to probe a port the Service does not serve).
-	Port uint16
-	// Addr overrides the frontend's address (to probe a node address NodePorts must not
-	// answer on).
-	Addr netip.Addr
-	// Proto is "TCP" (default) or "UDP".
-	Proto string
-	// Endpoints are the pods that must answer (all of them, and no other); empty means
-	// the flow must not be answered and Outcome says how it fails.
-	Endpoints []string
-	// Outcome is traffic.Refused (REJECT) or traffic.Timeout (DROP) for flows without
-	// endpoints.
-	Outcome traffic.Outcome
-	// Peer checks masquerading.
-	Peer Peer
-	// Sticky: every probe must be answered by the same endpoint, one of Endpoints
-	// (ClientIP session affinity), instead of by all of them.
-	Sticky bool
-	// Probes overrides how many probes an answered flow sends (default probesBalanced).
-	Probes int
-}
+type Flow = backendtest.Flow
+
+// HealthCheck is one expected answer of a healthCheckNodePort.
+type HealthCheck = backendtest.HealthCheck
+
+// pods returns the expectation that exactly these pods answer.
+func pods(names ...string) backendtest.Expect { return backendtest.Expect{Pods: names} }
+
+// refused is the expectation of an immediate refusal.
+var refused = backendtest.Expect{Outcome: backendtest.Refused}
 
 // probes per flow kind.
 const (
@@ -92,34 +47,68 @@ const (
 // runFlow probes one flow and checks its expectation.
 func runFlow(ctx context.Context, t *testing.T, svcs map[string]*corev1.Service, f Flow) {
 	t.Helper()
-	dst, err := resolve(svcs, f)
+	svc := svcs[f.To]
+	if f.To != "" && svc == nil {
+		t.Fatalf("flow %q: no Service %q in the scenario", f.Name, f.To)
+	}
+	dst, err := backendtest.Destination(suite.Topo.Spec(), svc, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := source(f)
-	proto := f.Proto
-	if proto == "" {
-		proto = "TCP"
-	}
+	src := source(t, f, dst)
 	switch {
-	case len(f.Endpoints) > 0:
+	case f.Protocol() == "SCTP":
+		checkSCTP(t, f, src, dst, backendtest.ExpectedEndpoints(suite.Topo.Spec(), svc, f))
+	case len(f.Expect.Pods) > 0:
 		n := probesBalanced
 		if f.Probes > 0 {
 			n = f.Probes
 		}
-		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, proto, probeTimeout, n)
+		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, f.Protocol(), probeTimeout, n)
 		checkAnswered(t, f, dst, st)
-	case f.Outcome == traffic.Timeout:
-		r := traffic.Probe(ctx, suite.Topo, f.From, src, dst, proto, dropTimeout)
+	case f.Expect.Outcome == backendtest.Dropped:
+		r := traffic.Probe(ctx, suite.Topo, f.From, src, dst, f.Protocol(), dropTimeout)
 		if r.Outcome != traffic.Timeout {
-			t.Errorf("%s %s %s: want a timeout (DROP), got %s (%v)", f.From, proto, dst, r.Outcome, r.Err)
+			t.Errorf("%s %s %s: want a timeout (DROP), got %s (%v)", f.From, f.Protocol(), dst, r.Outcome, r.Err)
 		}
 	default:
-		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, proto, probeTimeout, probesRefused)
-		if st.Outcomes[f.Outcome] != st.Sent || st.Sent == 0 {
-			t.Errorf("%s %s %s: want every probe %s, got %s", f.From, proto, dst, f.Outcome, st)
+		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, f.Protocol(), probeTimeout, probesRefused)
+		if st.Outcomes[traffic.Refused] != st.Sent || st.Sent == 0 {
+			t.Errorf("%s %s %s: want every probe refused, got %s", f.From, f.Protocol(), dst, st)
 		}
 	}
+}
+
+// resolve returns the address and port a flow targets on the scenario's stored Services.
+func resolve(svcs map[string]*corev1.Service, f Flow) (netip.AddrPort, error) {
+	return backendtest.Destination(suite.Topo.Spec(), svcs[f.To], f)
+}
+
+// Frontends a flow can target (Flow.Via).
+const (
+	viaClusterIP    = "ClusterIP"
+	viaNodePort     = "NodePort"
+	viaLoadBalancer = "LoadBalancer"
+)
+
+// Peers a flow can require (Flow.Peer).
+const (
+	peerClient = backendtest.PeerClient
+	peerNode   = backendtest.PeerNode
+)
+
+// source returns the address a flow's probes are bound to: the client's chosen address,
+// a pod's own address; node-a lets the kernel choose.
+func source(t *testing.T, f Flow, dst netip.AddrPort) netip.Addr {
+	t.Helper()
+	if f.From == nodeA {
+		return netip.Addr{}
+	}
+	src, _, err := backendtest.Source(suite.Topo.Spec(), f, dst.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }
 
 func checkAnswered(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
@@ -128,10 +117,9 @@ func checkAnswered(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
 		t.Errorf("%s -> %s: want every probe answered, got %s", f.From, dst, st)
 		return
 	}
-	fam := family(f)
 	want := map[netip.Addr]bool{}
-	for _, p := range f.Endpoints {
-		want[suite.Topo.PodIP(p, fam)] = true
+	for _, p := range f.Expect.Pods {
+		want[suite.Topo.PodIP(p, f.Fam())] = true
 	}
 	got := map[netip.Addr]bool{}
 	for s := range st.Servers {
@@ -141,25 +129,26 @@ func checkAnswered(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
 		if len(got) != 1 || !want[slices.Collect(maps.Keys(got))[0]] {
 			t.Errorf("%s -> %s: answering endpoints %v, want a single one of %v (session affinity) (%s)", f.From, dst, sortedAddrs(got), sortedAddrs(want), st)
 		}
-		checkPeers(t, f, st)
+		checkPeers(t, f, dst, st)
 		return
 	}
 	if !maps.Equal(want, got) {
 		t.Errorf("%s -> %s: answering endpoints %v, want exactly %v (%s)", f.From, dst, sortedAddrs(got), sortedAddrs(want), st)
 	}
-	checkPeers(t, f, st)
+	checkPeers(t, f, dst, st)
 }
 
-func checkPeers(t *testing.T, f Flow, st traffic.Stats) {
+func checkPeers(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
 	t.Helper()
 	nodeAddrs := nodeAddresses(netns.NodeA)
 	for peer := range st.Peers {
 		switch f.Peer {
-		case PeerClient:
-			if want := source(f); want.IsValid() && peer != want || slices.Contains(nodeAddrs, peer) {
-				t.Errorf("%s: endpoint saw %s, want the client's own address %s (not masqueraded)", f.Name, peer, source(f))
+		case backendtest.PeerClient:
+			want := source(t, f, dst)
+			if want.IsValid() && peer != want || slices.Contains(nodeAddrs, peer) {
+				t.Errorf("%s: endpoint saw %s, want the client's own address %s (not masqueraded)", f.Name, peer, want)
 			}
-		case PeerNode:
+		case backendtest.PeerNode:
 			if !slices.Contains(nodeAddrs, peer) {
 				t.Errorf("%s: endpoint saw %s, want one of node-a's addresses %v (masqueraded)", f.Name, peer, nodeAddrs)
 			}
@@ -179,80 +168,6 @@ func nodeAddresses(node string) []netip.Addr {
 	return out
 }
 
-func family(f Flow) netns.Family {
-	if f.Family == "" {
-		return netns.IPv4
-	}
-	return f.Family
-}
-
-// source returns the flow's source address: a chosen client address, or for pods their
-// own address (so that PeerClient can be checked), or zero (any).
-func source(f Flow) netip.Addr {
-	fam := family(f)
-	if f.From == netns.Client {
-		ips := suite.Topo.ClientIPs(fam)
-		if f.SrcIndex < len(ips) {
-			return ips[f.SrcIndex]
-		}
-		return netip.Addr{}
-	}
-	if ip := suite.Topo.PodIP(f.From, fam); ip.IsValid() {
-		return ip
-	}
-	return netip.Addr{}
-}
-
-// resolve finds the address and port a flow targets from the live Service object.
-func resolve(svcs map[string]*corev1.Service, f Flow) (netip.AddrPort, error) {
-	svc, ok := svcs[f.Service]
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("flow %q: no Service %q in the scenario", f.Name, f.Service)
-	}
-	fam := family(f)
-	sp := servicePort(svc, f.Proto)
-	port := uint16(sp.Port)
-	var candidates []string
-	switch f.Kind {
-	case ToClusterIP, "":
-		candidates = svc.Spec.ClusterIPs
-	case ToNodePort:
-		candidates = []string{suite.Topo.NodeIP(netns.NodeA, fam).String()}
-		port = uint16(sp.NodePort)
-	case ToLoadBalancer:
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			candidates = append(candidates, ing.IP)
-		}
-	case ToExternalIP:
-		candidates = svc.Spec.ExternalIPs
-	}
-	if f.Port != 0 {
-		port = f.Port
-	}
-	if f.Addr.IsValid() {
-		candidates = []string{f.Addr.String()}
-	}
-	for _, c := range candidates {
-		if ip, err := netip.ParseAddr(c); err == nil && netns.FamilyOf(ip) == fam {
-			return netip.AddrPortFrom(ip, port), nil
-		}
-	}
-	return netip.AddrPort{}, fmt.Errorf("flow %q: Service %s has no %s %s frontend (candidates %v)", f.Name, svc.Name, fam, f.Kind, candidates)
-}
-
-// servicePort returns the Service's first port of protocol proto (TCP when empty).
-func servicePort(svc *corev1.Service, proto string) corev1.ServicePort {
-	if proto == "" {
-		proto = "TCP"
-	}
-	for _, p := range svc.Spec.Ports {
-		if string(p.Protocol) == proto {
-			return p
-		}
-	}
-	return svc.Spec.Ports[0]
-}
-
 func sortedAddrs(m map[netip.Addr]bool) []netip.Addr {
 	out := slices.Collect(maps.Keys(m))
 	slices.SortFunc(out, netip.Addr.Compare)
@@ -268,6 +183,9 @@ type ServiceSetup struct {
 	// TargetPorts maps Service port names to the pods' port they target (default
 	// env.ServerPort), e.g. an echo server's port.
 	TargetPorts map[string]int32
+	// Then is "delete" or "externalName": what happens to the Service once it is
+	// programmed (flows keep targeting the ClusterIP it had).
+	Then string
 }
 
 // Scenario is a set of Services and the flows they must produce.
@@ -279,6 +197,16 @@ type Scenario struct {
 	HealthChecks []HealthCheck
 }
 
+// fromTable turns a scenario of the packet-flow table into Kubernetes objects.
+func fromTable(sc backendtest.Scenario) Scenario {
+	out := Scenario{Name: sc.Name, Flows: sc.Flows, HealthChecks: sc.HealthChecks}
+	for i := range sc.Services {
+		s := &sc.Services[i]
+		out.Services = append(out.Services, ServiceSetup{Svc: s.Object(""), Backends: s.Endpoints, LB: s.LoadBalancer, Then: s.Then})
+	}
+	return out
+}
+
 // apply creates a scenario's objects in its own namespace and waits until portico has
 // programmed them; it returns the stored Services by name.
 func apply(ctx context.Context, t *testing.T, sc Scenario) map[string]*corev1.Service {
@@ -286,28 +214,68 @@ func apply(ctx context.Context, t *testing.T, sc Scenario) map[string]*corev1.Se
 	ns := namespaceFor(sc.Name)
 	since := time.Now()
 	svcs := map[string]*corev1.Service{}
+	t.Cleanup(func() { removeAll(t, ns, svcs) })
 	for _, s := range sc.Services {
-		in := s.Svc.DeepCopy()
-		in.Namespace = ns
-		got, err := suite.ApplyService(ctx, in)
-		if err != nil {
-			t.Fatalf("creating Service %s: %v", in.Name, err)
-		}
-		if len(s.LB) > 0 {
-			if got, err = suite.SetLoadBalancerIngress(ctx, got, s.LB...); err != nil {
-				t.Fatalf("setting the load balancer status of %s: %v", in.Name, err)
-			}
-		}
-		if s.Backends != nil {
-			if err := suite.SetEndpointsPorts(ctx, got, s.Backends, s.TargetPorts); err != nil {
-				t.Fatalf("writing EndpointSlices of %s: %v", in.Name, err)
-			}
-		}
-		svcs[in.Name] = got
+		svcs[s.Svc.Name] = applyOne(ctx, t, ns, s)
 	}
 	waitProgrammed(ctx, t, since)
-	t.Cleanup(func() { removeAll(t, ns, svcs) })
+	applyThen(ctx, t, ns, sc.Services)
 	return svcs
+}
+
+// applyOne creates one Service, its load-balancer status and its EndpointSlices.
+func applyOne(ctx context.Context, t *testing.T, ns string, s ServiceSetup) *corev1.Service {
+	t.Helper()
+	in := s.Svc.DeepCopy()
+	in.Namespace = ns
+	got, err := suite.ApplyService(ctx, in)
+	if err != nil {
+		t.Fatalf("creating Service %s: %v", in.Name, err)
+	}
+	if len(s.LB) > 0 {
+		if got, err = suite.SetLoadBalancerIngress(ctx, got, s.LB...); err != nil {
+			t.Fatalf("setting the load balancer status of %s: %v", in.Name, err)
+		}
+	}
+	if s.Backends != nil {
+		if err := suite.SetEndpointsPorts(ctx, got, s.Backends, s.TargetPorts); err != nil {
+			t.Fatalf("writing EndpointSlices of %s: %v", in.Name, err)
+		}
+	}
+	return got
+}
+
+// applyThen deletes the Services marked "delete" and turns those marked "externalName"
+// into ExternalName Services, then waits until portico has programmed that.
+func applyThen(ctx context.Context, t *testing.T, ns string, setups []ServiceSetup) {
+	t.Helper()
+	since := time.Now()
+	changed := false
+	for _, s := range setups {
+		switch s.Then {
+		case "":
+			continue
+		case "delete":
+			if err := suite.DeleteService(ctx, ns, s.Svc.Name); err != nil {
+				t.Fatalf("deleting Service %s: %v", s.Svc.Name, err)
+			}
+		case "externalName":
+			ext := &corev1.Service{}
+			ext.Name, ext.Namespace = s.Svc.Name, ns
+			// No clusterIP, ipFamilies or ipFamilyPolicy: the API requires that of an
+			// ExternalName Service and releases the cluster IPs.
+			ext.Spec = corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "www.example.com", Ports: s.Svc.Spec.Ports}
+			if _, err := suite.ApplyService(ctx, ext); err != nil {
+				t.Fatalf("changing Service %s to ExternalName: %v", s.Svc.Name, err)
+			}
+		default:
+			t.Fatalf("Service %s: unknown then %q", s.Svc.Name, s.Then)
+		}
+		changed = true
+	}
+	if changed {
+		waitProgrammed(ctx, t, since)
+	}
 }
 
 func waitProgrammed(ctx context.Context, t *testing.T, since time.Time) {

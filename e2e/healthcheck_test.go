@@ -18,19 +18,6 @@ import (
 	"github.com/portico-dev/portico/e2e/harness/netns"
 )
 
-// HealthCheck is one expected answer of a Service's healthCheckNodePort (an
-// externalTrafficPolicy: Local LoadBalancer), fetched over HTTP from the client on
-// node-a's primary address, as a cloud load balancer does.
-type HealthCheck struct {
-	Name    string
-	Service string
-	// Code is the HTTP status: 200 when the node has a local endpoint, else 503.
-	Code int
-	// LocalEndpoints is what the JSON body's localEndpoints and the
-	// X-Load-Balancing-Endpoint-Weight header must say.
-	LocalEndpoints int
-}
-
 // healthAnswer is what one fetch saw.
 type healthAnswer struct {
 	code   int

@@ -3,7 +3,7 @@
 // Package e2e holds portico's end-to-end tests: a real kube-apiserver and etcd, portico
 // programming a real kernel inside network namespaces, and real TCP and UDP traffic. The
 // suite runs against the backend named by $PORTICO_MODE (default nftables); every backend
-// must pass the same packet-flow table (flows_test.go).
+// must pass the same packet-flow table (backends/backendtest/testdata/flows.yaml).
 package e2e
 
 import (
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/e2e/harness/env"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 )
@@ -33,10 +34,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "FAIL: the e2e suite needs root (network namespaces, nftables, processes); run it with `make test` as root")
 		os.Exit(1)
 	}
+	table, err := backendtest.LoadFlows()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	var err error
 	start := time.Now()
-	suite, err = env.Setup(ctx, env.Options{Mode: mode(), Log: func(f string, a ...any) {
+	// portico runs with the configuration the packet-flow table assumes, in every mode.
+	suite, err = env.Setup(ctx, env.Options{Mode: mode(), PorticoConfig: configOverrides(table.Config), Log: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...)
 	}})
 	cancel()

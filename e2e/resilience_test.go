@@ -62,12 +62,12 @@ func openLongLived(ctx context.Context, t *testing.T, svcs map[string]*corev1.Se
 	t.Helper()
 	var out []longLived
 	for _, from := range []string{client, a2} {
-		f := Flow{Name: "long-lived from " + from, From: from, Service: svc, Port: 81}
+		f := Flow{Name: "long-lived from " + from, From: from, To: svc, Port: 81}
 		dst, err := resolve(svcs, f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := traffic.Dial(ctx, suite.Topo, from, source(f), dst, traffic.TCP, probeTimeout)
+		c, err := traffic.Dial(ctx, suite.Topo, from, source(t, f, dst), dst, traffic.TCP, probeTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,8 +96,8 @@ func checkLongLived(t *testing.T, conns []longLived, when string) {
 // from a pod.
 func newConnections(ctx context.Context, t *testing.T, svcs map[string]*corev1.Service, svc, when string) {
 	t.Helper()
-	runFlow(ctx, t, svcs, Flow{Name: when + ": new client connections", From: client, Service: svc, Endpoints: []string{a1}, Peer: PeerNode, Probes: 4})
-	runFlow(ctx, t, svcs, Flow{Name: when + ": new pod connections", From: a2, Service: svc, Endpoints: []string{a1}, Peer: PeerClient, Probes: 4})
+	runFlow(ctx, t, svcs, Flow{Name: when + ": new client connections", From: client, To: svc, Expect: pods(a1), Peer: peerNode, Probes: 4})
+	runFlow(ctx, t, svcs, Flow{Name: when + ": new pod connections", From: a2, To: svc, Expect: pods(a1), Peer: peerClient, Probes: 4})
 }
 
 // TestRestartKeepsConnections restarts portico over the rules it left in the kernel,
@@ -251,7 +251,7 @@ func TestAPIServerOutage(t *testing.T) {
 	if err := suite.SetEndpoints(ctx, got, ready(b1)); err != nil {
 		t.Fatal(err)
 	}
-	frontend := fmt.Sprintf("%s . tcp . 80 comment %q : goto svc-", got.Spec.ClusterIP, svc.Namespace+"/"+svc.Name+":http/TCP")
+	frontend := fmt.Sprintf("%s . tcp . 80 comment %q : goto cluster-", got.Spec.ClusterIP, svc.Namespace+"/"+svc.Name+":http/TCP")
 	if !nftDump() {
 		frontend = got.Spec.ClusterIP
 	}
@@ -265,9 +265,13 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	t.Logf("portico programmed a Service created after the outage %v after the apiserver was back", time.Since(back).Round(time.Millisecond))
 	runFlow(ctx, t, map[string]*corev1.Service{"after-outage": got},
-		Flow{Name: "a Service created after the outage", From: client, Service: "after-outage", Endpoints: []string{b1}, Peer: PeerNode})
+		Flow{Name: "a Service created after the outage", From: client, To: "after-outage", Expect: pods(b1), Peer: peerNode})
 	newConnections(ctx, t, svcs, "steady", "after the outage")
 }
+
+// nftDump reports whether portico's dump is in nft syntax (nftables mode): checks that
+// read rule syntax fall back to plain substrings in other modes.
+func nftDump() bool { return mode() == "nftables" }
 
 // resyncTimeout bounds how long portico may take to see API changes once the apiserver
 // is back (client-go's reflector backoff tops out at 30 s).

@@ -3,107 +3,65 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"github.com/portico-dev/portico/e2e/harness/env"
-	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
-// TestSCTP checks SCTP Services. Without SCTP sockets (no CONFIG_IP_SCTP) nothing can
-// answer an SCTP connection, so the test checks what does not need them: portico
-// programs the Service (its dump holds the ClusterIP with an sctp rule), and one raw
-// SCTP INIT sent from the client to the ClusterIP is DNATed by node-a to the endpoint's
-// IP and port (node-a's conntrack table shows it: conntrack and NAT handle SCTP even when
-// the kernel has no SCTP sockets).
-func TestSCTP(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// sctpWarning is printed once per run: without SCTP sockets nothing can answer an SCTP
+// association here.
+var sctpWarning sync.Once
+
+// checkSCTP checks an SCTP flow of the table. Without SCTP sockets (no CONFIG_IP_SCTP on
+// the development kernel) nothing can answer an association, so it checks what does not
+// need them, whatever the mode: a raw SCTP INIT sent from the flow's source to the
+// frontend is DNATed by node-a to one of the expected endpoints (node-a's conntrack table
+// shows it: conntrack and NAT handle SCTP even when the kernel has no SCTP sockets).
+func checkSCTP(t *testing.T, f Flow, src netip.Addr, dst netip.AddrPort, want []netip.AddrPort) {
+	t.Helper()
 	if ok, why := traffic.SCTPSupported(); !ok {
-		msg := "SCTP SOCKETS ARE NOT SUPPORTED BY THIS KERNEL (" + why + "): no SCTP connection can be " +
-			"made end to end; this test only checks the programmed rules and the DNAT of a raw SCTP INIT " +
-			"packet in node-a's conntrack table"
-		t.Log("WARNING: " + msg)
-		fmt.Fprintln(os.Stderr, "e2e: WARNING: TestSCTP: "+msg)
+		sctpWarning.Do(func() {
+			msg := "SCTP SOCKETS ARE NOT SUPPORTED BY THIS KERNEL (" + why + "): no SCTP association can be " +
+				"made end to end; SCTP flows check the DNAT of a raw INIT in node-a's conntrack table"
+			fmt.Fprintln(os.Stderr, "e2e: WARNING: "+msg)
+		})
 	}
-	sctp := corev1.ServicePort{Name: "sctp", Port: 7777, Protocol: corev1.ProtocolSCTP, TargetPort: intstr.FromInt32(env.ServerPort)}
-	svcs := apply(ctx, t, Scenario{
-		Name:     "SCTP",
-		Services: []ServiceSetup{{Svc: service("assoc", ports(sctp)), Backends: ready(a1)}},
-	})
-	svc := svcs["assoc"]
-	clusterIP := netip.MustParseAddr(svc.Spec.ClusterIP)
-	dst := netip.AddrPortFrom(clusterIP, 7777)
-	endpoint := netip.AddrPortFrom(suite.Topo.PodIP(a1, netns.IPv4), env.ServerPort)
-
-	t.Run("portico programs the SCTP Service", func(t *testing.T) {
-		out, err := suite.Portico.Command(ctx, "dump", "--no-conntrack")
-		if err != nil {
-			t.Fatal(err)
+	if len(want) == 0 || f.From != client {
+		t.Fatalf("flow %q: an SCTP flow must start at the client and expect endpoints", f.Name)
+	}
+	const srcPort = 40123
+	deadline := time.Now().Add(3 * time.Second)
+	var entries []ctEntry
+	for attempt := 1; time.Now().Before(deadline); attempt++ {
+		if err := traffic.SendSCTPInit(suite.Topo, client, src, srcPort, dst, 0x1234abcd); err != nil {
+			t.Fatalf("the raw approach does not work here: %v", err)
 		}
-		if !nftDump() {
-			if !strings.Contains(out, clusterIP.String()) || !strings.Contains(strings.ToLower(out), "sctp") {
-				t.Errorf("dump mentions no SCTP rule for the ClusterIP %s; dump:\n%s", clusterIP, out)
-			}
-			return
+		time.Sleep(100 * time.Millisecond)
+		var err error
+		if entries, err = conntrackEntries(nodeA, "sctp"); err != nil {
+			t.Fatalf("reading node-a's conntrack table: %v", err)
 		}
-		want := fmt.Sprintf("%s . sctp . 7777", clusterIP)
-		if !strings.Contains(out, want) {
-			t.Errorf("dump has no frontend %q for the SCTP ClusterIP; dump:\n%s", want, out)
-		}
-		// The DNAT rule picks the endpoint from a map whose elements read "<ip> . <port>".
-		target := fmt.Sprintf("%s . %d", endpoint.Addr(), endpoint.Port())
-		if !strings.Contains(out, "meta l4proto sctp dnat") || !strings.Contains(out, target) {
-			t.Errorf("dump has no sctp DNAT rule to %s (element %q); dump:\n%s", endpoint, target, out)
-		}
-	})
-
-	t.Run("a raw SCTP INIT to the ClusterIP is DNATed to the endpoint", func(t *testing.T) {
-		src := suite.Topo.ClientIPs(netns.IPv4)[0]
-		const srcPort = 40123
-		var entries []ctEntry
-		deadline := time.Now().Add(3 * time.Second)
-		for attempt := 1; ; attempt++ {
-			if err := traffic.SendSCTPInit(suite.Topo, client, src, srcPort, dst, 0x1234abcd); err != nil {
-				t.Fatalf("the raw approach does not work here: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			var err error
-			entries, err = conntrackEntries(nodeA, "sctp")
-			if err != nil {
-				t.Fatalf("reading node-a's conntrack table: %v", err)
-			}
-			for _, e := range entries {
-				if e.origSrc == netip.AddrPortFrom(src, srcPort) && e.origDst == dst {
-					if e.replySrc != endpoint {
-						t.Fatalf("SCTP INIT %s -> %s: conntrack reply source %s, want the endpoint %s (DNAT); entry: %s",
-							e.origSrc, dst, e.replySrc, endpoint, e.line)
-					}
-					t.Logf("attempt %d: node-a conntrack: %s", attempt, e.line)
-					return
+		for _, e := range entries {
+			if e.origSrc == netip.AddrPortFrom(src, srcPort) && e.origDst == dst {
+				if !slices.Contains(want, e.replySrc) {
+					t.Fatalf("SCTP INIT %s -> %s: conntrack reply source %s, want one of the endpoints %v (DNAT); entry: %s",
+						e.origSrc, dst, e.replySrc, want, e.line)
 				}
-			}
-			if time.Now().After(deadline) {
-				break
+				t.Logf("attempt %d: node-a conntrack: %s", attempt, e.line)
+				return
 			}
 		}
-		t.Fatalf("no SCTP conntrack entry for %s:%d -> %s in node-a after 3s of INITs (a wrong checksum or a "+
-			"missing rule would explain it); SCTP entries: %v", src, srcPort, dst, entries)
-	})
+	}
+	t.Fatalf("no SCTP conntrack entry for %s:%d -> %s in node-a after 3s of INITs (a wrong checksum or a "+
+		"missing rule would explain it); SCTP entries: %v", src, srcPort, dst, entries)
 }
-
-// nftDump reports whether portico's dump is in nft syntax (nftables mode): checks that
-// read rule syntax fall back to plain substrings in other modes.
-func nftDump() bool { return mode() == "nftables" }
 
 // ctEntry is one conntrack entry: the original and the reply tuples.
 type ctEntry struct {

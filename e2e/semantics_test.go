@@ -4,11 +4,12 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/e2e/harness/netns"
-	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
 const (
@@ -18,56 +19,46 @@ const (
 	nodeA  = netns.NodeA
 )
 
-// TestServiceSemantics runs the static scenarios of the packet-flow table.
+// TestServiceSemantics runs every scenario of the packet-flow table
+// (backends/backendtest/testdata/flows.yaml) with real packets. A scenario that overrides
+// the table's configuration runs with portico restarted on the override, and portico
+// returns to the table's configuration afterwards.
 func TestServiceSemantics(t *testing.T) {
-	for _, sc := range staticScenarios() {
+	table, err := backendtest.LoadFlows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range table.Scenarios {
 		t.Run(sc.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			runScenario(ctx, t, sc)
+			if sc.Config != nil {
+				restoreDefaultConfig(t)
+				restartPortico(ctx, t, configOverrides(table.Config.Merge(sc.Config)))
+			}
+			runScenario(ctx, t, fromTable(sc))
 		})
 	}
 }
 
-func staticScenarios() []Scenario {
-	return append(append(baseScenarios(), externalScenarios()...), policyScenarios()...)
-}
-
-func baseScenarios() []Scenario {
-	return []Scenario{
-		{
-			Name: "ClusterIP",
-			Services: []ServiceSetup{{
-				Svc:      service("web", ports(tcp("http", 80), udp("dns", 53))),
-				Backends: ready(a1, b1, b2),
-			}},
-			Flows: []Flow{
-				{Name: "client TCP is balanced over every endpoint and masqueraded", From: client, Service: "web", Endpoints: []string{a1, b1, b2}, Peer: PeerNode},
-				{Name: "client UDP is balanced over every endpoint", From: client, Service: "web", Proto: "UDP", Endpoints: []string{a1, b1, b2}, Peer: PeerNode},
-				{Name: "a pod keeps its source address", From: a2, Service: "web", Endpoints: []string{a1, b1, b2}, Peer: PeerClient},
-				{Name: "the node itself reaches the ClusterIP", From: nodeA, Service: "web", Endpoints: []string{a1, b1, b2}},
-				{Name: "a port the ClusterIP does not serve is refused", From: client, Service: "web", Port: 81, Outcome: traffic.Refused},
-			},
-		},
-		{
-			Name: "NoEndpoints",
-			Services: []ServiceSetup{{
-				Svc:      service("empty", nodePort(), ports(tcp("http", 80), udp("dns", 53))),
-				Backends: ready(),
-			}},
-			Flows: []Flow{
-				{Name: "TCP to the ClusterIP is refused at once", From: client, Service: "empty", Outcome: traffic.Refused},
-				{Name: "UDP to the ClusterIP is refused at once", From: client, Service: "empty", Proto: "UDP", Outcome: traffic.Refused},
-				{Name: "a pod is refused too", From: a1, Service: "empty", Outcome: traffic.Refused},
-				{Name: "the NodePort is refused", From: client, Service: "empty", Kind: ToNodePort, Outcome: traffic.Refused},
-			},
-		},
-		{
-			Name:     "Hairpin",
-			Services: []ServiceSetup{{Svc: service("self"), Backends: ready(a1)}},
-			Flows: []Flow{
-				{Name: "an endpoint reaching its own Service is masqueraded and answered", From: a1, Service: "self", Endpoints: []string{a1}, Peer: PeerNode},
-			},
-		},
+// configOverrides returns the KubeProxyConfiguration fields that give portico the flow
+// table's configuration c, whatever the mode: masqueradeAll lives in the mode's section
+// (nftables mode reads nftables.masqueradeAll, the others iptables.masqueradeAll), whose
+// other keys the harness sets are kept. Without masqueradeAll the sections are left alone,
+// so that the suite's base configuration can be built before the harness exists.
+func configOverrides(c backendtest.Config) map[string]any {
+	out := map[string]any{
+		"clusterCIDR":       c.ClusterCIDR,
+		"detectLocalMode":   c.DetectLocalMode,
+		"nodePortAddresses": c.NodePortAddresses,
 	}
+	if !c.MasqueradeAll {
+		return out
+	}
+	for _, mode := range []string{"nftables", "iptables"} {
+		section := maps.Clone(harnessSection(mode))
+		section["masqueradeAll"] = true
+		out[mode] = section
+	}
+	return out
 }

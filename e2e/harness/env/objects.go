@@ -4,29 +4,23 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 )
 
 // ManagedBy is the endpointslice.kubernetes.io/managed-by value of the slices the tests write.
-const ManagedBy = "e2e.portico.dev"
+const ManagedBy = backendtest.ManagedBy
 
-// Backend is one endpoint of a Service: a pod of the topology and its conditions. The zero
-// conditions mean ready and serving.
-type Backend struct {
-	// Pod is the pod's short name (netns.PodA1, ...).
-	Pod string
-	// NotReady, NotServing and Terminating set the EndpointSlice conditions.
-	NotReady, NotServing, Terminating bool
-	// ZoneHints and NodeHints are the endpoint's topology hints.
-	ZoneHints, NodeHints []string
-}
+// Backend is one endpoint of a Service: a pod of the topology and its conditions (the
+// zero conditions mean ready and serving). It is the packet-flow table's endpoint, so
+// that the e2e suite and the unit tests' tracer build the same EndpointSlices.
+type Backend = backendtest.Endpoint
 
 // EnsureNamespace creates a Kubernetes namespace if it does not exist.
 func (e *Env) EnsureNamespace(ctx context.Context, name string) error {
@@ -131,69 +125,9 @@ func sliceName(svc string, fam discoveryv1.AddressType) string {
 	return fmt.Sprintf("%s-e2e-%s", svc, map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "v4", discoveryv1.AddressTypeIPv6: "v6"}[fam])
 }
 
-func addressType(fam netns.Family) discoveryv1.AddressType {
-	if fam == netns.IPv6 {
-		return discoveryv1.AddressTypeIPv6
-	}
-	return discoveryv1.AddressTypeIPv4
-}
-
 // slice builds the EndpointSlice of one family.
 func (e *Env) slice(svc *corev1.Service, fam netns.Family, backends []Backend) *discoveryv1.EndpointSlice {
-	at := addressType(fam)
-	s := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: sliceName(svc.Name, at), Namespace: svc.Namespace,
-			Labels: map[string]string{
-				discoveryv1.LabelServiceName: svc.Name,
-				discoveryv1.LabelManagedBy:   ManagedBy,
-			},
-			Annotations: map[string]string{
-				"endpoints.kubernetes.io/last-change-trigger-time": time.Now().UTC().Format(time.RFC3339Nano),
-			},
-		},
-		AddressType: at,
-	}
-	for _, p := range svc.Spec.Ports {
-		s.Ports = append(s.Ports, discoveryv1.EndpointPort{
-			Name: ptr(p.Name), Protocol: ptr(p.Protocol), Port: ptr(int32(ServerPort)),
-		})
-	}
-	for _, b := range backends {
-		s.Endpoints = append(s.Endpoints, e.endpoint(b, fam))
-	}
-	return s
-}
-
-func (e *Env) endpoint(b Backend, fam netns.Family) discoveryv1.Endpoint {
-	node := e.Topo.PodNode(b.Pod)
-	ep := discoveryv1.Endpoint{
-		Addresses: []string{e.Topo.PodIP(b.Pod, fam).String()},
-		NodeName:  ptr(node),
-		Zone:      ptr(e.zoneOf(node)),
-		Conditions: discoveryv1.EndpointConditions{
-			Ready: ptr(!b.NotReady), Serving: ptr(!b.NotServing), Terminating: ptr(b.Terminating),
-		},
-	}
-	if len(b.ZoneHints)+len(b.NodeHints) > 0 {
-		ep.Hints = &discoveryv1.EndpointHints{}
-		for _, z := range b.ZoneHints {
-			ep.Hints.ForZones = append(ep.Hints.ForZones, discoveryv1.ForZone{Name: z})
-		}
-		for _, n := range b.NodeHints {
-			ep.Hints.ForNodes = append(ep.Hints.ForNodes, discoveryv1.ForNode{Name: n})
-		}
-	}
-	return ep
-}
-
-func (e *Env) zoneOf(node string) string {
-	for _, n := range e.Topo.Spec().Nodes {
-		if n.Name == node {
-			return n.Zone
-		}
-	}
-	return ""
+	return backendtest.EndpointSlice(e.Topo.Spec(), svc, fam, backends)
 }
 
 func (e *Env) applySlice(ctx context.Context, s *discoveryv1.EndpointSlice) error {

@@ -7,7 +7,7 @@ import (
 )
 
 // SetEndpointsPorts is SetEndpoints with other target ports: the Service port named name
-// maps to targets[name] on every backend; ports not in targets map to ServerPort. It lets
+// maps to targets[name] on every backend; the other ports map to their target port. It lets
 // a Service reach a second server in the pods (an echo server) besides the traffic
 // server.
 func (e *Env) SetEndpointsPorts(ctx context.Context, svc *corev1.Service, backends []Backend, targets map[string]int32) error {

@@ -161,6 +161,9 @@ func DefaultSpec(prefix string) Spec {
 				netip.MustParsePrefix("192.168.50.100/24"),
 				netip.MustParsePrefix("192.168.50.101/24"),
 				netip.MustParsePrefix("fd00:50::100/64"),
+				// An address in the load-balancer range: a load balancer that SNATs to
+				// its own ingress IP (the flow table's SourceRangesOwnIngress).
+				netip.MustParsePrefix("192.168.60.71/32"),
 			},
 			Routes: []Route{
 				viaRoute("10.96.0.0/16", "192.168.50.10"),

@@ -52,7 +52,7 @@ func TestAccessors(t *testing.T) {
 		topo.APIServerIP().String():                          "10.0.255.1",
 		topo.Path(NodeA):                                     "/var/run/netns/pcabcdef-node-a",
 		topo.PodNode(PodB1):                                  NodeB,
-		strings.Join(addrStrings(topo.ClientIPs(IPv4)), ","): "192.168.50.100,192.168.50.101",
+		strings.Join(addrStrings(topo.ClientIPs(IPv4)), ","): "192.168.50.100,192.168.50.101,192.168.60.71",
 		strings.Join(addrStrings(topo.Addrs(PodA2)), ","):    "10.244.1.11,fd00:244:1::11",
 	}
 	for got, want := range checks {

@@ -57,8 +57,10 @@ type Options struct {
 // Portico is one portico process.
 type Portico struct {
 	opts Options
-	proc *proc.Process
-	http *http.Client
+	// overrides are Reconfigure's, on top of opts.Config.
+	overrides map[string]any
+	proc      *proc.Process
+	http      *http.Client
 }
 
 // New returns a Portico; nothing runs before Start.
@@ -90,9 +92,19 @@ func defaultBin() string {
 	return filepath.Join(root, "bin", "portico")
 }
 
-// ConfigDocument returns the KubeProxyConfiguration portico runs with: what kubeadm writes
-// for a cluster like the e2e one, plus Options.Config.
+// ConfigDocument returns the KubeProxyConfiguration portico runs with: BaseDocument plus
+// Reconfigure's overrides.
 func (p *Portico) ConfigDocument() map[string]any {
+	doc := p.BaseDocument()
+	for k, v := range p.overrides {
+		doc[k] = v
+	}
+	return doc
+}
+
+// BaseDocument returns the KubeProxyConfiguration portico runs with unless reconfigured:
+// what kubeadm writes for a cluster like the e2e one, plus Options.Config.
+func (p *Portico) BaseDocument() map[string]any {
 	doc := map[string]any{
 		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
 		"kind":               "KubeProxyConfiguration",
@@ -103,9 +115,11 @@ func (p *Portico) ConfigDocument() map[string]any {
 		"healthzBindAddress": fmt.Sprintf("0.0.0.0:%d", HealthzPort),
 		"clientConnection":   map[string]any{"kubeconfig": p.opts.Cluster.Kubeconfig()},
 		"conntrack":          map[string]any{"maxPerCore": 0},
-		// kube-proxy reads 0 as "default" (1s); tests want changes applied quickly.
+		// kube-proxy reads 0 as "default" (1s); tests want changes applied quickly, in
+		// every mode.
 		"nftables": map[string]any{"minSyncPeriod": "50ms"},
 		"iptables": map[string]any{"minSyncPeriod": "50ms"},
+		"ipvs":     map[string]any{"minSyncPeriod": "50ms"},
 	}
 	for k, v := range p.opts.Config {
 		doc[k] = v
@@ -203,9 +217,9 @@ func (p *Portico) Get(ctx context.Context, port int, path string) (int, string, 
 	return resp.StatusCode, string(b), err
 }
 
-// Reconfigure replaces the overrides of the KubeProxyConfiguration; the next Start uses
-// them (Stop first).
-func (p *Portico) Reconfigure(overrides map[string]any) { p.opts.Config = overrides }
+// Reconfigure replaces the overrides of the KubeProxyConfiguration (on top of
+// Options.Config; nil returns to BaseDocument); the next Start uses them (Stop first).
+func (p *Portico) Reconfigure(overrides map[string]any) { p.overrides = overrides }
 
 // Stop sends SIGTERM and waits for portico to exit.
 func (p *Portico) Stop() error {
