@@ -223,6 +223,12 @@ func (c IPVSConfig) SchedulerOrDefault() string {
 	return c.Scheduler
 }
 
+// ServesLocalhostNodePorts reports whether NodePorts answer on the node's IPv4 loopback
+// addresses: iptables mode's localhostNodePorts (the other modes never serve them).
+func (c *Config) ServesLocalhostNodePorts() bool {
+	return c.Mode == ModeIPTables && c.LocalhostNodePorts
+}
+
 // HostnameOrDefault returns the node name: the hostname override if set,
 // else the OS hostname, trimmed and lowercased as kube-proxy does.
 func (c *Config) HostnameOrDefault() (string, error) {

@@ -56,6 +56,20 @@ func RunFlows(t *testing.T, s Subject) {
 	}
 }
 
+// FlowStates compiles every scenario of the packet-flow table for node-a.
+func FlowStates(t testing.TB) []*model.State {
+	t.Helper()
+	table, err := LoadFlows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*model.State
+	for i, sc := range table.Scenarios {
+		out = append(out, newWorld(Topology(), table, sc, i).compile(nil))
+	}
+	return out
+}
+
 // world is one scenario's objects as the API server would hold them.
 type world struct {
 	spec     netns.Spec

@@ -70,6 +70,10 @@ func TestBackendOptionsFromConfigFile(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Options = %+v\nwant      %+v", got, want)
 			}
+			// The compiler decides the loopback NodePort frontends from the same setting.
+			if nc := nodeConfig(loadFile(t, "mode: "+tc.mode+"\n"+sections), "node-a"); nc.LocalhostNodePorts != tc.localhost {
+				t.Errorf("nodeConfig.LocalhostNodePorts = %t, want %t", nc.LocalhostNodePorts, tc.localhost)
+			}
 		})
 	}
 }

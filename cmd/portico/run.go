@@ -110,7 +110,7 @@ func backendOptions(cfg *config.Config) backends.Options {
 		MasqueradeBit:      cfg.MasqueradeBit,
 		SyncPeriod:         cfg.SyncPeriod,
 		MinSyncPeriod:      cfg.MinSyncPeriod,
-		LocalhostNodePorts: cfg.Mode == config.ModeIPTables && cfg.LocalhostNodePorts,
+		LocalhostNodePorts: cfg.ServesLocalhostNodePorts(),
 		IPVS: backends.IPVSOptions{
 			Scheduler:     ipvs.SchedulerOrDefault(),
 			StrictARP:     ipvs.StrictARP,
@@ -169,8 +169,9 @@ func nodeConfig(cfg *config.Config, nodeName string) compile.NodeConfig {
 			BridgeInterface: cfg.BridgeInterface,
 			InterfacePrefix: cfg.InterfacePrefix,
 		},
-		MasqueradeAll: cfg.MasqueradeAll,
-		BindAddress:   bind,
+		MasqueradeAll:      cfg.MasqueradeAll,
+		LocalhostNodePorts: cfg.ServesLocalhostNodePorts(),
+		BindAddress:        bind,
 	}
 }
 

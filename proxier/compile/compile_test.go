@@ -56,6 +56,24 @@ func TestGoldenNodeVariants(t *testing.T) {
 	}
 }
 
+// TestModelInvariants checks model.Table.Check, the guarantees backends rely on, on every
+// table the every-kind scenario compiles to under every node variant and on every
+// scenario of the packet-flow table.
+func TestModelInvariants(t *testing.T) {
+	var states []*model.State
+	for _, v := range backendtest.NodeVariants {
+		states = append(states, backendtest.Compile(t, v.Tweak, backendtest.ObjectFiles...))
+	}
+	states = append(states, backendtest.FlowStates(t)...)
+	for _, st := range states {
+		for _, tbl := range st.Tables {
+			if err := tbl.Check(); err != nil {
+				t.Errorf("%s table of node %s: %v", tbl.Family(), tbl.Node().Name, err)
+			}
+		}
+	}
+}
+
 // runSteps compiles each step's objects over the previous step's state and renders every
 // state, the diff against the previous one and the problems reported.
 func runSteps(t *testing.T, steps []string) string {
