@@ -21,10 +21,12 @@ type portState struct {
 	elems    []elem
 }
 
-// chainRef is a chain of a port and the hash of its rules.
+// chainRef is a chain of a port, the hash of its rules and their number (for the rule
+// gauge; the mirror does not keep the rules).
 type chainRef struct {
-	name string
-	hash uint64
+	name  string
+	hash  uint64
+	rules int
 }
 
 // chain returns the hash of the port's chain called name.
@@ -62,10 +64,15 @@ type familyState struct {
 	// staleChains and staleSets were emptied by the last transaction and are deleted by
 	// the next one (once nothing can refer to them any more).
 	staleChains, staleSets map[string]bool
-	// epMaps are the endpoint maps the kernel holds (they are created on first use);
-	// mapUsers counts the endpoint groups that read each one.
+	// epMaps are the endpoint maps the kernel holds (they are created on first use, and
+	// leave it when a transaction deletes them); mapUsers counts the endpoint groups that
+	// read each one. A map the kernel holds without users is in staleSets; a map with
+	// users never is.
 	epMaps   map[string]bool
 	mapUsers map[string]int
+	// skeletonRules is the number of rules of the fixed chains, as the last full sync
+	// wrote them (they depend on the Node settings).
+	skeletonRules int
 	// ready is true after a successful full sync; until then every sync is full.
 	ready bool
 	// pending holds the effects of the transaction being built, applied by committed.
@@ -96,6 +103,7 @@ func (fs *familyState) reset() {
 	fs.staleChains, fs.staleSets = map[string]bool{}, map[string]bool{}
 	fs.epMaps = map[string]bool{}
 	fs.mapUsers = map[string]int{}
+	fs.skeletonRules = 0
 	fs.ready = false
 	fs.pending = newPending()
 }
@@ -104,7 +112,9 @@ func newPending() pendingState {
 	return pendingState{staleChains: map[string]bool{}, staleSets: map[string]bool{}, epMaps: map[string]bool{}}
 }
 
-// committed applies the pending effects after the transaction succeeded.
+// committed applies the pending effects after the transaction succeeded. A deleted
+// object leaves every record of what the kernel holds: an endpoint map that a later sync
+// needs again must be created again.
 func (fs *familyState) committed() {
 	for _, b := range fs.pending.release {
 		fs.slots.release(b)
@@ -112,6 +122,7 @@ func (fs *familyState) committed() {
 	for _, n := range fs.pending.deleted {
 		delete(fs.staleChains, n)
 		delete(fs.staleSets, n)
+		delete(fs.epMaps, n)
 	}
 	for n := range fs.pending.staleChains {
 		fs.staleChains[n] = true
@@ -256,7 +267,7 @@ func (fs *familyState) writeAffinitySets(w *txWriter, old *portState, plan *port
 
 func (fs *familyState) writeChains(w *txWriter, old *portState, plan *portPlan, next *portState, full bool) {
 	for _, c := range plan.chains {
-		next.chains = append(next.chains, chainRef{name: c.name, hash: c.hash})
+		next.chains = append(next.chains, chainRef{name: c.name, hash: c.hash, rules: len(c.rules)})
 		h, existed := old.chain(c.name)
 		wasStale := fs.staleChains[c.name]
 		delete(fs.staleChains, c.name)
@@ -300,7 +311,10 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 }
 
 // countMapUsers moves the endpoint-map users of a port from old to next groups; a map
-// left without users is deleted by the next transaction (its rules go in this one).
+// left without users is deleted by the next transaction (its rules go in this one). A map
+// that gets a user again is no longer stale, whether this transaction emptied it (its last
+// user left, or a port moved its group within the map) or the previous one did: it stays
+// in the kernel, and nothing is left for a follow-up sync.
 func (fs *familyState) countMapUsers(old, next []groupPlan) {
 	for _, g := range old {
 		m := endpointMapName(g.block.proto, g.block.bucket)
@@ -310,7 +324,10 @@ func (fs *familyState) countMapUsers(old, next []groupPlan) {
 		}
 	}
 	for _, g := range next {
-		fs.mapUsers[endpointMapName(g.block.proto, g.block.bucket)]++
+		m := endpointMapName(g.block.proto, g.block.bucket)
+		fs.mapUsers[m]++
+		delete(fs.pending.staleSets, m)
+		delete(fs.staleSets, m)
 	}
 }
 
@@ -389,7 +406,10 @@ func (fs *familyState) slotFunc(old *portState) slotFunc {
 	}
 }
 
-// deleteStale writes the deletions of objects the previous transaction emptied.
+// deleteStale writes the deletions of objects the previous transaction emptied and that
+// are still stale: writing the Service ports first takes out of fs.staleChains and
+// fs.staleSets every object a port uses again (a chain or affinity set in writeChains or
+// writeAffinitySets, an endpoint map in countMapUsers), so call it after them.
 func (fs *familyState) deleteStale(w *txWriter) {
 	for _, n := range sortedKeys(fs.staleChains) {
 		w.deletes = append(w.deletes, &knftables.Chain{Name: n})

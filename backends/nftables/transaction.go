@@ -15,10 +15,11 @@ import (
 )
 
 // partialTransaction writes only the Service ports named in d, plus the deletion of the
-// objects the previous transaction emptied. Its size is proportional to the change.
+// objects the previous transaction emptied and no port claimed again (a Service port
+// deleted and re-created between two syncs, an endpoint map that got a user again). Its
+// size is proportional to the change.
 func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *txWriter {
 	w := &txWriter{}
-	fs.deleteStale(w)
 	for _, name := range slices.Concat(d.Removed, d.Changed) {
 		old := fs.ports[name]
 		var plan *portPlan
@@ -27,42 +28,13 @@ func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *txWrite
 		}
 		fs.applyPort(w, name, old, plan, false)
 	}
-	fs.dropRecreated(w, d.Changed)
+	fs.deleteStale(w)
 	return w
 }
 
-// dropRecreated removes from the pending deletions the objects this transaction brought
-// back (a Service port deleted and re-created between two syncs). Only the ports this
-// transaction rewrote (changed) can have claimed a stale object again, so only their
-// names are gathered, not every port's.
-func (fs *familyState) dropRecreated(w *txWriter, changed []model.ServicePortName) {
-	if len(w.deletes) == 0 {
-		return
-	}
-	var owners []*portState
-	for _, n := range changed {
-		if ps, ok := fs.ports[n]; ok {
-			owners = append(owners, ps)
-		}
-	}
-	used := ownedNames(slices.Values(owners))
-	keep := w.deletes[:0]
-	var deleted []string
-	for _, o := range w.deletes {
-		name := objectName(o)
-		if used[name] || fs.mapUsers[name] > 0 {
-			continue
-		}
-		keep = append(keep, o)
-		deleted = append(deleted, name)
-	}
-	w.deletes = keep
-	fs.pending.deleted = deleted
-}
-
 // ownedNames returns the names of the chains and affinity sets that ports own, gathered
-// once per transaction (a full rewrite asks about every object of the table; with
-// fs.mapUsers they tell which objects are in use).
+// once (a full rewrite asks about every object of the table; with fs.mapUsers they tell
+// which objects are in use).
 func ownedNames(ports iter.Seq[*portState]) map[string]bool {
 	used := map[string]bool{}
 	for ps := range ports {
@@ -74,18 +46,6 @@ func ownedNames(ports iter.Seq[*portState]) map[string]bool {
 		}
 	}
 	return used
-}
-
-func objectName(o knftables.Object) string {
-	switch v := o.(type) {
-	case *knftables.Chain:
-		return v.Name
-	case *knftables.Set:
-		return v.Name
-	case *knftables.Map:
-		return v.Name
-	}
-	return ""
 }
 
 // minChunkOps is the size, in operations, of the pieces a full sync is rendered in (at
@@ -205,7 +165,8 @@ func (fs *familyState) retireEndpointMaps(w *txWriter, existing existingObjects,
 	}
 }
 
-// writeSkeleton writes the table, the shared sets and maps (flushed) and the fixed chains.
+// writeSkeleton writes the table, the shared sets and maps (flushed) and the fixed chains,
+// and counts the rules of these in fs.skeletonRules (after a reset: it starts at zero).
 func (fs *familyState) writeSkeleton(w *txWriter, mark uint32) {
 	w.setup = append(w.setup, &knftables.Table{Comment: ptr("portico service proxy: rules for Kubernetes Services")})
 	for _, o := range sharedSets(fs.r.f) {
@@ -222,8 +183,10 @@ func (fs *familyState) writeSkeleton(w *txWriter, mark uint32) {
 	}
 }
 
+// skeletonChain writes a fixed chain, flushed, with its rules.
 func (fs *familyState) skeletonChain(w *txWriter, c *knftables.Chain, rules []string) {
 	w.setup = append(w.setup, c, flushMarker{&knftables.Chain{Name: c.Name}})
+	fs.skeletonRules += len(rules)
 	for _, r := range rules {
 		w.setup = append(w.setup, &knftables.Rule{Chain: c.Name, Rule: r})
 	}
