@@ -113,12 +113,13 @@ func (p *Proxier) Run(ctx context.Context) error {
 	}
 	p.watch = w
 	ctx, stop := context.WithCancel(ctx)
+	// The start-up GC target must be in place before the first LIST is decoded.
+	restoreGC := p.opts.Memory.startUp()
 	wait := w.start(ctx)
 	defer wait() // deferred calls run last first: stop the informers, then wait for them
 	defer stop()
 	prepared := p.prepareBackend(ctx)
 	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
-	restoreGC := p.opts.Memory.startUp()
 	synced := waitForCaches(ctx, w.synced)
 	restoreGC()
 	if !synced {

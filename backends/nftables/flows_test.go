@@ -1,10 +1,7 @@
 package nftables
 
 import (
-	"context"
 	"testing"
-
-	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/backendtest"
@@ -18,15 +15,7 @@ import (
 func TestFlows(t *testing.T) {
 	backendtest.RunFlows(t, backendtest.Subject{
 		New: func(t *testing.T, host backendtest.Host) (backends.Backend, func(model.Family) backendtest.Tracer) {
-			fakes := map[model.Family]*knftables.Fake{
-				model.IPv4: knftables.NewFake(knftables.IPv4Family, tableName),
-				model.IPv6: knftables.NewFake(knftables.IPv6Family, tableName),
-			}
-			b := New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4, model.IPv6}},
-				WithInterfaces(
-					func(f model.Family) (knftables.Interface, error) { return fakes[f], nil },
-					func(_ context.Context, f model.Family) (string, error) { return fakes[f].Dump(), nil },
-				))
+			b, fakes := fakeBackend(t)
 			return b, func(f model.Family) backendtest.Tracer { return nfttrace.New(fakes[f], f, host) }
 		},
 	})
