@@ -1,34 +1,65 @@
 package model
 
 import (
-	"encoding/binary"
-	"hash/fnv"
 	"net/netip"
 )
 
-// hasher feeds a canonical binary encoding of a value into FNV-1a.
+// FNV-1a, 64 bits.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// hasher feeds a canonical binary encoding of a value into FNV-1a as it goes: it
+// allocates nothing (a compile of 10,000 Service ports hashes every one of them).
 type hasher struct {
-	buf []byte
+	sum uint64
 }
 
-func (h *hasher) u64(v uint64) { h.buf = binary.LittleEndian.AppendUint64(h.buf, v) }
+func newHasher() hasher { return hasher{sum: fnvOffset64} }
+
+func (h *hasher) byte(b byte) {
+	h.sum ^= uint64(b)
+	h.sum *= fnvPrime64
+}
+
+func (h *hasher) u64(v uint64) {
+	for range 8 {
+		h.byte(byte(v))
+		v >>= 8
+	}
+}
 
 func (h *hasher) str(s string) {
 	h.u64(uint64(len(s)))
-	h.buf = append(h.buf, s...)
+	for i := range len(s) {
+		h.byte(s[i])
+	}
 }
 
 func (h *hasher) flag(b bool) {
 	if b {
-		h.buf = append(h.buf, 1)
+		h.byte(1)
 	} else {
-		h.buf = append(h.buf, 0)
+		h.byte(0)
 	}
 }
 
 func (h *hasher) addr(a netip.Addr) {
-	b, _ := a.MarshalBinary()
-	h.str(string(b))
+	switch {
+	case !a.IsValid():
+		h.byte(0)
+	case a.Is4():
+		h.byte(4)
+		for _, b := range a.As4() {
+			h.byte(b)
+		}
+	default:
+		h.byte(6)
+		for _, b := range a.As16() {
+			h.byte(b)
+		}
+	}
 }
 
 func (h *hasher) endpoints(eps []Endpoint) {
@@ -46,11 +77,14 @@ func (h *hasher) endpoints(eps []Endpoint) {
 }
 
 func (sp *ServicePort) computeHash() uint64 {
-	h := hasher{buf: make([]byte, 0, 256)}
-	h.str(sp.Name.String())
+	h := newHasher()
+	h.str(sp.Name.Namespace)
+	h.str(sp.Name.Name)
+	h.str(sp.Name.Port)
+	h.byte(byte(sp.Name.Protocol))
 	h.u64(uint64(len(sp.Frontends)))
 	for _, f := range sp.Frontends {
-		h.u64(uint64(f.Kind))
+		h.byte(byte(f.Kind))
 		h.addr(f.Addr)
 		h.u64(uint64(f.Port))
 	}
@@ -58,9 +92,9 @@ func (sp *ServicePort) computeHash() uint64 {
 	h.endpoints(sp.Local)
 	for _, c := range Classes {
 		t := sp.Traffic(c)
-		h.u64(uint64(t.Endpoints))
-		h.u64(uint64(t.Masquerade))
-		h.u64(uint64(t.Empty))
+		h.byte(byte(t.Endpoints))
+		h.byte(byte(t.Masquerade))
+		h.byte(byte(t.Empty))
 	}
 	h.u64(uint64(len(sp.Hairpin)))
 	for _, a := range sp.Hairpin {
@@ -73,7 +107,5 @@ func (sp *ServicePort) computeHash() uint64 {
 		h.u64(uint64(p.Bits()))
 	}
 	h.u64(uint64(sp.HealthCheckNodePort))
-	f := fnv.New64a()
-	_, _ = f.Write(h.buf)
-	return f.Sum64()
+	return h.sum
 }
