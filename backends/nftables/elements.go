@@ -11,9 +11,10 @@ import (
 
 // elem is one element of a shared set or map, as a Service port wants it. Its key and
 // value are written as nft writes them (fields joined with " . "); value is empty for a
-// set element.
+// set element. Map elements carry their owner's name as comment, set elements none; the
+// comment is not stored (at 10,000 Services the mirror holds ~30,000 elements).
 type elem struct {
-	set, key, value, comment string
+	set, key, value string
 }
 
 // id identifies the element in its set.
@@ -24,11 +25,12 @@ type elemID struct{ set, key string }
 
 // claim is one Service port's wish for an element's value.
 type claim struct {
-	owner          model.ServicePortName
-	value, comment string
+	owner model.ServicePortName
+	value string
 }
 
 // entry is one element: the ports that want it (sorted by name) and what the kernel holds.
+// Entries are held by value in the store's map (one allocation less per element).
 type entry struct {
 	claims   []claim
 	kernel   string // the value the kernel holds (when inKernel)
@@ -40,11 +42,11 @@ type entry struct {
 // a cluster IP with several ports); the kernel holds the value of the first owner in name
 // order, and the element goes when its last owner does.
 type elementStore struct {
-	entries map[elemID]*entry
+	entries map[elemID]entry
 }
 
 func newElementStore() *elementStore {
-	return &elementStore{entries: map[elemID]*entry{}}
+	return &elementStore{entries: map[elemID]entry{}}
 }
 
 // replace swaps owner's claims from old to next and returns the ids it touched.
@@ -52,20 +54,18 @@ func (s *elementStore) replace(owner model.ServicePortName, old, next []elem) []
 	touched := make([]elemID, 0, len(old)+len(next))
 	for _, e := range old {
 		id := e.id()
-		if en := s.entries[id]; en != nil {
+		if en, ok := s.entries[id]; ok {
 			en.claims = slices.DeleteFunc(en.claims, func(c claim) bool { return c.owner == owner })
+			s.entries[id] = en
 		}
 		touched = append(touched, id)
 	}
 	for _, e := range next {
 		id := e.id()
 		en := s.entries[id]
-		if en == nil {
-			en = &entry{}
-			s.entries[id] = en
-		}
-		en.claims = append(en.claims, claim{owner: owner, value: e.value, comment: e.comment})
+		en.claims = append(en.claims, claim{owner: owner, value: e.value})
 		slices.SortFunc(en.claims, func(a, b claim) int { return a.owner.Compare(b.owner) })
+		s.entries[id] = en
 		touched = append(touched, id)
 	}
 	return touched
@@ -82,8 +82,8 @@ func (s *elementStore) reconcile(ids []elemID, del, add *[]knftables.Object) {
 		return strings.Compare(a.key, b.key)
 	})
 	for _, id := range slices.Compact(ids) {
-		en := s.entries[id]
-		if en == nil {
+		en, ok := s.entries[id]
+		if !ok {
 			continue
 		}
 		switch {
@@ -98,23 +98,25 @@ func (s *elementStore) reconcile(ids []elemID, del, add *[]knftables.Object) {
 			}
 			*add = append(*add, elemObject(id, en.claims[0]))
 			en.kernel, en.inKernel = en.claims[0].value, true
+			s.entries[id] = en
 		}
 	}
 }
 
-// elemObject returns the knftables element of id with the value and comment of c.
+// elemObject returns the knftables element of id with the value of c; a map element added
+// for an owner carries the owner's name as comment.
 func elemObject(id elemID, c claim) knftables.Object {
 	o := &knftables.Element{Key: strings.Split(id.key, " . ")}
-	if isMap(id.set) {
-		o.Map = id.set
-		if c.value != "" {
-			o.Value = strings.Split(c.value, " . ")
-		}
-	} else {
+	if !isMap(id.set) {
 		o.Set = id.set
+		return o
 	}
-	if c.comment != "" {
-		o.Comment = &c.comment
+	o.Map = id.set
+	if c.value != "" {
+		o.Value = strings.Split(c.value, " . ")
+	}
+	if c.owner != (model.ServicePortName{}) {
+		o.Comment = ptr(c.owner.String())
 	}
 	return o
 }
@@ -122,7 +124,7 @@ func elemObject(id elemID, c claim) knftables.Object {
 // isMap reports whether a shared set is a map.
 func isMap(set string) bool {
 	switch set {
-	case mapServiceIPs, mapServiceNodePorts, mapNoEndpointServices, mapNoEndpointNodePort, mapMasqueradeServices, mapMasqueradeNodePorts:
+	case mapServiceIPs, mapServiceNodePorts, mapNoEndpointServices, mapNoEndpointNodePort:
 		return true
 	}
 	return false

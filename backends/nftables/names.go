@@ -46,11 +46,9 @@ const (
 const (
 	prefixCluster  = "cluster-" // DNAT over the cluster-wide endpoints
 	prefixLocal    = "local-"   // DNAT over the node-local endpoints
-	prefixExternal = "ext-"     // external frontends whose classes depend on the source
+	prefixService  = "svc-"     // the ClusterIP's entry, when it masquerades more than its set's chain
+	prefixExternal = "ext-"     // the external frontends' entry (more masquerading, or by source)
 	prefixAffinity = "affinity-"
-	// prefixLegacyService named the ClusterIP entry chains of earlier versions of portico:
-	// a full sync over a table that one of them wrote retires them.
-	prefixLegacyService = "svc-"
 )
 
 // portSuffix turns a Service port name into the part of a chain name that identifies it:

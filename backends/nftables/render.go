@@ -49,38 +49,62 @@ type portPlan struct {
 // uses.
 type slotFunc func(chain string, p model.Protocol, n int) block
 
-// render plans one Service port: a DNAT chain for each endpoint set that some traffic
-// class forwards to, an entry chain for external frontends whose classes depend on the
-// source, and the elements that dispatch, masquerade, refuse and filter its frontends.
+// render plans one Service port (README.md, "Chains per Service port"): a DNAT chain for
+// each endpoint set that some traffic class forwards to, which masquerades as much as the
+// least-masqueraded of those classes; an entry chain for the ClusterIP or the external
+// frontends when their class needs more masquerading than its set's chain, or, external
+// frontends only, when their classes depend on the source; and the elements that
+// dispatch, refuse and filter the frontends.
 func (r *renderer) render(sp *model.ServicePort, slots slotFunc) *portPlan {
 	p := &portPlan{comment: sp.Name.String()}
 	sfx := portSuffix(sp.Name)
-	for _, set := range forwardedSets(sp) {
+	base := baseMasquerade(sp)
+	for _, set := range []model.EndpointSet{model.ClusterEndpoints, model.LocalEndpoints} {
+		if base[set] == 0 {
+			continue // no class forwards to it
+		}
 		chain := setChain(set, sfx)
-		p.addChain(chain, r.dnat(p, chain, sp, sp.Endpoints(set), slots))
+		rules := r.masqueradeRules("", base[set], model.MasqueradeNever)
+		p.addChain(chain, append(rules, r.dnat(p, chain, sp, sp.Endpoints(set), slots)...))
 	}
-	ext := ""
-	if rules := r.externalRules(sp, sfx); len(rules) > 0 {
-		ext = prefixExternal + sfx
-		p.addChain(ext, rules)
-	}
-	r.frontendElements(p, sp, sfx, ext)
+	internal := r.entry(p, sp, base, prefixService+sfx, sfx, model.Internal)
+	external := r.entry(p, sp, base, prefixExternal+sfx, sfx, model.ExternalFromPods, model.ExternalFromNode, model.External)
+	r.frontendElements(p, sp, internal, external)
 	r.hairpinElements(p, sp)
 	return p
 }
 
-// forwardedSets returns the endpoint sets that some class of sp forwards to, cluster first.
-func forwardedSets(sp *model.ServicePort) []model.EndpointSet {
-	var out []model.EndpointSet
-	for _, set := range []model.EndpointSet{model.ClusterEndpoints, model.LocalEndpoints} {
-		for _, c := range model.Classes {
-			if sp.Traffic(c).Endpoints == set && sp.Verdict(c) == model.Forward {
-				out = append(out, set)
-				break
-			}
+// setMasquerade holds, per endpoint set, the masquerading of its DNAT chain; zero for a set
+// that no class forwards to.
+type setMasquerade [3]model.Masquerade
+
+// baseMasquerade returns, for each endpoint set that some class of sp forwards to, the
+// least masquerading among those classes: what the set's DNAT chain does itself. A class
+// that masquerades more marks its packets in an entry chain first.
+func baseMasquerade(sp *model.ServicePort) setMasquerade {
+	var out setMasquerade
+	for _, c := range model.Classes {
+		t := sp.Traffic(c)
+		if sp.Verdict(c) != model.Forward {
+			continue
+		}
+		if m := out[t.Endpoints]; m == 0 || masqueradeRank(t.Masquerade) < masqueradeRank(m) {
+			out[t.Endpoints] = t.Masquerade
 		}
 	}
 	return out
+}
+
+// masqueradeRank orders masquerade settings by how many packets they masquerade: each
+// masquerades every packet the ones before it do.
+func masqueradeRank(m model.Masquerade) int {
+	switch m {
+	case model.MasqueradeOffCluster:
+		return 1
+	case model.MasqueradeAlways:
+		return 2
+	}
+	return 0
 }
 
 // setChain names the DNAT chain of an endpoint set of the port with suffix sfx.
@@ -89,6 +113,67 @@ func setChain(set model.EndpointSet, sfx string) string {
 		return prefixLocal + sfx
 	}
 	return prefixCluster + sfx
+}
+
+// entry returns the chain that a frontend receiving classes (specific sources first, the
+// default last) dispatches to, writing it into p if it needs one of its own (name), or ""
+// when nothing of it is forwarded.
+func (r *renderer) entry(p *portPlan, sp *model.ServicePort, base setMasquerade, name, sfx string, classes ...model.Class) string {
+	last := sp.Traffic(classes[len(classes)-1])
+	if !last.Exists() {
+		return ""
+	}
+	var rules []string
+	forwards := false
+	for _, c := range classes[:len(classes)-1] {
+		match := r.sourceMatch(c)
+		if sp.Traffic(c) == last || match == "" {
+			continue
+		}
+		if sp.Verdict(c) != model.Forward {
+			rules = append(rules, match+" return")
+			continue
+		}
+		forwards = true
+		rules = append(rules, r.classRules(match, sp.Traffic(c), base, sfx)...)
+	}
+	if sp.Verdict(classes[len(classes)-1]) == model.Forward {
+		if len(rules) == 0 && last.Masquerade == base[last.Endpoints] {
+			return setChain(last.Endpoints, sfx) // nothing to add: dispatch to the set's chain
+		}
+		forwards = true
+		rules = append(rules, r.classRules("", last, base, sfx)...)
+	}
+	if !forwards {
+		return ""
+	}
+	p.addChain(name, rules)
+	return name
+}
+
+// classRules returns the rules that send the packets matched by match to the DNAT chain
+// of class t's endpoint set, marking them for the masquerading t asks beyond what that
+// chain does (base).
+func (r *renderer) classRules(match string, t model.Traffic, base setMasquerade, sfx string) []string {
+	prefix := ""
+	if match != "" {
+		prefix = match + " "
+	}
+	rules := r.masqueradeRules(prefix, t.Masquerade, base[t.Endpoints])
+	return append(rules, prefix+"goto "+setChain(t.Endpoints, sfx))
+}
+
+// masqueradeRules returns the rules (prefixed by a match) that mark packets for
+// masquerading as want asks beyond have (have masquerades no more than want: see
+// baseMasquerade).
+func (r *renderer) masqueradeRules(prefix string, want, have model.Masquerade) []string {
+	if masqueradeRank(want) <= masqueradeRank(have) {
+		return nil
+	}
+	if want == model.MasqueradeAlways {
+		return []string{prefix + "jump " + chainMarkMasq}
+	}
+	return []string{prefix + "jump " + chainMarkOffCluster}
 }
 
 func (p *portPlan) addChain(name string, rules []string) {
@@ -143,55 +228,6 @@ func (r *renderer) sourceMatch(c model.Class) string {
 	return ""
 }
 
-// externalRules returns the rules of the external entry chain, which exists when the
-// external classes of sp are not handled alike and some of them forwards. A class that
-// differs from External gets rules of its own, matched by source; one that does not
-// forward returns, so that its packets meet the frontend's no-endpoint verdict.
-func (r *renderer) externalRules(sp *model.ServicePort, sfx string) []string {
-	if !sp.HasExternal() || sp.ExternalUniform() {
-		return nil
-	}
-	var rules []string
-	forwards := false
-	for _, c := range []model.Class{model.ExternalFromPods, model.ExternalFromNode} {
-		match := r.sourceMatch(c)
-		if sp.Traffic(c) == sp.External || match == "" {
-			continue
-		}
-		if sp.Verdict(c) != model.Forward {
-			rules = append(rules, match+" return")
-			continue
-		}
-		forwards = true
-		rules = append(rules, r.classRules(match, sp.Traffic(c), sfx)...)
-	}
-	if sp.Verdict(model.External) == model.Forward {
-		forwards = true
-		rules = append(rules, r.classRules("", sp.External, sfx)...)
-	}
-	if !forwards {
-		return nil
-	}
-	return rules
-}
-
-// classRules returns the rules that send the packets matched by match to the DNAT chain of
-// class t's endpoint set, marking them for masquerading as t says.
-func (r *renderer) classRules(match string, t model.Traffic, sfx string) []string {
-	prefix := ""
-	if match != "" {
-		prefix = match + " "
-	}
-	var rules []string
-	switch t.Masquerade {
-	case model.MasqueradeAlways:
-		rules = append(rules, prefix+"jump "+chainMarkMasq)
-	case model.MasqueradeOffCluster:
-		rules = append(rules, prefix+"jump "+chainMarkOffCluster)
-	}
-	return append(rules, prefix+"goto "+setChain(t.Endpoints, sfx))
-}
-
 // dnat returns the rules that pick one of eps and DNAT to it.
 func (r *renderer) dnat(p *portPlan, chain string, sp *model.ServicePort, eps []model.Endpoint, slots slotFunc) []string {
 	l4 := "meta l4proto " + proto(sp.Name.Protocol)
@@ -232,32 +268,28 @@ func (r *renderer) affinityDNAT(p *portPlan, chain string, sp *model.ServicePort
 	return append(sticky, pick...)
 }
 
-// frontendElements adds the dispatch, masquerade, no-endpoint, cluster-IP and firewall
-// elements of every frontend. A frontend's last class (Internal, or External) is the one
-// that applies when no source-specific rule of an entry chain did.
-func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, sfx, extChain string) {
+// frontendElements adds the dispatch, no-endpoint, cluster-IP and firewall elements of
+// every frontend: internal and external are the chains the ClusterIP and the external
+// frontends dispatch to ("" when nothing of theirs is forwarded). A frontend's last class
+// (Internal, or External) gives its no-endpoint verdict.
+func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, internal, external string) {
 	for _, f := range sp.Frontends {
 		key, names := r.frontendKey(sp, f)
+		target := internal
 		if f.Kind == model.ClusterIP {
 			p.elems = append(p.elems, elem{set: setClusterIPs, key: f.Addr.String()})
+		} else {
+			target = external
+		}
+		if target != "" {
+			p.elems = append(p.elems, elem{set: names.dispatch, key: key, value: "goto " + target})
 		}
 		classes := sp.FrontendClasses(f)
-		last := classes[len(classes)-1]
-		switch {
-		case f.Kind.External() && extChain != "":
-			p.elems = append(p.elems, elem{set: names.dispatch, key: key, value: "goto " + extChain, comment: p.comment})
-		case sp.Verdict(last) == model.Forward:
-			t := sp.Traffic(last)
-			p.elems = append(p.elems, elem{set: names.dispatch, key: key, value: "goto " + setChain(t.Endpoints, sfx), comment: p.comment})
-			if v := masqueradeVerdict(t.Masquerade); v != "" {
-				p.elems = append(p.elems, elem{set: names.masquerade, key: key, value: v, comment: p.comment})
-			}
-		}
-		switch sp.Verdict(last) {
+		switch sp.Verdict(classes[len(classes)-1]) {
 		case model.Reject:
-			p.elems = append(p.elems, elem{set: names.noEndpoint, key: key, value: "goto " + chainReject, comment: p.comment})
+			p.elems = append(p.elems, elem{set: names.noEndpoint, key: key, value: "goto " + chainReject})
 		case model.Drop:
-			p.elems = append(p.elems, elem{set: names.noEndpoint, key: key, value: "drop", comment: p.comment})
+			p.elems = append(p.elems, elem{set: names.noEndpoint, key: key, value: "drop"})
 		}
 		if f.Kind == model.LoadBalancer && len(sp.SourceRanges) > 0 {
 			r.firewallElements(p, key, sp)
@@ -265,20 +297,9 @@ func (r *renderer) frontendElements(p *portPlan, sp *model.ServicePort, sfx, ext
 	}
 }
 
-// masqueradeVerdict returns the masquerade-map verdict of m ("" for none).
-func masqueradeVerdict(m model.Masquerade) string {
-	switch m {
-	case model.MasqueradeAlways:
-		return "jump " + chainMarkMasq
-	case model.MasqueradeOffCluster:
-		return "jump " + chainMarkOffCluster
-	}
-	return ""
-}
-
 // frontendMaps are the maps a frontend's elements go in.
 type frontendMaps struct {
-	dispatch, masquerade, noEndpoint string
+	dispatch, noEndpoint string
 }
 
 // frontendKey returns a frontend's key and the maps its elements go in: those keyed by
@@ -286,9 +307,9 @@ type frontendMaps struct {
 func (r *renderer) frontendKey(sp *model.ServicePort, f model.Frontend) (string, frontendMaps) {
 	pp := proto(sp.Name.Protocol) + " . " + strconv.Itoa(int(f.Port))
 	if f.AnyLocalAddr() {
-		return pp, frontendMaps{mapServiceNodePorts, mapMasqueradeNodePorts, mapNoEndpointNodePort}
+		return pp, frontendMaps{mapServiceNodePorts, mapNoEndpointNodePort}
 	}
-	return f.Addr.String() + " . " + pp, frontendMaps{mapServiceIPs, mapMasqueradeServices, mapNoEndpointServices}
+	return f.Addr.String() + " . " + pp, frontendMaps{mapServiceIPs, mapNoEndpointServices}
 }
 
 func (r *renderer) firewallElements(p *portPlan, key string, sp *model.ServicePort) {

@@ -718,7 +718,7 @@ func TestSequenceServiceDeleted(t *testing.T) {
 				goneChains = append(goneChains, portChains(before, n)...)
 			}
 			goneSets := affinitySets(before, sticky)
-			if len(goneChains) != 4 || len(goneSets) != 2 { // cluster- chains of all three, ext- of etp-remote
+			if len(goneChains) != 5 || len(goneSets) != 2 { // cluster- chains of all three, ext- of ext and etp-remote
 				t.Fatalf("fixture changed: chains %v affinity sets %v", goneChains, goneSets)
 			}
 			t2 := removePorts(t, t1, gone...)

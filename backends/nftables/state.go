@@ -453,7 +453,7 @@ func isPortObject(name string) bool {
 	if skeletonNames[name] {
 		return false
 	}
-	for _, p := range []string{prefixCluster, prefixLocal, prefixExternal, prefixAffinity, prefixLegacyService} {
+	for _, p := range []string{prefixCluster, prefixLocal, prefixService, prefixExternal, prefixAffinity} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}
