@@ -50,8 +50,9 @@ type Deferrer interface {
 // caches fill, so that the first Sync, and with it a restarted node's rules, does not wait
 // for that work.
 type Preparer interface {
-	// Prepare readies the backend for the families of its Options. An error is only
-	// logged: the first Sync meets it again and reports it.
+	// Prepare readies the backend for the families of its Options. An error for which
+	// IsNotInstalled holds (a program the node lacks) stops the proxier; any other is
+	// only logged: the first Sync meets it again and reports it.
 	Prepare(ctx context.Context) error
 }
 

@@ -148,6 +148,8 @@ type Config struct {
 	// FeatureGates are the feature gates, as configured (not validated
 	// against a list of known gates).
 	FeatureGates map[string]bool
+	// Logging is the logging section of the file (text format).
+	Logging LoggingConfig
 
 	// Cleanup asks to remove all rules left by any mode and exit.
 	Cleanup bool
@@ -192,6 +194,17 @@ type ConntrackConfig struct {
 	TCPBeLiberal bool
 }
 
+// LoggingConfig is the logging section of the configuration. portico writes klog's text
+// format; the json format is rejected by validation.
+type LoggingConfig struct {
+	// Verbosity is logging.verbosity, klog's -v.
+	Verbosity int
+	// VModule is logging.vmodule in klog's --vmodule syntax (pattern=N,...).
+	VModule string
+	// FlushFrequency is logging.flushFrequency: how often buffered log lines are flushed.
+	FlushFrequency time.Duration
+}
+
 // DefaultIPVSScheduler is the IPVS scheduler kube-proxy uses when ipvs.scheduler is
 // empty: round robin.
 const DefaultIPVSScheduler = "rr"
@@ -227,6 +240,34 @@ func (c IPVSConfig) SchedulerOrDefault() string {
 // addresses: iptables mode's localhostNodePorts (the other modes never serve them).
 func (c *Config) ServesLocalhostNodePorts() bool {
 	return c.Mode == ModeIPTables && c.LocalhostNodePorts
+}
+
+// SetsRouteLocalnet reports whether the node needs net.ipv4.conf.all.route_localnet=1, as
+// kube-proxy decides it: in iptables mode with localhostNodePorts, when nodePortAddresses
+// lets NodePorts answer on 127.0.0.1 (see NodePortAddresses.SelectsIPv4Loopback).
+func (c *Config) SetsRouteLocalnet() bool {
+	return c.ServesLocalhostNodePorts() && c.NodePortAddresses.SelectsIPv4Loopback()
+}
+
+// SelectsIPv4Loopback reports whether the IPv4 part of nodePortAddresses contains
+// 127.0.0.1, as kube-proxy reads it: an empty IPv4 part means 0.0.0.0/0, "all" and
+// "localhost" contain it, and "primary" stands for the node's IPv4 address (taken as not
+// loopback: it is not known before the Node is read).
+func (n NodePortAddresses) SelectsIPv4Loopback() bool {
+	if n.All || n.Localhost {
+		return true
+	}
+	loopback := netip.MustParseAddr("127.0.0.0")
+	ipv4 := n.Primary
+	for _, p := range n.CIDRs {
+		if p.Addr().Is4() {
+			ipv4 = true
+			if p.Contains(loopback) {
+				return true
+			}
+		}
+	}
+	return !ipv4
 }
 
 // HostnameOrDefault returns the node name: the hostname override if set,

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	logsapi "k8s.io/component-base/logs/api/v1"
 	kubeproxyconfigv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	netutils "k8s.io/utils/net"
 )
@@ -37,6 +38,7 @@ func buildConfig(obj *kubeproxyconfigv1alpha1.KubeProxyConfiguration) *Config {
 		Conntrack:           conntrackConfig(&obj.Conntrack),
 		IPVS:                ipvsConfig(&obj.IPVS),
 		FeatureGates:        copyGates(obj.FeatureGates),
+		Logging:             loggingConfig(&obj.Logging),
 	}
 	if obj.ClusterCIDR != "" {
 		cfg.ClusterCIDRs = parsePrefixes(strings.Split(obj.ClusterCIDR, ","))
@@ -68,6 +70,15 @@ func conntrackConfig(ct *kubeproxyconfigv1alpha1.KubeProxyConntrackConfiguration
 		out.TCPCloseWaitTimeout = ct.TCPCloseWaitTimeout.Duration
 	}
 	return out
+}
+
+// loggingConfig takes the settings of the logging section that portico applies.
+func loggingConfig(l *logsapi.LoggingConfiguration) LoggingConfig {
+	return LoggingConfig{
+		Verbosity:      int(l.Verbosity),
+		VModule:        logsapi.VModuleConfigurationPflag(&l.VModule).String(),
+		FlushFrequency: l.FlushFrequency.Duration.Duration,
+	}
 }
 
 func ipvsConfig(ipvs *kubeproxyconfigv1alpha1.KubeProxyIPVSConfiguration) IPVSConfig {

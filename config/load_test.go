@@ -34,6 +34,7 @@ func TestLoadDefaultDocument(t *testing.T) {
 			TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour,
 		},
 		FeatureGates: map[string]bool{},
+		Logging:      LoggingConfig{FlushFrequency: 5 * time.Second},
 	}
 	checkConfig(t, cfg, &want)
 
@@ -97,6 +98,7 @@ func TestLoadKubeadmConfigMap(t *testing.T) {
 			TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour,
 		},
 		FeatureGates: map[string]bool{},
+		Logging:      LoggingConfig{FlushFrequency: 5 * time.Second},
 	}
 	checkConfig(t, cfg, &want)
 	if cfg.Effective.HostnameOverride != "worker-1" {

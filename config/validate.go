@@ -17,7 +17,6 @@ import (
 const (
 	gateKubeProxyIPVS       = "KubeProxyIPVS"
 	gateLoggingAlphaOptions = "LoggingAlphaOptions"
-	gateLoggingBetaOptions  = "LoggingBetaOptions"
 )
 
 // checker collects validation problems, naming each field after the flag
@@ -55,6 +54,7 @@ func validate(obj *kubeproxyconfigv1alpha1.KubeProxyConfiguration, origin origin
 	c.checkNodePortAddresses(obj.NodePortAddresses)
 	c.checkConntrack(&obj.Conntrack)
 	c.checkLogging(obj)
+	c.checkFeatureGates(obj)
 	return c.problems
 }
 

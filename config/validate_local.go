@@ -84,9 +84,7 @@ func (c *checker) checkLogging(obj *kubeproxyconfigv1alpha1.KubeProxyConfigurati
 	switch l.Format {
 	case "text":
 	case "json":
-		if !gateEnabled(obj.FeatureGates, gateLoggingBetaOptions, true) {
-			c.add("logging.format", "", "%q requires the %s feature gate, which is disabled", l.Format, gateLoggingBetaOptions)
-		}
+		c.add("logging.format", "", "%q is not supported by portico, which writes klog's text format only (use text)", l.Format)
 	default:
 		c.add("logging.format", "", "%q is not a supported log format (valid: json, text)", l.Format)
 	}
@@ -114,9 +112,17 @@ func (c *checker) checkLogging(obj *kubeproxyconfigv1alpha1.KubeProxyConfigurati
 }
 
 // checkLoggingOptions rejects the alpha output options unless the
-// LoggingAlphaOptions feature gate is enabled.
+// LoggingAlphaOptions feature gate is enabled, as kube-proxy does, and the text format's
+// even then: portico cannot honour them (the json format's are rejected with it).
 func (c *checker) checkLoggingOptions(obj *kubeproxyconfigv1alpha1.KubeProxyConfiguration) {
 	if gateEnabled(obj.FeatureGates, gateLoggingAlphaOptions, false) {
+		text := obj.Logging.Options.Text
+		if text.SplitStream {
+			c.add("logging.options.text.splitStream", "", "is not supported by portico, which writes every log line to stderr")
+		}
+		if text.InfoBufferSize.Value() != 0 {
+			c.add("logging.options.text.infoBufferSize", "", "is not supported by portico, which does not buffer info messages")
+		}
 		return
 	}
 	opts := map[string]struct {

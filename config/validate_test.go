@@ -99,16 +99,33 @@ var invalidDocuments = []struct {
 		[]string{`showHiddenMetricsForVersion: "1.x" is not of the form <major>.<minor>`}},
 	{"logging format", "logging: {format: xml}",
 		[]string{`logging.format: "xml" is not a supported log format (valid: json, text)`}},
-	{"logging json gated off", "logging: {format: json}\nfeatureGates: {LoggingBetaOptions: false}",
-		[]string{`logging.format: "json" requires the LoggingBetaOptions feature gate, which is disabled`}},
+	{"logging json", "logging: {format: json}",
+		[]string{`logging.format: "json" is not supported by portico, which writes klog's text format only (use text)`}},
 	{"logging flushFrequency", "logging: {flushFrequency: -1s}",
 		[]string{`logging.flushFrequency: "-1s" must be greater than 0`}},
 	{"logging vmodule with json", "logging: {format: json, vmodule: [{filePattern: proxier, verbosity: 4}]}",
-		[]string{`logging.vmodule: is only supported with the text log format`}},
+		[]string{
+			`logging.format: "json" is not supported by portico, which writes klog's text format only (use text)`,
+			`logging.vmodule: is only supported with the text log format`,
+		}},
 	{"logging vmodule pattern", "logging: {vmodule: [{filePattern: 'a=b', verbosity: 4}]}",
 		[]string{`logging.vmodule[0].filePattern: "a=b" must not contain '=' or ','`}},
 	{"logging splitStream", "logging: {options: {text: {splitStream: true}}}",
 		[]string{`logging.options.text.splitStream: requires the LoggingAlphaOptions feature gate`}},
+	{"logging text options with the gate", "logging: {options: {text: {splitStream: true, infoBufferSize: 1Mi}}}\nfeatureGates: {LoggingAlphaOptions: true}",
+		[]string{
+			`logging.options.text.splitStream: is not supported by portico, which writes every log line to stderr`,
+			`logging.options.text.infoBufferSize: is not supported by portico, which does not buffer info messages`,
+		}},
+	{"externalIPs off", "featureGates: {AllowServiceExternalIPs: false}",
+		[]string{`featureGates: AllowServiceExternalIPs=false is not supported by portico: portico always serves the spec.externalIPs of Services`}},
+	{"nftables localhost NodePorts", "mode: nftables\nfeatureGates: {KubeProxyNFTablesLocalhostNodePorts: true}",
+		[]string{`featureGates: KubeProxyNFTablesLocalhostNodePorts=true is not supported by portico: portico's nftables mode does not serve NodePorts on loopback addresses`}},
+	{"locked gates", "featureGates: {PreferSameTrafficDistribution: false, MultiCIDRServiceAllocator: false}",
+		[]string{
+			`featureGates: PreferSameTrafficDistribution=false is not supported by portico: the feature is GA and locked on (kube-proxy rejects it too)`,
+			`featureGates: MultiCIDRServiceAllocator=false is not supported by portico: the feature is GA and locked on (kube-proxy rejects it too)`,
+		}},
 }
 
 func TestInvalidDocuments(t *testing.T) {
@@ -158,6 +175,7 @@ func TestInvalidFlags(t *testing.T) {
 		{[]string{"--config-sync-period=-1s"}, []string{`--config-sync-period: "-1s" must be greater than 0`}},
 		{[]string{"--proxy-mode=ipvs", "--ipvs-exclude-cidrs=bad"}, []string{`--ipvs-exclude-cidrs[0]: "bad" is not a valid CIDR`}},
 		{[]string{"--hostname-override=  "}, []string{`--hostname-override: "  " must not be blank`}},
+		{[]string{"--feature-gates=AllowServiceExternalIPs=false"}, []string{`--feature-gates: AllowServiceExternalIPs=false is not supported by portico: portico always serves the spec.externalIPs of Services`}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -16,11 +17,13 @@ import (
 // endpoints by endpoint port. nodeName is this node's name; it sets Endpoint.Local.
 //
 // Slices of the other IP family are skipped silently; FQDN slices (and unknown address
-// types) are skipped with an error. Conditions get the API's defaults: a nil ready means
-// ready, a nil serving means "same as ready", a nil terminating means not terminating.
-// Only the first address of an endpoint is used, as kube-proxy does. A bad address skips
-// that endpoint, a bad port number or protocol skips that port of that slice, each with
-// an error naming the slice and the field; a port with no number is skipped silently.
+// types) are skipped with a problem. Conditions get the API's defaults: a nil ready
+// means ready, a nil serving means "same as ready", a nil terminating means not
+// terminating. Only the first address of an endpoint is used, as kube-proxy does. A bad
+// address skips that endpoint, a bad port number or protocol skips that port of that
+// slice, each with a problem naming the slice, the field and the value; a port with no
+// number is skipped silently. Every problem is a *Problem; only an unsupported family is
+// a plain error.
 //
 // Every port of a slice gets a key in the result, even when no endpoint serves it (its
 // list is then empty but not nil). Each list holds one endpoint per address and port,
@@ -57,21 +60,47 @@ func mergeAll(sorted []*discoveryv1.EndpointSlice, family model.Family, nodeName
 	return m.result(), m.errs
 }
 
+// Problem is a field of an EndpointSlice that Merge skipped, together with the endpoint,
+// port or slice it belongs to. Its Error names the slice, the field and the value.
+type Problem struct {
+	// Namespace and Slice name the EndpointSlice.
+	Namespace, Slice string
+	// Field is the field's path in the slice, e.g. endpoints[2].addresses[0].
+	Field string
+	// Value is the field's value as written: a string is quoted in the message, any
+	// other value printed as is; nil when the problem is that the field is empty.
+	Value any
+	// Reason says what is wrong, e.g. "is out of range 1-65535".
+	Reason string
+}
+
+// Error returns "endpointslice <namespace>/<slice>: <field>: <value> <reason>".
+func (p *Problem) Error() string {
+	value := ""
+	switch v := p.Value.(type) {
+	case nil:
+	case string:
+		value = strconv.Quote(v) + " "
+	default:
+		value = fmt.Sprint(v) + " "
+	}
+	return "endpointslice " + p.Namespace + "/" + p.Slice + ": " + p.Field + ": " + value + p.Reason
+}
+
 // single merges the usual case, one slice whose ports are all distinct, the same way as
 // the general path but with a fraction of its allocations (a full compile at start-up
 // merges 10,000 of them): the endpoints are parsed once, sorted by address, the copies of
 // an address beyond the preferred one dropped, and each port gets its own list.
 func (m *merger) single(s *discoveryv1.EndpointSlice) map[PortKey][]Endpoint {
-	name := s.Namespace + "/" + s.Name
-	if !m.wantFamily(name, s.AddressType) {
+	if !m.wantFamily(s) {
 		return map[PortKey][]Endpoint{}
 	}
-	ports := m.parsePorts(name, s.Ports)
+	ports := m.parsePorts(s)
 	eps := make([]Endpoint, 0, len(s.Endpoints))
 	for i, ep := range s.Endpoints {
-		e, err := parseEndpoint(i, ep, m.family, m.nodeName)
-		if err != nil {
-			m.fail(name, err)
+		e, p := parseEndpoint(i, ep, m.family, m.nodeName)
+		if p != nil {
+			m.fail(s, p)
 			continue
 		}
 		eps = append(eps, e)
@@ -166,12 +195,11 @@ type merger struct {
 
 // addSlice parses one slice and adds each of its endpoints under each of its ports.
 func (m *merger) addSlice(order int, s *discoveryv1.EndpointSlice) {
-	name := s.Namespace + "/" + s.Name
-	if !m.wantFamily(name, s.AddressType) {
+	if !m.wantFamily(s) {
 		return
 	}
-	ports := m.parsePorts(name, s.Ports)
-	eps := m.parseEndpoints(name, s.Endpoints)
+	ports := m.parsePorts(s)
+	eps := m.parseEndpoints(s)
 	for _, p := range ports {
 		set := m.byPort[p.key]
 		if set == nil {
@@ -195,22 +223,23 @@ func addCandidate(set map[netip.AddrPort]candidate, c candidate) {
 	set[key] = c
 }
 
-// wantFamily reports whether a slice with address type t belongs to the merged family.
-// It records an error for address types other than IPv4 and IPv6.
-func (m *merger) wantFamily(slice string, t discoveryv1.AddressType) bool {
-	switch t {
+// wantFamily reports whether slice s belongs to the merged family. It records a problem
+// for address types other than IPv4 and IPv6.
+func (m *merger) wantFamily(s *discoveryv1.EndpointSlice) bool {
+	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:
 		return m.family == model.IPv4
 	case discoveryv1.AddressTypeIPv6:
 		return m.family == model.IPv6
 	}
-	m.fail(slice, fmt.Errorf("addressType: %q is not supported (IPv4 and IPv6 only)", string(t)))
+	m.fail(s, &Problem{Field: "addressType", Value: string(s.AddressType), Reason: "is not supported (IPv4 and IPv6 only)"})
 	return false
 }
 
-// fail records err as an error of the named slice.
-func (m *merger) fail(slice string, err error) {
-	m.errs = append(m.errs, fmt.Errorf("endpointslice %s: %w", slice, err))
+// fail records p, a problem of slice s.
+func (m *merger) fail(s *discoveryv1.EndpointSlice, p *Problem) {
+	p.Namespace, p.Slice = s.Namespace, s.Name
+	m.errs = append(m.errs, p)
 }
 
 // result returns the merged endpoints, each list sorted by address and port.

@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -507,5 +508,34 @@ func TestMergeSingleSliceMatchesGeneral(t *testing.T) {
 	}
 	if fast < 500 {
 		t.Errorf("only %d of 2000 cases took the single-slice path", fast)
+	}
+}
+
+// TestMergeProblems checks that each problem is a *Problem that names the slice, the
+// field and the value, which its message is built from.
+func TestMergeProblems(t *testing.T) {
+	_, errs := Merge([]*discoveryv1.EndpointSlice{
+		eslice("a", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{eport("big", corev1.ProtocolTCP, 70000)},
+			addr("10.0.0.300", readyCond), discoveryv1.Endpoint{}),
+		eslice("b", discoveryv1.AddressTypeFQDN, tcp(80)),
+	}, model.IPv4, "node-a")
+	want := []Problem{
+		{Namespace: "ns", Slice: "a", Field: "ports[0].port", Value: int32(70000), Reason: "is out of range 1-65535"},
+		{Namespace: "ns", Slice: "a", Field: "endpoints[0].addresses[0]", Value: "10.0.0.300", Reason: "is not a valid IPv4 address"},
+		{Namespace: "ns", Slice: "a", Field: "endpoints[1].addresses", Reason: "must have at least one address"},
+		{Namespace: "ns", Slice: "b", Field: "addressType", Value: "FQDN", Reason: "is not supported (IPv4 and IPv6 only)"},
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d problems, want %d: %q", len(errs), len(want), errStrings(errs))
+	}
+	for i, err := range errs {
+		var p *Problem
+		if !errors.As(err, &p) {
+			t.Errorf("problem %d (%v) is a %T, not a *Problem", i, err, err)
+			continue
+		}
+		if *p != want[i] {
+			t.Errorf("problem %d = %#v, want %#v", i, *p, want[i])
+		}
 	}
 }

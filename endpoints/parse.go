@@ -16,13 +16,13 @@ type slicePort struct {
 	number uint16
 }
 
-// parsePorts returns the valid ports of a slice, recording an error for each invalid one.
-func (m *merger) parsePorts(slice string, ports []discoveryv1.EndpointPort) []slicePort {
-	out := make([]slicePort, 0, len(ports))
-	for i, p := range ports {
-		sp, ok, err := parsePort(i, p)
-		if err != nil {
-			m.fail(slice, err)
+// parsePorts returns the valid ports of slice s, recording a problem for each invalid one.
+func (m *merger) parsePorts(s *discoveryv1.EndpointSlice) []slicePort {
+	out := make([]slicePort, 0, len(s.Ports))
+	for i, p := range s.Ports {
+		sp, ok, prob := parsePort(i, p)
+		if prob != nil {
+			m.fail(s, prob)
 		}
 		if ok {
 			out = append(out, sp)
@@ -31,20 +31,20 @@ func (m *merger) parsePorts(slice string, ports []discoveryv1.EndpointPort) []sl
 	return out
 }
 
-// parsePort converts the i-th port of a slice. It returns ok=false without an error for
+// parsePort converts the i-th port of a slice. It returns ok=false without a problem for
 // a port with no number (kube-proxy ignores those too).
-func parsePort(i int, p discoveryv1.EndpointPort) (slicePort, bool, error) {
+func parsePort(i int, p discoveryv1.EndpointPort) (slicePort, bool, *Problem) {
 	if p.Port == nil {
 		return slicePort{}, false, nil
 	}
 	if n := *p.Port; n < 1 || n > 65535 {
-		return slicePort{}, false, fmt.Errorf("ports[%d].port: %d is out of range 1-65535", i, n)
+		return slicePort{}, false, &Problem{Field: fmt.Sprintf("ports[%d].port", i), Value: n, Reason: "is out of range 1-65535"}
 	}
 	proto := model.TCP
 	if p.Protocol != nil {
 		var err error
 		if proto, err = model.ParseProtocol(string(*p.Protocol)); err != nil {
-			return slicePort{}, false, fmt.Errorf("ports[%d].protocol: %w", i, err)
+			return slicePort{}, false, &Problem{Field: fmt.Sprintf("ports[%d].protocol", i), Value: string(*p.Protocol), Reason: "is not one of TCP, UDP, SCTP"}
 		}
 	}
 	name := ""
@@ -54,14 +54,14 @@ func parsePort(i int, p discoveryv1.EndpointPort) (slicePort, bool, error) {
 	return slicePort{key: PortKey{Name: name, Protocol: proto}, number: uint16(*p.Port)}, true, nil
 }
 
-// parseEndpoints returns the valid endpoints of a slice (with no port set yet),
-// recording an error for each invalid one.
-func (m *merger) parseEndpoints(slice string, eps []discoveryv1.Endpoint) []candidate {
-	out := make([]candidate, 0, len(eps))
-	for i, ep := range eps {
-		e, err := parseEndpoint(i, ep, m.family, m.nodeName)
-		if err != nil {
-			m.fail(slice, err)
+// parseEndpoints returns the valid endpoints of slice s (with no port set yet),
+// recording a problem for each invalid one.
+func (m *merger) parseEndpoints(s *discoveryv1.EndpointSlice) []candidate {
+	out := make([]candidate, 0, len(s.Endpoints))
+	for i, ep := range s.Endpoints {
+		e, p := parseEndpoint(i, ep, m.family, m.nodeName)
+		if p != nil {
+			m.fail(s, p)
 			continue
 		}
 		out = append(out, candidate{ep: e, index: i})
@@ -70,10 +70,10 @@ func (m *merger) parseEndpoints(slice string, eps []discoveryv1.Endpoint) []cand
 }
 
 // parseEndpoint converts the i-th endpoint of a slice of the given family.
-func parseEndpoint(i int, ep discoveryv1.Endpoint, family model.Family, nodeName string) (Endpoint, error) {
-	addr, err := parseAddress(i, ep.Addresses, family)
-	if err != nil {
-		return Endpoint{}, err
+func parseEndpoint(i int, ep discoveryv1.Endpoint, family model.Family, nodeName string) (Endpoint, *Problem) {
+	addr, p := parseAddress(i, ep.Addresses, family)
+	if p != nil {
+		return Endpoint{}, p
 	}
 	c := ep.Conditions
 	e := Endpoint{
@@ -98,13 +98,13 @@ func parseEndpoint(i int, ep discoveryv1.Endpoint, family model.Family, nodeName
 
 // parseAddress parses the first address of the i-th endpoint, which must belong to
 // family. The other addresses are ignored, as kube-proxy does.
-func parseAddress(i int, addrs []string, family model.Family) (netip.Addr, error) {
+func parseAddress(i int, addrs []string, family model.Family) (netip.Addr, *Problem) {
 	if len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("endpoints[%d].addresses: must have at least one address", i)
+		return netip.Addr{}, &Problem{Field: fmt.Sprintf("endpoints[%d].addresses", i), Reason: "must have at least one address"}
 	}
 	addr, err := netip.ParseAddr(addrs[0])
 	if err != nil || addr.Zone() != "" || !family.Contains(addr) {
-		return netip.Addr{}, fmt.Errorf("endpoints[%d].addresses[0]: %q is not a valid %s address", i, addrs[0], family)
+		return netip.Addr{}, &Problem{Field: fmt.Sprintf("endpoints[%d].addresses[0]", i), Value: addrs[0], Reason: "is not a valid " + family.String() + " address"}
 	}
 	return addr, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -84,27 +85,87 @@ func frontendEndpoints(sp *model.ServicePort, f model.Frontend) []model.Endpoint
 	return sp.ServedBy(f)
 }
 
-// NetlinkConntrack deletes conntrack entries through netlink, in the current network
-// namespace.
+// NetlinkConntrack deletes conntrack entries through netlink, in the network namespace of
+// the calling thread. Each call is bounded by its context: the netlink socket's timeouts
+// follow the deadline, and a call still running when the context ends is reported as
+// failed (and tried again by the proxier) while it finishes in the background; a call made
+// meanwhile fails at once instead of stacking up behind it.
 type NetlinkConntrack struct{}
 
-// DeleteUDP implements ConntrackCleaner with one table dump for all flows.
-func (NetlinkConntrack) DeleteUDP(_ context.Context, family model.Family, flows []StaleFlow) error {
+// DeleteUDP implements ConntrackCleaner. Each flow is deleted with a dump that the kernel
+// filters (its frontend, its endpoint as the source of replies), so that the table is not
+// copied out for every change; many flows are deleted with one dump of the UDP entries.
+func (NetlinkConntrack) DeleteUDP(ctx context.Context, family model.Family, flows []StaleFlow) error {
 	if len(flows) == 0 {
 		return nil
 	}
-	fam := netlink.InetFamily(unix.AF_INET)
-	if family == model.IPv6 {
-		fam = netlink.InetFamily(unix.AF_INET6)
+	return runBounded(ctx, family, func(c *ctSocket) error { return c.deleteFlows(flows) })
+}
+
+// SweepUDP implements ConntrackSweeper with one dump of the UDP entries.
+func (NetlinkConntrack) SweepUDP(ctx context.Context, family model.Family, served UDPServed) error {
+	return runBounded(ctx, family, func(c *ctSocket) error {
+		return c.deleteMatching(udpOnly(), []netlink.CustomConntrackFilter{sweepFilter{served}})
+	})
+}
+
+// netlinkBusy is set while a conntrack call runs.
+var netlinkBusy atomic.Bool
+
+// runBounded runs work over a netfilter socket of family opened in the caller's network
+// namespace, giving up when ctx ends.
+func runBounded(ctx context.Context, family model.Family, work func(*ctSocket) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("conntrack, %s: %w", family, err)
 	}
-	filters := make([]netlink.CustomConntrackFilter, len(flows))
-	for i, f := range flows {
-		filters[i] = flowFilter(f)
+	if !netlinkBusy.CompareAndSwap(false, true) {
+		return fmt.Errorf("conntrack, %s: an earlier call that timed out is still running", family)
 	}
-	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...); err != nil {
-		return fmt.Errorf("deleting stale UDP conntrack entries: %w", err)
+	deadline, _ := ctx.Deadline()
+	c, err := openCtSocket(family, deadline)
+	if err != nil {
+		netlinkBusy.Store(false)
+		return err
 	}
-	return nil
+	done := make(chan error, 1)
+	go func() {
+		err := work(c)
+		c.close()
+		netlinkBusy.Store(false) // before the caller learns the result and may call again
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("conntrack, %s: %w", family, ctx.Err())
+	}
+}
+
+// inetFamily is the netlink family of f.
+func inetFamily(f model.Family) netlink.InetFamily {
+	if f == model.IPv6 {
+		return netlink.InetFamily(unix.AF_INET6)
+	}
+	return netlink.InetFamily(unix.AF_INET)
+}
+
+// sweepFilter matches the UDP entries that a UDPServed says are stale.
+type sweepFilter struct{ served UDPServed }
+
+// MatchConntrackFlow implements netlink.CustomConntrackFilter.
+func (f sweepFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	if flow.Forward.Protocol != unix.IPPROTO_UDP {
+		return false
+	}
+	dst, ok1 := addrPort(flow.Forward.DstIP, flow.Forward.DstPort)
+	src, ok2 := addrPort(flow.Reverse.SrcIP, flow.Reverse.SrcPort)
+	return ok1 && ok2 && f.served.Stale(dst, src)
+}
+
+func addrPort(ip net.IP, port uint16) (netip.AddrPort, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(a.Unmap(), port), ok
 }
 
 // flowFilter matches UDP conntrack flows selected by a StaleFlow.

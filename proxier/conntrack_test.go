@@ -265,3 +265,37 @@ func TestFlowFilter(t *testing.T) {
 		t.Error("a 16-byte IPv4 address did not match")
 	}
 }
+
+// TestUDPServedStale checks which entries the start-up sweep deletes.
+func TestUDPServedStale(t *testing.T) {
+	t.Parallel()
+	tbl := ctTable(
+		ctPort{name: "dns", proto: model.UDP,
+			frontends: []model.Frontend{fe(model.ClusterIP, "10.96.0.53:53"), fe(model.NodePort, "*:30053")},
+			cluster:   []model.Endpoint{ctEP("10.244.2.54:5353", false)}},
+		ctPort{name: "empty", proto: model.UDP, frontends: []model.Frontend{fe(model.ClusterIP, "10.96.0.60:53")}},
+		ctPort{name: "web", proto: model.TCP, frontends: []model.Frontend{fe(model.ClusterIP, "10.96.0.80:80")},
+			cluster: []model.Endpoint{ctEP("10.244.2.80:8080", false)}},
+	)
+	s := udpServed(tbl)
+	for _, tc := range []struct {
+		dst, rep string
+		want     bool
+	}{
+		{"10.96.0.53:53", "10.244.2.53:5353", true},  // DNATed to a gone endpoint
+		{"10.96.0.53:53", "10.244.2.54:5353", false}, // to the current one
+		{"10.96.0.53:53", "10.96.0.53:53", true},     // not DNATed, the frontend has endpoints
+		{"10.96.0.60:53", "10.96.0.60:53", false},    // not DNATed, no endpoints: nothing better
+		{"10.96.0.60:53", "10.244.2.53:5353", true},  // DNATed although there are no endpoints now
+		{"192.168.50.10:30053", "10.244.2.9:5353", true},
+		{"192.168.50.10:30053", "10.244.2.54:5353", false},
+		{"192.168.50.10:30053", "192.168.50.10:30053", false}, // maybe the node's own traffic
+		{"10.96.0.80:80", "10.244.2.1:8080", false},           // a TCP Service's address: not UDP
+		{"10.96.0.99:53", "10.244.2.53:5353", false},          // no frontend
+		{"[::ffff:10.96.0.53]:53", "10.244.2.54:5353", false}, // mapped addresses are unmapped
+	} {
+		if got := s.Stale(netip.MustParseAddrPort(tc.dst), netip.MustParseAddrPort(tc.rep)); got != tc.want {
+			t.Errorf("Stale(%s, reply from %s) = %t, want %t", tc.dst, tc.rep, got, tc.want)
+		}
+	}
+}

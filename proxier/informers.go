@@ -48,11 +48,13 @@ type watchers struct {
 }
 
 // newWatchers builds (without starting) informers for Services, EndpointSlices and the
-// proxier's Node, with a transform that drops what portico never reads.
+// proxier's Node, with a transform that drops what portico never reads. Their
+// list-watches share one apiLink: they reconnect together (listwatch.go).
 func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
-	svc := cache.NewSharedIndexInformer(src.Services, &corev1.Service{}, resync, cache.Indexers{})
-	eps := cache.NewSharedIndexInformer(src.EndpointSlices, &discoveryv1.EndpointSlice{}, resync, cache.Indexers{})
-	node := cache.NewSharedIndexInformer(src.Nodes, &corev1.Node{}, resync, cache.Indexers{})
+	link := newAPILink()
+	svc := cache.NewSharedIndexInformer(newReconnecting(src.Services, "Services", link), &corev1.Service{}, resync, cache.Indexers{})
+	eps := cache.NewSharedIndexInformer(newReconnecting(src.EndpointSlices, "EndpointSlices", link), &discoveryv1.EndpointSlice{}, resync, cache.Indexers{})
+	node := cache.NewSharedIndexInformer(newReconnecting(src.Nodes, "Node", link), &corev1.Node{}, resync, cache.Indexers{})
 	w := &watchers{informers: []cache.SharedIndexInformer{svc, eps, node}}
 	for _, inf := range w.informers {
 		if err := inf.SetTransform(stripUnused); err != nil {
@@ -64,7 +66,7 @@ func newWatchers(src Sources, resync time.Duration) (*watchers, error) {
 	w.nodes = corelisters.NewNodeLister(node.GetIndexer())
 	w.cidrsSynced = func() bool { return true }
 	if src.ServiceCIDRs != nil {
-		cidr := cache.NewSharedIndexInformer(src.ServiceCIDRs, &networkingv1.ServiceCIDR{}, resync, cache.Indexers{})
+		cidr := cache.NewSharedIndexInformer(newReconnecting(src.ServiceCIDRs, "ServiceCIDRs", link), &networkingv1.ServiceCIDR{}, resync, cache.Indexers{})
 		if err := cidr.SetTransform(stripUnused); err != nil {
 			return nil, fmt.Errorf("setting the informer transform: %w", err)
 		}
@@ -167,6 +169,9 @@ func (w *watchers) sliceHandler(t *tracker) cache.ResourceEventHandler {
 		},
 		UpdateFunc: func(old, obj any) {
 			o, r := sliceRecordOf(old), sliceRecordOf(obj)
+			if sameVersion(o, r) {
+				return
+			}
 			if o != nil && (r == nil || o.service != r.service) {
 				w.slices.remove(o)
 				sliceEvent(t, old)
@@ -183,6 +188,14 @@ func (w *watchers) sliceHandler(t *tracker) cache.ResourceEventHandler {
 			sliceEvent(t, obj)
 		},
 	}
+}
+
+// sameVersion reports whether an update hands over a slice the handler already has: the
+// same resource version, as a relist after a reconnect (or a resync) delivers every
+// unchanged object. Skipping it keeps a reconnect from causing a sync that would hold
+// the next real change back by minSyncPeriod.
+func sameVersion(old, cur *sliceRecord) bool {
+	return old != nil && cur != nil && old.resourceVersion != "" && old.resourceVersion == cur.resourceVersion
 }
 
 // handlers routes informer events to the tracker.

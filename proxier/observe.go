@@ -34,6 +34,9 @@ type Recorder interface {
 	// SetNoLocalEndpoints records how many Service ports with a Local policy
 	// ("internal" or "external") have no endpoint on this node.
 	SetNoLocalEndpoints(policy string, f model.Family, n int)
+	// IncRulesRepair counts a repair of family f: the backend found its rules missing from
+	// the kernel (backends.Verifier) and a full sync was requested.
+	IncRulesRepair(f model.Family)
 }
 
 // HealthTracker follows the proxier's progress for /healthz and /livez.
@@ -42,6 +45,9 @@ type HealthTracker interface {
 	QueuedUpdate(f model.Family)
 	// Updated says family f was synced.
 	Updated(f model.Family)
+	// RulesMissing says the rules of family f are missing from the kernel: f is
+	// unhealthy until the next Updated of f (the sync that repairs them).
+	RulesMissing(f model.Family)
 	// SyncNode passes the current Node object (nil when deleted).
 	SyncNode(node *corev1.Node)
 }
@@ -64,9 +70,11 @@ func (nopRecorder) IncSyncError(string, model.Family)                     {}
 func (nopRecorder) IncInvalid(string)                                     {}
 func (nopRecorder) SetGeneration(uint64)                                  {}
 func (nopRecorder) SetNoLocalEndpoints(string, model.Family, int)         {}
+func (nopRecorder) IncRulesRepair(model.Family)                           {}
 
 type nopHealth struct{}
 
 func (nopHealth) QueuedUpdate(model.Family) {}
 func (nopHealth) Updated(model.Family)      {}
+func (nopHealth) RulesMissing(model.Family) {}
 func (nopHealth) SyncNode(*corev1.Node)     {}

@@ -33,6 +33,10 @@ type Options struct {
 	MinSyncPeriod, SyncPeriod time.Duration
 	// FullSyncPeriod is how often a sync rewrites everything even without changes.
 	FullSyncPeriod time.Duration
+	// VerifyPeriod is how often a backend that implements backends.Verifier is asked
+	// whether its rules are still in the kernel (verify.go); 0 means min(SyncPeriod/2,
+	// 10s), a negative value never.
+	VerifyPeriod time.Duration
 	// ResyncPeriod is the informers' resync period (configSyncPeriod).
 	ResyncPeriod time.Duration
 	// Addresses lists the node's interface addresses (default: NetlinkAddresses).
@@ -47,6 +51,12 @@ type Options struct {
 	ServiceHealth ServiceHealthSyncer
 	// Memory manages the Go runtime's memory around full syncs (default: none).
 	Memory *Memory
+	// Events receives a warning for each Service or EndpointSlice skipped in part or
+	// whole, for its owner to read with `kubectl describe service` (default: none).
+	Events Events
+	// FamilyProbe tells which of Node.Families the kernel supports; Run programs only
+	// those (default: KernelFamilies; families.go).
+	FamilyProbe FamilyProbe
 }
 
 // Proxier is the controller. Create it with New and start it with Run.
@@ -65,6 +75,9 @@ type Proxier struct {
 	hcNames  map[model.ServiceName]bool
 	noLocal  map[noLocalKey]map[model.ServicePortName]bool
 	gen      uint64
+	famRetry map[model.Family]*familyRetry // families.go
+	ct       conntrackState                // conntrack_retry.go
+	nodeWarn nodeWarner                    // nodewarn.go
 }
 
 // New returns a Proxier. It has no side effects: nothing is watched or programmed before
@@ -82,6 +95,9 @@ func New(sources Sources, backend backends.Backend, opts Options) *Proxier {
 	if opts.Health == nil {
 		opts.Health = nopHealth{}
 	}
+	if opts.Events == nil {
+		opts.Events = nopEvents{}
+	}
 	if opts.FullSyncPeriod == 0 {
 		opts.FullSyncPeriod = time.Hour
 	}
@@ -94,6 +110,8 @@ func New(sources Sources, backend backends.Backend, opts Options) *Proxier {
 		needFull: map[model.Family]bool{},
 		hcNames:  map[model.ServiceName]bool{},
 		noLocal:  map[noLocalKey]map[model.ServicePortName]bool{},
+		famRetry: map[model.Family]*familyRetry{},
+		ct:       newConntrackState(),
 	}
 	p.runner = newRunner(opts.MinSyncPeriod, opts.SyncPeriod, p.sync)
 	p.tracker = newTracker(p.queued)
@@ -104,6 +122,9 @@ func New(sources Sources, backend backends.Backend, opts Options) *Proxier {
 // returns an error only if it cannot start.
 func (p *Proxier) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
+	if err := p.probeFamilies(ctx); err != nil {
+		return err
+	}
 	w, err := newWatchers(p.sources, p.opts.ResyncPeriod)
 	if err != nil {
 		return err
@@ -118,37 +139,52 @@ func (p *Proxier) Run(ctx context.Context) error {
 	wait := w.start(ctx)
 	defer wait() // deferred calls run last first: stop the informers, then wait for them
 	defer stop()
-	prepared := p.prepareBackend(ctx)
+	prepared := p.prepareBackend(ctx, stop)
 	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
 	synced := waitForCaches(ctx, w.synced)
 	restoreGC()
-	if !synced {
-		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
-	}
-	if !waitForCaches(withTimeout(ctx, serviceCIDRGrace), []cache.InformerSynced{w.cidrsSynced}) && ctx.Err() == nil {
+	if synced && !waitForCaches(withTimeout(ctx, serviceCIDRGrace), []cache.InformerSynced{w.cidrsSynced}) && ctx.Err() == nil {
 		logger.Info("ServiceCIDRs not listed yet (does the API server serve networking.k8s.io/v1 servicecidrs, " +
 			"and may portico list them?); syncing without dropping unallocated Service addresses until they are")
 	}
-	<-prepared
+	if err := <-prepared; err != nil {
+		return err
+	}
+	if !synced {
+		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
+	}
+	if err := p.checkNodePrimaryFamily(); err != nil {
+		return err
+	}
 	logger.Info("Informer caches synced; starting the sync loop")
+	p.startVerifying(ctx)
 	p.runner.Run(ctx)
 	return nil
 }
 
-// prepareBackend runs the backend's start-up work, if it has any, in the background; the
-// returned channel is closed when it is done.
-func (p *Proxier) prepareBackend(ctx context.Context) <-chan struct{} {
-	done := make(chan struct{})
+// prepareBackend runs the backend's start-up work, if it has any, in the background. The
+// returned channel yields one value when it is done: nil, or the error of a program or
+// kernel module the node lacks (backends.IsNotInstalled), on which stop is called so that
+// Run returns it at once instead of retrying behind a green start. Other errors, which a
+// later try may not meet, are logged and left to the first sync.
+func (p *Proxier) prepareBackend(ctx context.Context, stop context.CancelFunc) <-chan error {
+	done := make(chan error, 1)
 	pr, ok := p.backend.(backends.Preparer)
 	if !ok {
-		close(done)
+		done <- nil
 		return done
 	}
 	go func() {
-		defer close(done)
-		if err := pr.Prepare(ctx); err != nil {
+		err := pr.Prepare(ctx)
+		if err != nil && backends.IsNotInstalled(err) {
+			stop()
+			done <- fmt.Errorf("backend %s cannot run on this node: %w", p.backend.Name(), err)
+			return
+		}
+		if err != nil {
 			klog.FromContext(ctx).Error(err, "Preparing the backend failed; the first sync will try again")
 		}
+		done <- nil
 	}()
 	return done
 }
@@ -222,7 +258,8 @@ func (p *Proxier) allServiceNames() []model.ServiceName {
 }
 
 // nodeInfo resolves this node's settings from the configuration, its Node object and its
-// interface addresses.
+// interface addresses, warns about what they lack (nodewarn.go) and moves the
+// healthCheckNodePort servers to the addresses NodePorts answer on.
 func (p *Proxier) nodeInfo(ctx context.Context) compile.NodeInfo {
 	node, err := p.watch.nodes.Get(p.opts.Node.Name)
 	if err != nil {
@@ -233,5 +270,8 @@ func (p *Proxier) nodeInfo(ctx context.Context) compile.NodeInfo {
 		klog.FromContext(ctx).Error(err, "Cannot read node addresses; NodePorts use the last known ones")
 		return p.compiler.Node()
 	}
-	return compile.ResolveNode(p.opts.Node, node, addrs, p.watch.serviceCIDRs())
+	info := compile.ResolveNode(p.opts.Node, node, addrs, p.watch.serviceCIDRs())
+	p.warnNode(ctx, node, info)
+	p.bindHealthChecks(info)
+	return info
 }

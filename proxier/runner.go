@@ -16,6 +16,11 @@ type runner struct {
 	sync                     func(ctx context.Context) error
 	trigger                  chan struct{}
 	now                      func() time.Time
+	// check, when set, runs every checkEvery between syncs, in the loop's goroutine (so
+	// never during a sync); when it returns true a sync is due as soon as minInterval
+	// allows.
+	check      func(ctx context.Context) bool
+	checkEvery time.Duration
 }
 
 func newRunner(minInterval, maxInterval time.Duration, sync func(context.Context) error) *runner {
@@ -38,6 +43,22 @@ func (r *runner) Request() {
 	}
 }
 
+// setCheck makes Run call check every interval between syncs (see runner.check). It must
+// be called before Run; an interval of zero or less turns the check off.
+func (r *runner) setCheck(every time.Duration, check func(context.Context) bool) {
+	r.checkEvery, r.check = every, check
+}
+
+// checkTicks returns the channel that tells Run to call check (nil, never ready, without
+// a check) and the function that stops it.
+func (r *runner) checkTicks() (<-chan time.Time, func()) {
+	if r.check == nil || r.checkEvery <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTicker(r.checkEvery)
+	return t.C, t.Stop
+}
+
 // runState is the runner loop's bookkeeping.
 type runState struct {
 	lastRun  time.Time
@@ -45,17 +66,22 @@ type runState struct {
 	failures int
 }
 
-// Run loops until ctx is done. The first sync runs immediately.
+// Run loops until ctx is done. The first sync runs immediately. Between syncs it runs the
+// check set by setCheck, if any.
 func (r *runner) Run(ctx context.Context) {
 	st := runState{pending: true}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	checks, stopChecks := r.checkTicks()
+	defer stopChecks()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.trigger:
 			st.pending = true
+		case <-checks:
+			st.pending = r.check(ctx) || st.pending
 		case <-timer.C:
 		}
 		due := r.due(st)

@@ -15,6 +15,7 @@ import (
 // of metav1.Object and runtime.Object.
 type serviceRecord struct {
 	recordMeta
+	uid     packedUID         // for Events about the Service
 	labels  map[string]string // only the service-proxy-name label
 	spec    corev1.ServiceSpec
 	ingress []corev1.LoadBalancerIngress
@@ -36,6 +37,7 @@ func serviceRecordOf(obj any) *serviceRecord {
 func compactService(s *corev1.Service) *serviceRecord {
 	r := &serviceRecord{
 		recordMeta: metaOf(&s.ObjectMeta),
+		uid:        packUID(s.UID),
 		labels:     keepOnly(s.Labels, compile.LabelServiceProxyName),
 		spec:       s.Spec,
 		ingress:    s.Status.LoadBalancer.Ingress,

@@ -14,41 +14,94 @@ import (
 )
 
 // sync is one run of the runner: compile what changed, hand each family's difference to
-// the backend, then do the follow-up work of a successful sync.
+// the backend, clear stale conntrack entries, then do the follow-up work. Families are
+// independent: one whose backend sync fails keeps its last good rules and backs off on
+// its own (families.go) while the others, the conntrack cleanup and the work after the
+// sync (health check servers, metrics) go on. sync returns an error, for the runner to
+// back off, only when no family synced.
 func (p *Proxier) sync(ctx context.Context) error {
 	start := time.Now()
 	ch := p.tracker.Take()
 	state := p.compileChanges(ctx, ch)
 	compiled := time.Since(start)
 	full := start.Sub(p.lastFull) >= p.opts.FullSyncPeriod
-	var errs []error
-	rewrote := ch.node // a node change recompiled every Service
-	for _, t := range state.Tables {
-		wasFull, err := p.syncFamily(ctx, t, full)
-		if err != nil {
-			errs = append(errs, err)
+	res := p.syncFamilies(ctx, state, full, start)
+	if len(res.failed) > 0 {
+		// The compiled state keeps the changes (the failed families' next diff holds them);
+		// their change times wait for the retry, and so do the change counts when nothing
+		// synced.
+		rq := changes{triggers: familyTriggers(ch, res.failed), queued: ch.queued}
+		if len(res.synced) == 0 {
+			rq.services, rq.eps = ch.services, ch.eps
 		}
-		rewrote = rewrote || wasFull
+		p.tracker.Requeue(rq)
 	}
-	if err := errors.Join(errs...); err != nil {
-		p.tracker.Requeue(ch)
-		return err
+	ch.triggers = familyTriggers(ch, res.synced) // none of a family the node lacks
+	// Every family failed now or waits for its retry.
+	if len(res.synced) == 0 {
+		p.syncServiceHealth(ctx, state)
+		return errors.Join(res.errs...)
 	}
-	if full {
-		p.lastFull = start
-	}
-	if rewrote {
+	p.lastFull = cond(full, start, p.lastFull) // a failed family is full anyway (needFull)
+	if ch.node || res.rewrote {
 		p.opts.Memory.AfterFullSync()
 	}
 	if p.pendingWork(state) {
 		p.runner.Request() // let the backend finish (e.g. delete what it emptied)
 	}
 	p.afterSync(ctx, state, ch)
-	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start), "compiling", compiled)
+	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start),
+		"compiling", compiled, "failedFamilies", res.failed)
 	return nil
 }
 
-// compileChanges recompiles the dirty Services (all of them after a node change).
+// familiesResult is what syncFamilies did.
+type familiesResult struct {
+	synced, failed []model.Family
+	errs           []error
+	rewrote        bool
+}
+
+// syncFamilies syncs each family of state that is not backing off, then runs the conntrack
+// cleanup of each family that synced. A failure is logged and starts that family's
+// backoff.
+func (p *Proxier) syncFamilies(ctx context.Context, state *model.State, full bool, now time.Time) familiesResult {
+	var res familiesResult
+	for _, t := range state.Tables {
+		fam := t.Family()
+		if p.familyWaiting(fam, now) {
+			res.failed = append(res.failed, fam)
+			continue
+		}
+		wasFull, err := p.syncFamily(ctx, t, full)
+		if err != nil {
+			wait := p.familyFailed(fam, now)
+			klog.FromContext(ctx).Error(err, "Syncing an IP family failed; it keeps its last good rules, the other families go on",
+				"family", fam, "retryIn", wait)
+			res.errs = append(res.errs, err)
+			res.failed = append(res.failed, fam)
+			continue
+		}
+		p.familySynced(fam)
+		res.synced = append(res.synced, fam)
+		res.rewrote = res.rewrote || wasFull
+	}
+	for _, fam := range res.synced {
+		p.clearConntrack(ctx, fam, now)
+	}
+	return res
+}
+
+// cond returns a when c holds, else b.
+func cond[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
+}
+
+// compileChanges recompiles the dirty Services (all of them after a node change). Each
+// problem is logged, counted and sent to Options.Events.
 func (p *Proxier) compileChanges(ctx context.Context, ch changes) *model.State {
 	node := p.nodeInfo(ctx)
 	dirty := ch.dirty
@@ -59,13 +112,17 @@ func (p *Proxier) compileChanges(ctx context.Context, ch changes) *model.State {
 	for _, err := range problems {
 		klog.FromContext(ctx).Error(err, "Skipping an invalid field or object; the rest is still served")
 		p.opts.Recorder.IncInvalid(invalidKind(err))
+		p.reportProblem(err)
 	}
 	return state
 }
 
 // syncFamily hands one table's difference to the backend and, when it succeeds, clears
 // stale UDP flows and updates the per-family bookkeeping. It reports whether the backend
-// rewrote the whole family.
+// rewrote the whole family. A backends.SkippedError is a success for every Service port
+// but those it names: each is logged, counted as an invalid object and reported on its
+// Service (Options.Events), and the backend keeps trying them (when they change, in full
+// syncs, and after a backoff that it reports as pending work).
 func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) (bool, error) {
 	fam := t.Family()
 	prev := p.applied[fam]
@@ -77,7 +134,17 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) (bo
 		return false, nil
 	}
 	start := time.Now()
-	if err := p.backend.Sync(ctx, t, d); err != nil {
+	err := p.backend.Sync(ctx, t, d)
+	if skipped, ok := backends.AsSkipped(err); ok {
+		for _, sp := range skipped.Ports {
+			klog.FromContext(ctx).Error(sp.Err, "Skipping a Service port the backend cannot program; the others are synced",
+				"servicePort", sp.Name.String(), "family", fam, "backend", p.backend.Name())
+			p.opts.Recorder.IncInvalid("serviceport")
+			p.reportSkipped(fam, sp)
+		}
+		err = nil
+	}
+	if err != nil {
 		p.needFull[fam] = true
 		p.opts.Recorder.IncSyncError(p.backend.Name(), fam)
 		return false, fmt.Errorf("%s backend, %s: %w", p.backend.Name(), fam, err)
@@ -88,11 +155,7 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) (bo
 	p.opts.Health.Updated(fam)
 	p.opts.Recorder.SetLastSync(fam, time.Now())
 	p.trackPorts(t, d)
-	if flows := staleUDPFlows(prev, t, d); len(flows) > 0 {
-		if err := p.opts.Conntrack.DeleteUDP(ctx, fam, flows); err != nil {
-			klog.FromContext(ctx).Error(err, "Clearing stale UDP conntrack entries", "family", fam)
-		}
-	}
+	p.queueStaleFlows(fam, prev, t, d) // cleared by sync once every family is done
 	return d.Full, nil
 }
 
@@ -111,7 +174,8 @@ func (p *Proxier) pendingWork(state *model.State) bool {
 	return false
 }
 
-// afterSync records metrics and updates the health check servers after a successful sync.
+// afterSync records metrics and updates the health check servers after a sync in which at
+// least one family synced.
 func (p *Proxier) afterSync(ctx context.Context, state *model.State, ch changes) {
 	now := time.Now()
 	for _, triggers := range ch.triggers {
@@ -129,6 +193,12 @@ func (p *Proxier) afterSync(ctx context.Context, state *model.State, ch changes)
 			p.opts.Recorder.SetNoLocalEndpoints(policy, t.Family(), len(p.noLocal[noLocalKey{t.Family(), policy}]))
 		}
 	}
+	p.syncServiceHealth(ctx, state)
+}
+
+// syncServiceHealth updates the health check node port servers to state. It runs after
+// every sync, even one in which every family failed.
+func (p *Proxier) syncServiceHealth(ctx context.Context, state *model.State) {
 	if p.opts.ServiceHealth != nil {
 		if err := p.opts.ServiceHealth.Sync(ctx, p.healthChecks(state)); err != nil {
 			klog.FromContext(ctx).Error(err, "Updating health check node port servers")

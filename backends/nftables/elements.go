@@ -11,8 +11,9 @@ import (
 
 // elem is one element of a shared set or map, as a Service port wants it. Its key and
 // value are written as nft writes them (fields joined with " . "); value is empty for a
-// set element. Map elements carry their owner's name as comment, set elements none; the
-// comment is not stored (at 10,000 Services the mirror holds ~30,000 elements).
+// set element. Map elements carry their owner's name as comment (portComment, bounded and
+// escaped), set elements none; the comment is not stored (at 10,000 Services the mirror
+// holds ~30,000 elements).
 type elem struct {
 	set, key, value string
 }
@@ -104,7 +105,7 @@ func (s *elementStore) reconcile(ids []elemID, del, add *[]knftables.Object) {
 }
 
 // elemObject returns the knftables element of id with the value of c; a map element added
-// for an owner carries the owner's name as comment.
+// for an owner carries the owner's name as comment (portComment).
 func elemObject(id elemID, c claim) knftables.Object {
 	o := &knftables.Element{Key: strings.Split(id.key, " . ")}
 	if !isMap(id.set) {
@@ -116,7 +117,7 @@ func elemObject(id elemID, c claim) knftables.Object {
 		o.Value = strings.Split(c.value, " . ")
 	}
 	if c.owner != (model.ServicePortName{}) {
-		o.Comment = ptr(c.owner.String())
+		o.Comment = ptr(portComment(c.owner))
 	}
 	return o
 }

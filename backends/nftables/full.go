@@ -19,26 +19,9 @@ import (
 // are rendered, so that portico never holds the whole transaction; nft commits only at
 // the end of its input.
 func (fs *familyState) fullRewrite(ctx context.Context, t *model.Table, mark uint32, existing existingObjects, observe func(int)) error {
-	ops := 0
-	var err error
-	if fs.batched {
-		err = streamNFT(ctx, func(write func(*bytes.Buffer) error) error {
-			return fs.renderFull(t, mark, existing, chunkOps(t, false), func(w *txWriter) error {
-				ops += w.size()
-				return write(fs.text(w))
-			})
-		})
-	} else {
-		tx := fs.nft.NewTransaction()
-		err = fs.renderFull(t, mark, existing, chunkOps(t, false), func(w *txWriter) error {
-			ops += w.size()
-			w.addTo(tx)
-			return nil
-		})
-		if err == nil {
-			err = fs.nft.Run(ctx, tx)
-		}
-	}
+	ops, err := fs.stream(ctx, false, func(emit func(*txWriter) error) error {
+		return fs.renderFull(t, mark, existing, chunkOps(t, false), emit)
+	})
 	if observe != nil {
 		observe(ops)
 	}
@@ -50,25 +33,73 @@ func (fs *familyState) fullRewrite(ctx context.Context, t *model.Table, mark uin
 	return nil
 }
 
+// stream runs one transaction, or with check only asks whether the kernel would accept it
+// (nft --check: nft and the kernel validate everything, then nothing is committed), whose
+// pieces render hands to its emit function. Batched, the pieces are streamed into nft's
+// standard input as they are rendered; otherwise they are gathered into one knftables
+// transaction. It returns the number of operations.
+func (fs *familyState) stream(ctx context.Context, check bool, render func(emit func(*txWriter) error) error) (int, error) {
+	ops := 0
+	if fs.batched {
+		run := streamNFT
+		if check {
+			run = checkNFT
+		}
+		err := run(ctx, func(write func(*bytes.Buffer) error) error {
+			return render(func(w *txWriter) error {
+				ops += w.size()
+				return write(fs.text(w))
+			})
+		})
+		return ops, err
+	}
+	tx := fs.nft.NewTransaction()
+	err := render(func(w *txWriter) error {
+		ops += w.size()
+		w.addTo(tx)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return ops, err
+	case check:
+		return ops, fs.nft.Check(ctx, tx)
+	}
+	return ops, fs.nft.Run(ctx, tx)
+}
+
 // streamNFT runs one `nft -f -` transaction whose text produce writes piece by piece; a
 // variable so that tests and benchmarks can replace nft.
 var streamNFT = runNFTStream
+
+// checkNFT is streamNFT with `nft --check -f -`: nothing is committed.
+var checkNFT = runNFTCheck
 
 // runNFTStream starts nft, lets produce write the transaction into its standard input,
 // then closes it and waits. If produce fails, nft is killed before it reads the end of
 // its input, so it commits nothing.
 func runNFTStream(ctx context.Context, produce func(write func(*bytes.Buffer) error) error) error {
+	return runNFTArgs(ctx, produce, "-f", "-")
+}
+
+// runNFTCheck is runNFTStream with nft's check mode.
+func runNFTCheck(ctx context.Context, produce func(write func(*bytes.Buffer) error) error) error {
+	return runNFTArgs(ctx, produce, "--check", "-f", "-")
+}
+
+// runNFTArgs runs nft with args, produce writing its standard input (see runNFTStream).
+func runNFTArgs(ctx context.Context, produce func(write func(*bytes.Buffer) error) error, args ...string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd := exec.CommandContext(ctx, "nft", args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return fmt.Errorf("nft -f: %w", err)
+		return fmt.Errorf("nft %s: %w", strings.Join(args, " "), err)
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("nft -f: %w", err)
+		return fmt.Errorf("nft %s: %w", strings.Join(args, " "), err)
 	}
 	var writeErr error
 	perr := produce(func(b *bytes.Buffer) error {
@@ -83,7 +114,7 @@ func runNFTStream(ctx context.Context, produce func(write func(*bytes.Buffer) er
 	_ = stdin.Close()
 	if err := cmd.Wait(); err != nil {
 		// A write error means nft stopped reading: its own message says why.
-		return fmt.Errorf("nft -f: %w: %s", err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return perr
 }

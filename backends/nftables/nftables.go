@@ -102,17 +102,18 @@ func (b *Backend) Name() string { return Mode }
 // Sync implements backends.Backend. A failure counts in kube-proxy's cleanup failure
 // counter when the transaction only deleted stale objects (portico deletes them in the
 // sync after the one that emptied them, not in a cleanup pass of its own), in its sync
-// failure counter otherwise; a success sets the gauges of what the table holds.
+// failure counter otherwise; a success sets the gauges of what the table holds. A
+// backends.SkippedError is a success for everything but the ports it names (confine.go).
 func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cleanupOnly, err := b.sync(ctx, t, d)
-	if err != nil {
+	if _, skipped := backends.AsSkipped(err); err != nil && !skipped {
 		b.metrics.failed(t.Family(), cleanupOnly)
 		return err
 	}
 	b.metrics.synced(t.Family(), b.fams[t.Family()])
-	return nil
+	return err
 }
 
 // sync is Sync without the metrics. cleanupOnly reports a partial transaction that held
@@ -122,28 +123,11 @@ func (b *Backend) sync(ctx context.Context, t *model.Table, d model.Diff) (clean
 	if err != nil {
 		return false, err
 	}
+	mark, observe := b.opts.MasqueradeMark(), b.opts.TransactionSize
 	if d.Full || !fs.ready {
-		existing, found, err := fs.listExisting(ctx)
-		if err != nil {
-			fs.reset()
-			return false, err
-		}
-		if !found {
-			return false, fs.coldLoad(ctx, t, b.opts.MasqueradeMark(), b.opts.TransactionSize)
-		}
-		return false, fs.fullRewrite(ctx, t, b.opts.MasqueradeMark(), existing, b.opts.TransactionSize)
+		return false, fs.fullSync(ctx, t, mark, observe, nil)
 	}
-	w := fs.partialTransaction(t, d)
-	if b.opts.TransactionSize != nil {
-		b.opts.TransactionSize(w.size())
-	}
-	cleanupOnly = len(w.deletes) > 0 && len(w.deletes) == w.size()
-	if err := fs.apply(ctx, w); err != nil {
-		fs.reset()
-		return cleanupOnly, fmt.Errorf("nftables transaction of %d operations: %w", w.size(), err)
-	}
-	fs.committed()
-	return cleanupOnly, nil
+	return fs.partialSync(ctx, t, mark, observe, d)
 }
 
 // Prepare implements backends.Preparer: knftables probes nft (`nft --version`, `nft
@@ -161,12 +145,13 @@ func (b *Backend) Prepare(context.Context) error {
 }
 
 // PendingWork implements backends.Deferrer: chains, sets and maps emptied by the last
-// transaction wait for the next one to be deleted.
+// transaction wait for the next one to be deleted, or skipped Service ports are due for
+// another try (confine.go).
 func (b *Backend) PendingWork(f model.Family) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	fs, ok := b.fams[f]
-	return ok && fs.ready && len(fs.staleChains)+len(fs.staleSets) > 0
+	return ok && fs.ready && (len(fs.staleChains)+len(fs.staleSets) > 0 || fs.retryDue())
 }
 
 // family returns the state of f, creating it on first use.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,7 +57,7 @@ type slotFunc func(chain string, p model.Protocol, n int) block
 // frontends only, when their classes depend on the source; and the elements that
 // dispatch, refuse and filter the frontends.
 func (r *renderer) render(sp *model.ServicePort, slots slotFunc) *portPlan {
-	p := &portPlan{comment: sp.Name.String()}
+	p := &portPlan{comment: portComment(sp.Name)}
 	sfx := portSuffix(sp.Name)
 	base := baseMasquerade(sp)
 	for _, set := range []model.EndpointSet{model.ClusterEndpoints, model.LocalEndpoints} {
@@ -253,7 +254,7 @@ func (r *renderer) affinityDNAT(p *portPlan, chain string, sp *model.ServicePort
 		sets[i] = affinitySetName(chain, e, sp.Affinity.Timeout)
 		p.affinity = append(p.affinity, affinitySet{
 			name:       sets[i],
-			comment:    sp.Name.String() + " -> " + e.String(),
+			comment:    affinityComment(sp.Name, e),
 			timeoutSec: int64(sp.Affinity.Timeout.Seconds()),
 		})
 		update := fmt.Sprintf("update @%s { %s saddr } %s dnat %s to %s",
@@ -312,9 +313,13 @@ func (r *renderer) frontendKey(sp *model.ServicePort, f model.Frontend) (string,
 	return f.Addr.String() + " . " + pp, frontendMaps{mapServiceIPs, mapNoEndpointServices}
 }
 
+// firewallElements allows the port's source ranges to reach the frontend key. The ranges
+// go in an interval set, where the kernel refuses overlapping elements ("File exists"): a
+// range inside another one (a load balancer's own ingress IP inside a source range, or
+// nested source ranges) is left out, which allows the same sources.
 func (r *renderer) firewallElements(p *portPlan, key string, sp *model.ServicePort) {
 	p.elems = append(p.elems, elem{set: setFirewallIPs, key: key})
-	for _, src := range sp.SourceRanges {
+	for _, src := range outermost(sp.SourceRanges) {
 		p.elems = append(p.elems, elem{set: setFirewallAllow, key: key + " . " + src.String()})
 	}
 }
@@ -326,6 +331,30 @@ func (r *renderer) hairpinElements(p *portPlan, sp *model.ServicePort) {
 		s := a.String()
 		p.elems = append(p.elems, elem{set: setHairpin, key: s + " . " + s})
 	}
+}
+
+// outermost returns the prefixes of ps (masked) that no other prefix of ps contains.
+// Prefixes are nested or disjoint, so sorted by address and then by length, a prefix
+// inside an earlier one is inside the last one kept.
+func outermost(ps []netip.Prefix) []netip.Prefix {
+	sorted := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		sorted[i] = p.Masked()
+	}
+	slices.SortFunc(sorted, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	out := sorted[:0]
+	for _, p := range sorted {
+		if n := len(out); n > 0 && out[n-1].Bits() <= p.Bits() && out[n-1].Contains(p.Addr()) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // prefixSet renders prefixes as an nft anonymous set (or a single value).

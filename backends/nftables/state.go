@@ -79,6 +79,24 @@ type familyState struct {
 	pending pendingState
 	// batched applies transactions with nft directly, elements batched (see apply.go).
 	batched bool
+
+	// skipped are the Service ports left out of the kernel, with the reason: they could
+	// not be rendered, or the kernel rejected their objects (confine.go). Unlike the
+	// mirror they survive reset: a full sync checks them before it writes the others.
+	skipped map[model.ServicePortName]error
+	// report holds the ports that the sync under way tried and could not program.
+	report map[model.ServicePortName]error
+	// suspects are the ports most likely at fault: the changed ports of a partial
+	// transaction the kernel rejected, and skipped ports that a full sync writes again
+	// because they pass a check alone. A full sync checks them first and blames them
+	// before the others for a fault that ports have only together; it forgets them once
+	// it succeeds.
+	suspects map[model.ServicePortName]bool
+	// retryAt is when the skipped ports are tried again, retryBackoff how long the last
+	// wait was; now tells the time (a field for tests).
+	retryAt      time.Time
+	retryBackoff time.Duration
+	now          func() time.Time
 }
 
 // pendingState is what a transaction changes in the mirror once it succeeds.
@@ -90,7 +108,9 @@ type pendingState struct {
 }
 
 func newFamilyState(nft knftables.Interface, f fam) *familyState {
-	fs := &familyState{nft: nft, r: renderer{f: f}}
+	fs := &familyState{nft: nft, r: renderer{f: f}, now: time.Now,
+		skipped: map[model.ServicePortName]error{}, report: map[model.ServicePortName]error{},
+		suspects: map[model.ServicePortName]bool{}}
 	fs.reset()
 	return fs
 }

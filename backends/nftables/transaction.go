@@ -17,14 +17,18 @@ import (
 // partialTransaction writes only the Service ports named in d, plus the deletion of the
 // objects the previous transaction emptied and no port claimed again (a Service port
 // deleted and re-created between two syncs, an endpoint map that got a user again). Its
-// size is proportional to the change.
+// size is proportional to the change. A port that cannot be rendered is skipped (its
+// objects go, as if it were removed) and recorded (fs.skip).
 func (fs *familyState) partialTransaction(t *model.Table, d model.Diff) *txWriter {
 	w := &txWriter{}
 	for _, name := range slices.Concat(d.Removed, d.Changed) {
 		old := fs.ports[name]
 		var plan *portPlan
 		if sp, ok := t.Get(name); ok {
-			plan = fs.r.render(sp, fs.slotFunc(old))
+			var err error
+			if plan, err = fs.renderPort(sp, old); err != nil {
+				fs.skip(name, err)
+			}
 		}
 		fs.applyPort(w, name, old, plan, false)
 	}
@@ -77,29 +81,17 @@ func chunkOps(t *model.Table, cold bool) int {
 
 // renderFull renders the whole table and hands it to emit in pieces, in the order they
 // must be applied: the head (the table, the shared sets and maps flushed, the fixed
-// chains, which depend on the table's Node settings, and the endpoint maps an earlier run left flushed), the Service ports, about
-// chunk operations at a time (each piece complete for the ports it holds), and the
-// tail, which retires what an earlier run left and the model no longer uses: emptied
-// now, deleted by the next transaction (or now, if the last one already emptied it).
-// It rebuilds the mirror from scratch.
+// chains, which depend on the table's Node settings, and the endpoint maps an earlier run
+// left flushed), the Service ports, about chunk operations at a time (each piece complete
+// for the ports it holds), and the tail, which retires what an earlier run left and the
+// model no longer uses: emptied now, deleted by the next transaction (or now, if the last
+// one already emptied it). It rebuilds the mirror from scratch. Skipped ports (fs.skipped)
+// are left out, and so is a port that cannot be rendered (it is skipped).
 func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existingObjects, chunk int, emit func(*txWriter) error) error {
 	emptiedChains, emptiedSets := fs.staleChains, fs.staleSets
-	fs.reset()
-	fs.r.node = t.Node()
-	w := &txWriter{}
-	fs.writeSkeleton(w, mark)
-	for _, m := range existing.endpointMaps() {
-		w.setup = append(w.setup, flushMarker{&knftables.Map{Name: m}})
-	}
-	for _, sp := range fullOrder(t) {
-		fs.applyPort(w, sp.Name, nil, fs.r.render(sp, fs.slotFunc(nil)), true)
-		if w.size() < chunk {
-			continue
-		}
-		if err := emit(w); err != nil {
-			return err
-		}
-		w = &txWriter{}
+	w, err := fs.renderPorts(t.Node(), fullOrder(t), mark, existing, chunk, emit)
+	if err != nil {
+		return err
 	}
 	fs.retireUnknown(w, existing, emptiedChains, emptiedSets)
 	fs.retireEndpointMaps(w, existing, emptiedSets)
@@ -107,6 +99,38 @@ func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existing
 		return nil
 	}
 	return emit(w)
+}
+
+// renderPorts resets the mirror and renders the head and the ports that are not skipped,
+// handing every piece of at least chunk operations to emit; it returns the last piece,
+// which the caller completes and emits.
+func (fs *familyState) renderPorts(node model.Node, ports []*model.ServicePort, mark uint32, existing existingObjects, chunk int, emit func(*txWriter) error) (*txWriter, error) {
+	fs.reset()
+	fs.r.node = node
+	w := &txWriter{}
+	fs.writeSkeleton(w, mark)
+	for _, m := range existing.endpointMaps() {
+		w.setup = append(w.setup, flushMarker{&knftables.Map{Name: m}})
+	}
+	for _, sp := range ports {
+		if _, skipped := fs.skipped[sp.Name]; skipped {
+			continue
+		}
+		plan, err := fs.renderPort(sp, nil)
+		if err != nil {
+			fs.skip(sp.Name, err)
+			continue
+		}
+		fs.applyPort(w, sp.Name, nil, plan, true)
+		if w.size() < chunk {
+			continue
+		}
+		if err := emit(w); err != nil {
+			return nil, err
+		}
+		w = &txWriter{}
+	}
+	return w, nil
 }
 
 // fullOrder returns t's Service ports in the order a full sync writes them: grouped by
@@ -125,8 +149,11 @@ func fullOrder(t *model.Table) []*model.ServicePort {
 	ports := make([]keyed, 0, t.Len())
 	for sp := range t.All() {
 		p := sp.Name.Protocol
-		// The group that serves ClusterIP traffic; the other one, if any, is usually small.
-		b := bucketFor(setChain(sp.Internal.Endpoints, portSuffix(sp.Name)), p)
+		b := 0
+		if bucketsPerProtocol[p] > 0 { // else rendering rejects the port
+			// The group that serves ClusterIP traffic; the other one, if any, is usually small.
+			b = bucketFor(setChain(sp.Internal.Endpoints, portSuffix(sp.Name)), p)
+		}
 		ports = append(ports, keyed{key: int(p)<<16 | b, sp: sp})
 	}
 	slices.SortStableFunc(ports, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })

@@ -71,9 +71,14 @@ func loadConfig(cmd *cobra.Command, flags *config.Flags) (*config.Config, error)
 	return cfg, nil
 }
 
+// runRoot runs the command line without a subcommand: --write-config-to, --cleanup,
+// --init-only, or else the proxy.
 func runRoot(cmd *cobra.Command, flags *config.Flags) error {
 	cfg, err := loadConfig(cmd, flags)
 	if err != nil {
+		return err
+	}
+	if err := applyLogging(cmd.Flags(), cfg.Logging); err != nil {
 		return err
 	}
 	switch {
@@ -85,6 +90,8 @@ func runRoot(cmd *cobra.Command, flags *config.Flags) error {
 		return nil
 	case cfg.Cleanup:
 		return cleanup(cmd.Context(), cmd.OutOrStdout(), cfg)
+	case cfg.InitOnly:
+		return initOnly(cmd.Context(), cfg)
 	}
 	return runProxy(cmd.Context(), cfg)
 }

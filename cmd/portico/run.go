@@ -40,12 +40,19 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := checkTools(cfg); err != nil {
+		return err
+	}
 	sources, err := newSources(cfg, nodeName)
 	if err != nil {
 		return err
 	}
+	if err := setUpNode(ctx, cfg); err != nil {
+		return err
+	}
+	setOOMScoreAdj(ctx, cfg)
 	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m))
-	sh := health.NewServiceHealth(health.ListenOn("tcp"), ph.IsHealthy)
+	sh := health.NewServiceHealth(health.Listen, ph.IsHealthy)
 	defer func() { _ = sh.Close() }()
 	p := proxier.New(sources, be, proxier.Options{
 		Node:          nodeConfig(cfg, nodeName),
@@ -56,13 +63,17 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 		Health:        ph,
 		ServiceHealth: sh,
 		Memory:        memory(),
+		Events:        startEvents(ctx, cfg, nodeName, m),
 	})
 	logger.Info("Starting portico", "version", version, "mode", cfg.Mode, "modeSource", cfg.ModeSource, "node", nodeName)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return metrics.Serve(gctx, cfg.MetricsBindAddress, withProfiling(cfg.EnableProfiling, m.Handler(cfg.Mode, configz(cfg))))
-	})
-	g.Go(func() error { return metrics.Serve(gctx, cfg.HealthzBindAddress, ph.Handler()) })
+	err = startServers(gctx, g, []server{
+		{"metricsBindAddress", cfg.MetricsBindAddress, withProfiling(cfg.EnableProfiling, m.Handler(cfg.Mode, configz(cfg))), serverRetry},
+		{"healthzBindAddress", cfg.HealthzBindAddress, ph.Handler(), serverRetry},
+	}, cfg.BindAddressHardFail)
+	if err != nil {
+		return err
+	}
 	g.Go(func() error { return p.Run(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil {
@@ -122,9 +133,10 @@ func backendOptions(cfg *config.Config) backends.Options {
 	}
 }
 
-// newSources builds the API list-watches from the kubeconfig (or in-cluster config) and
-// the clientConnection settings.
-func newSources(cfg *config.Config, nodeName string) (proxier.Sources, error) {
+// apiConfig returns the API client configuration from the kubeconfig (or the in-cluster
+// configuration when neither kubeconfig nor master is set), before any clientConnection
+// setting.
+func apiConfig(cfg *config.Config) (*rest.Config, error) {
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig == "" && cfg.Master == "" {
@@ -133,7 +145,22 @@ func newSources(cfg *config.Config, nodeName string) (proxier.Sources, error) {
 		rc, err = clientcmd.BuildConfigFromFlags(cfg.Master, cfg.Kubeconfig)
 	}
 	if err != nil {
-		return proxier.Sources{}, fmt.Errorf("building the API client configuration: %w", err)
+		return nil, fmt.Errorf("building the API client configuration: %w", err)
+	}
+	return rc, nil
+}
+
+// newSources builds the API list-watches from the kubeconfig (or in-cluster config) and
+// the clientConnection settings, with portico's HTTP/2 health check unless the
+// environment sets client-go's own variables.
+func newSources(cfg *config.Config, nodeName string) (proxier.Sources, error) {
+	rc, err := apiConfig(cfg)
+	if err != nil {
+		return proxier.Sources{}, err
+	}
+	// A connection whose peer vanished is noticed in 15 s instead of client-go's 45 s.
+	if err := kubeapi.SetHealthCheckDefaults(os.LookupEnv, os.Setenv); err != nil {
+		return proxier.Sources{}, err
 	}
 	rc.QPS, rc.Burst = cfg.QPS, int(cfg.Burst)
 	rc.ContentType, rc.AcceptContentTypes = cfg.ContentType, cfg.AcceptContentTypes

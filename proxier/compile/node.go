@@ -3,12 +3,14 @@
 package compile
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/portico-dev/portico/endpoints"
 	"github.com/portico-dev/portico/model"
 )
 
@@ -194,7 +196,56 @@ func familyPrefixes(in []netip.Prefix, fam model.Family) []netip.Prefix {
 	return out
 }
 
-// fieldError formats a problem with one field of an object.
-func fieldError(kind string, obj model.ServiceName, path string, value any, reason string) error {
-	return fmt.Errorf("%s %s: %s: %q %s", kind, obj, path, fmt.Sprint(value), reason)
+// Kinds of object a Problem is about.
+const (
+	KindService       = "Service"
+	KindEndpointSlice = "EndpointSlice"
+)
+
+// Problem is a field of a Service, or of one of its EndpointSlices, that compiling
+// skipped together with the port, endpoint or slice it belongs to; the rest is still
+// compiled. Its Error names the object, the field and the value.
+type Problem struct {
+	// Kind is KindService or KindEndpointSlice.
+	Kind string
+	// Service is the Service compiled: the object itself, or the Service the
+	// EndpointSlice belongs to.
+	Service model.ServiceName
+	// Slice is the EndpointSlice's name (in the Service's namespace) for
+	// KindEndpointSlice; empty otherwise.
+	Slice string
+	// Field is the field's path in the object, e.g. spec.ports[0].port.
+	Field string
+	// Value is the field's value as written; nil when the problem is that it is empty.
+	Value any
+	// Reason says what is wrong, e.g. "is out of range 1-65535".
+	Reason string
+}
+
+// Error returns the problem as the log shows it: for a Service
+// `service <namespace>/<name>: <field>: "<value>" <reason>`, for an EndpointSlice the
+// text of endpoints.Problem.
+func (p *Problem) Error() string {
+	if p.Kind == KindEndpointSlice {
+		ep := endpoints.Problem{Namespace: p.Service.Namespace, Slice: p.Slice, Field: p.Field, Value: p.Value, Reason: p.Reason}
+		return ep.Error()
+	}
+	return fmt.Sprintf("service %s: %s: %q %s", p.Service, p.Field, fmt.Sprint(p.Value), p.Reason)
+}
+
+// fieldError returns a problem with one field of Service obj.
+func fieldError(obj model.ServiceName, path string, value any, reason string) error {
+	return &Problem{Kind: KindService, Service: obj, Field: path, Value: value, Reason: reason}
+}
+
+// sliceProblems returns Merge's errors for the slices of Service obj, each problem with a
+// slice as a Problem of kind KindEndpointSlice.
+func sliceProblems(obj model.ServiceName, errs []error) []error {
+	for i, err := range errs {
+		var p *endpoints.Problem
+		if errors.As(err, &p) {
+			errs[i] = &Problem{Kind: KindEndpointSlice, Service: obj, Slice: p.Slice, Field: p.Field, Value: p.Value, Reason: p.Reason}
+		}
+	}
+	return errs
 }

@@ -47,8 +47,8 @@ func SkipReason(svc *corev1.Service) string {
 }
 
 // Service compiles svc and its EndpointSlices for every family of node. Problems with
-// single fields are returned as errors naming the field and value; the rest of the
-// Service is still compiled.
+// single fields are returned as *Problem errors naming the object, the field and the
+// value; the rest of the Service is still compiled.
 func Service(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, node NodeInfo) (Result, []error) {
 	if SkipReason(svc) != "" {
 		return Result{}, nil
@@ -85,7 +85,7 @@ type serviceCompiler struct {
 }
 
 func (c *serviceCompiler) fail(path string, value any, reason string) {
-	c.errs = append(c.errs, fieldError("service", c.name, path, value, reason))
+	c.errs = append(c.errs, fieldError(c.name, path, value, reason))
 }
 
 // family compiles every port of the Service for one family.
@@ -95,7 +95,7 @@ func (c *serviceCompiler) family(fam model.Family, slices []*discoveryv1.Endpoin
 		return nil
 	}
 	eps, errs := endpoints.Merge(slices, fam, c.node.Name)
-	c.errs = append(c.errs, errs...)
+	c.errs = append(c.errs, sliceProblems(c.name, errs)...)
 	shared := c.sharedFields(fam)
 	var out []*model.ServicePort
 	for i := range c.svc.Spec.Ports {

@@ -34,7 +34,8 @@ type ProbeRecorder interface {
 type FamilyHealth struct {
 	// LastUpdated is when the rules of the family were last synced successfully.
 	LastUpdated time.Time `json:"lastUpdated"`
-	// Healthy is false when an update has waited for a sync longer than the timeout.
+	// Healthy is false when an update has waited for a sync longer than the timeout, or
+	// while the family's rules are missing from the kernel and not repaired yet.
 	Healthy bool `json:"healthy"`
 }
 
@@ -59,9 +60,9 @@ type Report struct {
 // safe for concurrent use.
 //
 // A family becomes unhealthy when an update queued by QueuedUpdate waits more than twice
-// the sync period for the Updated call of a sync; it is healthy again after the next
-// Updated. Like kube-proxy, the proxier should call Updated for each family when its sync
-// loop starts.
+// the sync period for the Updated call of a sync, or at once when RulesMissing reports its
+// rules gone from the kernel; it is healthy again after the next Updated. Like kube-proxy,
+// the proxier should call Updated for each family when its sync loop starts.
 type ProxyHealth struct {
 	clock    clock.PassiveClock
 	timeout  time.Duration
@@ -70,6 +71,7 @@ type ProxyHealth struct {
 	mu           sync.RWMutex
 	lastUpdated  map[model.Family]time.Time
 	oldestQueued map[model.Family]time.Time
+	missing      map[model.Family]bool
 	nodeEligible bool
 }
 
@@ -95,6 +97,7 @@ func NewProxyHealth(syncPeriod time.Duration, opts ...Option) *ProxyHealth {
 		timeout:      2 * syncPeriod,
 		lastUpdated:  map[model.Family]time.Time{},
 		oldestQueued: map[model.Family]time.Time{},
+		missing:      map[model.Family]bool{},
 	}
 	for _, o := range opts {
 		o(h)
@@ -118,7 +121,17 @@ func (h *ProxyHealth) Updated(f model.Family) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.oldestQueued, f)
+	delete(h.missing, f)
 	h.lastUpdated[f] = h.clock.Now()
+}
+
+// RulesMissing records that the rules of family f were found missing from the kernel
+// (deleted or flushed by someone else): f is unhealthy from now until the next Updated,
+// which the sync that repairs them calls.
+func (h *ProxyHealth) RulesMissing(f model.Family) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.missing[f] = true
 }
 
 // SyncNode records the state of this node's Node object; nil means the node is unknown
@@ -171,25 +184,34 @@ func (h *ProxyHealth) Health() Report {
 	return r
 }
 
-// families returns every family that was updated or has a queued update. Callers hold mu.
+// families returns every family that was updated, has a queued update or is missing its
+// rules. Callers hold mu.
 func (h *ProxyHealth) families() []model.Family {
+	seen := map[model.Family]bool{}
 	var out []model.Family
-	for f := range h.lastUpdated {
-		out = append(out, f)
-	}
-	for f := range h.oldestQueued {
-		if _, seen := h.lastUpdated[f]; !seen {
+	add := func(f model.Family) {
+		if !seen[f] {
+			seen[f] = true
 			out = append(out, f)
 		}
+	}
+	for f := range h.lastUpdated {
+		add(f)
+	}
+	for f := range h.oldestQueued {
+		add(f)
+	}
+	for f := range h.missing {
+		add(f)
 	}
 	return out
 }
 
-// familyHealthy reports whether f has no update waiting longer than the timeout. Callers
-// hold mu.
+// familyHealthy reports whether f has its rules and no update waiting longer than the
+// timeout. Callers hold mu.
 func (h *ProxyHealth) familyHealthy(f model.Family, now time.Time) bool {
 	queued, pending := h.oldestQueued[f]
-	return !pending || now.Sub(queued) < h.timeout
+	return !h.missing[f] && (!pending || now.Sub(queued) < h.timeout)
 }
 
 // Handler returns the handler of the health server: /healthz and /livez, 404 otherwise.

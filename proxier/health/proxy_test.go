@@ -80,6 +80,7 @@ type step struct {
 
 func updated(f model.Family) func(*ProxyHealth)         { return func(h *ProxyHealth) { h.Updated(f) } }
 func queued(f model.Family) func(*ProxyHealth)          { return func(h *ProxyHealth) { h.QueuedUpdate(f) } }
+func missing(f model.Family) func(*ProxyHealth)         { return func(h *ProxyHealth) { h.RulesMissing(f) } }
 func node(n *corev1.Node) func(*ProxyHealth)            { return func(h *ProxyHealth) { h.SyncNode(n) } }
 func wait(d time.Duration) step                         { return step{advance: d} }
 func act(do func(*ProxyHealth)) step                    { return step{do: do} }
@@ -153,6 +154,36 @@ func TestProxyHealth(t *testing.T) {
 		healthz: 503, livez: 503, eligible: true, healthy: false,
 		lastUpdated:  timeout,
 		unhealthyFam: []string{"IPv6"},
+	}, {
+		name: "rules missing: unhealthy at once",
+		steps: []step{
+			act(node(readyNode())), act(updated(model.IPv4)), act(updated(model.IPv6)),
+			after(time.Second, missing(model.IPv6)),
+		},
+		healthz: 503, livez: 503, eligible: true, healthy: false,
+		unhealthyFam: []string{"IPv6"},
+	}, {
+		name: "rules missing: healthy again after the repair sync",
+		steps: []step{
+			act(node(readyNode())), act(updated(model.IPv4)),
+			after(time.Second, missing(model.IPv4)), after(time.Second, updated(model.IPv4)),
+		},
+		healthz: 200, livez: 200, eligible: true, healthy: true,
+	}, {
+		name: "rules missing: another family's sync does not repair them",
+		steps: []step{
+			act(node(readyNode())), act(updated(model.IPv4)), act(updated(model.IPv6)),
+			act(missing(model.IPv4)), after(time.Second, updated(model.IPv6)),
+		},
+		healthz: 503, livez: 503, eligible: true, healthy: false,
+		lastUpdated:  time.Second,
+		unhealthyFam: []string{"IPv4"},
+	}, {
+		name:    "rules missing before any update",
+		steps:   []step{act(node(readyNode())), act(missing(model.IPv4))},
+		healthz: 503, livez: 503, eligible: true, healthy: false,
+		neverUpdated: true,
+		unhealthyFam: []string{"IPv4"},
 	}, {
 		name:    "node being deleted",
 		steps:   []step{act(updated(model.IPv4)), act(node(deletingNode()))},

@@ -25,34 +25,78 @@ import (
 // readHeaderTimeout bounds how long a health check client may take to send its headers.
 const readHeaderTimeout = 10 * time.Second
 
-// ListenFunc opens the listeners of a Service health check on port: one per address the
-// node answers health checks on. On error it closes whatever it opened.
-type ListenFunc func(port uint16) ([]net.Listener, error)
+// ListenFunc opens one health check listener with network ("tcp", "tcp4" or "tcp6") at
+// addr and port; an invalid (zero) addr means every address of the network.
+type ListenFunc func(network string, addr netip.Addr, port uint16) (net.Listener, error)
 
-// ListenOn returns a ListenFunc that listens with network ("tcp", "tcp4" or "tcp6") on port
-// at each of addrs, or at every address of the network when addrs is empty.
-func ListenOn(network string, addrs ...netip.Addr) ListenFunc {
-	return func(port uint16) ([]net.Listener, error) {
-		hosts := []string{""}
-		if len(addrs) > 0 {
-			hosts = hosts[:0]
-			for _, a := range addrs {
-				hosts = append(hosts, a.String())
-			}
-		}
-		return listenAll(network, hosts, port)
+// Listen is the ListenFunc of the kernel's sockets.
+func Listen(network string, addr netip.Addr, port uint16) (net.Listener, error) {
+	host := ""
+	if addr.IsValid() {
+		host = addr.String()
 	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), network, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	if err != nil {
+		return nil, fmt.Errorf("listening for health checks: %w", err)
+	}
+	return ln, nil
 }
 
-// listenAll listens on port at every host, closing them all when one fails.
-func listenAll(network string, hosts []string, port uint16) ([]net.Listener, error) {
-	var lc net.ListenConfig
+// Bind selects the addresses of one IP family that health checks listen on.
+type Bind struct {
+	// Any listens on every address of the family (its unspecified address).
+	Any bool
+	// Addrs are the addresses listened on when Any is false.
+	Addrs []netip.Addr
+}
+
+// listenAddr is one address a health check listens on.
+type listenAddr struct {
+	network string
+	addr    netip.Addr // invalid: every address of network
+}
+
+// listenAddrs returns where health checks listen with binds, in a stable order: every
+// address of both families until binds are known (nil), else the family's unspecified
+// address or its selected addresses, for each family of binds.
+func listenAddrs(binds map[model.Family]Bind) []listenAddr {
+	if binds == nil {
+		return []listenAddr{{network: "tcp"}}
+	}
+	var out []listenAddr
+	for _, fam := range []model.Family{model.IPv4, model.IPv6} {
+		b, ok := binds[fam]
+		if !ok {
+			continue
+		}
+		network := "tcp4"
+		unspecified := netip.IPv4Unspecified()
+		if fam == model.IPv6 {
+			network, unspecified = "tcp6", netip.IPv6Unspecified()
+		}
+		if b.Any {
+			out = append(out, listenAddr{network, unspecified})
+			continue
+		}
+		addrs := slices.Clone(b.Addrs)
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		for _, a := range slices.Compact(addrs) {
+			out = append(out, listenAddr{network, a})
+		}
+	}
+	return out
+}
+
+// listenAll opens a listener on port at every address of addrs, closing them all when one
+// fails.
+func listenAll(listen ListenFunc, addrs []listenAddr, port uint16) ([]net.Listener, error) {
 	var out []net.Listener
-	for _, host := range hosts {
-		ln, err := lc.Listen(context.Background(), network, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	for _, a := range addrs {
+		ln, err := listen(a.network, a.addr, port)
 		if err != nil {
 			_ = closeListeners(out)
-			return nil, fmt.Errorf("listening for health checks: %w", err)
+			return nil, err
 		}
 		out = append(out, ln)
 	}
@@ -81,12 +125,15 @@ type ServiceEntry struct {
 
 // ServiceHealth runs one HTTP server per Service with a healthCheckNodePort. Each answers
 // any request with 200 when the Service has local endpoints and the proxier is healthy, and
-// 503 otherwise, with kube-proxy's headers and JSON body. It is safe for concurrent use.
+// 503 otherwise, with kube-proxy's headers and JSON body. It listens on the addresses
+// SetBind gives (kube-proxy: the node addresses that nodePortAddresses selects), and on
+// every address until SetBind is called. It is safe for concurrent use.
 type ServiceHealth struct {
 	listen     ListenFunc
 	nodeHealth func() bool
 
 	mu       sync.Mutex
+	addrs    []listenAddr
 	services map[model.ServiceName]*serviceServer
 }
 
@@ -100,12 +147,25 @@ func NewServiceHealth(listen ListenFunc, nodeHealth func() bool) *ServiceHealth 
 	return &ServiceHealth{
 		listen:     listen,
 		nodeHealth: nodeHealth,
+		addrs:      listenAddrs(nil),
 		services:   map[model.ServiceName]*serviceServer{},
 	}
 }
 
+// SetBind sets the addresses health checks listen on, per IP family; a family without an
+// entry is not listened on. The servers that listen elsewhere move at the next Sync.
+func (s *ServiceHealth) SetBind(binds map[model.Family]Bind) {
+	if binds == nil {
+		binds = map[model.Family]Bind{}
+	}
+	addrs := listenAddrs(binds)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addrs = addrs
+}
+
 // Sync makes the set of health check servers match services. Servers of Services that are
-// gone or whose port changed are stopped first; servers of new Services (or new ports) are
+// gone or whose port or addresses changed are stopped first; servers of new Services (or new ports) are
 // started; Services that keep their port keep their server and only get their endpoint
 // count updated. A Service whose server cannot start (port 0, port in use, ...) does not
 // keep the others from being served; its error is part of the joined error returned, and
@@ -132,12 +192,12 @@ func (s *ServiceHealth) Sync(ctx context.Context, services map[model.ServiceName
 	return errors.Join(errs...)
 }
 
-// stopStale stops the servers of Services that are not in services or changed port.
-// Callers hold mu.
+// stopStale stops the servers of Services that are not in services, changed port, or
+// listen on other addresses than s.addrs. Callers hold mu.
 func (s *ServiceHealth) stopStale(logger logr.Logger, services map[model.ServiceName]ServiceEntry) error {
 	var errs []error
 	for name, srv := range s.services {
-		if e, ok := services[name]; ok && e.Port == srv.port {
+		if e, ok := services[name]; ok && e.Port == srv.port && slices.Equal(srv.addrs, s.addrs) {
 			continue
 		}
 		logger.V(2).Info("Closing health check", "service", name.String(), "port", srv.port)
@@ -152,17 +212,17 @@ func (s *ServiceHealth) start(logger logr.Logger, name model.ServiceName, e Serv
 	if e.Port == 0 {
 		return nil, fmt.Errorf("health check of service %s: no port", name)
 	}
-	lns, err := s.listen(e.Port)
+	lns, err := listenAll(s.listen, s.addrs, e.Port)
 	if err != nil {
-		_ = closeListeners(lns)
 		return nil, fmt.Errorf("health check of service %s on port %d: %w", name, e.Port, err)
 	}
-	if len(lns) == 0 {
-		return nil, fmt.Errorf("health check of service %s on port %d: no address to listen on", name, e.Port)
-	}
-	srv := &serviceServer{name: name, port: e.Port, nodeHealth: s.nodeHealth}
+	srv := &serviceServer{name: name, port: e.Port, addrs: s.addrs, nodeHealth: s.nodeHealth}
 	srv.endpoints.Store(int64(e.LocalEndpoints))
-	logger.V(2).Info("Opening health check", "service", name.String(), "port", e.Port)
+	if len(lns) == 0 {
+		logger.V(2).Info("No node address selected for health checks", "service", name.String(), "port", e.Port)
+	} else {
+		logger.V(2).Info("Opening health check", "service", name.String(), "port", e.Port, "listeners", len(lns))
+	}
 	srv.serve(logger, lns)
 	return srv, nil
 }
@@ -195,6 +255,7 @@ func sortedNames(services map[model.ServiceName]ServiceEntry) []model.ServiceNam
 type serviceServer struct {
 	name       model.ServiceName
 	port       uint16
+	addrs      []listenAddr
 	nodeHealth func() bool
 	endpoints  atomic.Int64
 

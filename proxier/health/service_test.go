@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,19 +19,21 @@ import (
 )
 
 // fakePorts is a ListenFunc that listens on 127.0.0.1 port 0 for every health check port,
-// or on a chosen address for the ports in busy, and remembers where each port went.
+// or on a chosen address for the ports in busy, and remembers where each port went: the
+// address of its last listener, and every address it was asked for.
 type fakePorts struct {
 	mu    sync.Mutex
 	busy  map[uint16]string
 	addrs map[uint16]string
+	asked map[uint16][]string
 	opens map[uint16]int
 }
 
 func newFakePorts() *fakePorts {
-	return &fakePorts{busy: map[uint16]string{}, addrs: map[uint16]string{}, opens: map[uint16]int{}}
+	return &fakePorts{busy: map[uint16]string{}, addrs: map[uint16]string{}, asked: map[uint16][]string{}, opens: map[uint16]int{}}
 }
 
-func (p *fakePorts) listen(port uint16) ([]net.Listener, error) {
+func (p *fakePorts) listen(network string, at netip.Addr, port uint16) (net.Listener, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	addr := "127.0.0.1:0"
@@ -40,9 +44,21 @@ func (p *fakePorts) listen(port uint16) ([]net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	asked := network + " *"
+	if at.IsValid() {
+		asked = network + " " + at.String()
+	}
+	p.asked[port] = append(p.asked[port], asked)
 	p.addrs[port] = ln.Addr().String()
 	p.opens[port]++
-	return []net.Listener{ln}, nil
+	return ln, nil
+}
+
+// listenedOn returns every address port was asked to listen on, in order.
+func (p *fakePorts) listenedOn(port uint16) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.asked[port])
 }
 
 func (p *fakePorts) addr(port uint16) string {
@@ -270,7 +286,7 @@ func TestServiceHealthClose(t *testing.T) {
 	}
 }
 
-func TestListenOn(t *testing.T) {
+func TestListen(t *testing.T) {
 	probe, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -278,19 +294,105 @@ func TestListenOn(t *testing.T) {
 	port := uint16(probe.Addr().(*net.TCPAddr).Port)
 	_ = probe.Close()
 
-	listen := ListenOn("tcp4", netip.MustParseAddr("127.0.0.1"))
-	lns, err := listen(port)
+	ln, err := Listen("tcp4", netip.MustParseAddr("127.0.0.1"), port)
 	if err != nil {
-		t.Fatalf("ListenOn: %v", err)
+		t.Fatalf("Listen: %v", err)
 	}
-	if len(lns) != 1 || lns[0].Addr().String() != probe.Addr().String() {
-		t.Errorf("listeners %v, want one on %s", lns, probe.Addr())
+	if ln.Addr().String() != probe.Addr().String() {
+		t.Errorf("listener on %s, want %s", ln.Addr(), probe.Addr())
 	}
-	// The port is taken now: a second listen fails and leaves nothing open.
-	if _, err := listen(port); !errors.Is(err, syscall.EADDRINUSE) {
-		t.Errorf("second ListenOn error %v, want EADDRINUSE", err)
+	// The port is taken now: a second listen fails.
+	if _, err := Listen("tcp4", netip.MustParseAddr("127.0.0.1"), port); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("second Listen error %v, want EADDRINUSE", err)
 	}
-	if err := closeListeners(lns); err != nil {
+	if err := ln.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestServiceHealthListensOnBoundAddresses: the servers listen on every address until the
+// addresses are known, then only on the ones SetBind gives (a family's unspecified address
+// when every address of it is selected), and move when they change.
+func TestServiceHealthListensOnBoundAddresses(t *testing.T) {
+	s, ports := newTestServiceHealth(t, nil)
+	web1 := map[model.ServiceName]ServiceEntry{web: {Port: 30001, LocalEndpoints: 1}}
+	sync := func(want ...string) {
+		t.Helper()
+		if err := s.Sync(t.Context(), web1); err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+		if got := ports.listenedOn(30001); !slices.Equal(got, want) {
+			t.Errorf("listened on %q, want %q", got, want)
+		}
+	}
+	sync("tcp *")
+
+	before := ports.addr(30001)
+	s.SetBind(map[model.Family]Bind{
+		model.IPv6: {Any: true},
+		model.IPv4: {Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.10")}},
+	})
+	sync("tcp *", "tcp4 192.0.2.10", "tcp4 192.0.2.11", "tcp6 ::")
+	if !refused(before) {
+		t.Error("the server still listens on every address after SetBind")
+	}
+	checkAnswer(t, ports.addr(30001), http.StatusOK, wantBody("default", "web", 1, true), "1")
+
+	// The same addresses again: the server stays.
+	s.SetBind(map[model.Family]Bind{
+		model.IPv4: {Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")}},
+		model.IPv6: {Any: true},
+	})
+	sync("tcp *", "tcp4 192.0.2.10", "tcp4 192.0.2.11", "tcp6 ::")
+
+	// IPv4 only, on every address.
+	s.SetBind(map[model.Family]Bind{model.IPv4: {Any: true}})
+	sync("tcp *", "tcp4 192.0.2.10", "tcp4 192.0.2.11", "tcp6 ::", "tcp4 0.0.0.0")
+}
+
+// TestServiceHealthNoBoundAddress: with no address selected, a health check listens
+// nowhere and that is not an error; it opens when an address is selected.
+func TestServiceHealthNoBoundAddress(t *testing.T) {
+	s, ports := newTestServiceHealth(t, nil)
+	s.SetBind(map[model.Family]Bind{model.IPv4: {}})
+	services := map[model.ServiceName]ServiceEntry{web: {Port: 30001, LocalEndpoints: 1}}
+	if err := s.Sync(t.Context(), services); err != nil {
+		t.Fatalf("Sync without an address: %v", err)
+	}
+	if got := ports.listenedOn(30001); len(got) != 0 {
+		t.Errorf("listened on %q without an address", got)
+	}
+	s.SetBind(map[model.Family]Bind{model.IPv4: {Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10")}}})
+	if err := s.Sync(t.Context(), services); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if got, want := ports.listenedOn(30001), []string{"tcp4 192.0.2.10"}; !slices.Equal(got, want) {
+		t.Errorf("listened on %q, want %q", got, want)
+	}
+}
+
+// TestServiceHealthBindFailure: when one address cannot be listened on, the listeners
+// already open for the Service are closed and the error names the Service and the port.
+func TestServiceHealthBindFailure(t *testing.T) {
+	var opened []net.Listener
+	listen := func(network string, at netip.Addr, port uint16) (net.Listener, error) {
+		if at == netip.MustParseAddr("192.0.2.11") {
+			return nil, fmt.Errorf("listening for health checks: %w", syscall.EADDRNOTAVAIL)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err == nil {
+			opened = append(opened, ln)
+		}
+		return ln, err
+	}
+	s := NewServiceHealth(listen, nil)
+	defer func() { _ = s.Close() }()
+	s.SetBind(map[model.Family]Bind{model.IPv4: {Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")}}})
+	err := s.Sync(t.Context(), map[model.ServiceName]ServiceEntry{web: {Port: 30001, LocalEndpoints: 1}})
+	if !errors.Is(err, syscall.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "default/web on port 30001") {
+		t.Errorf("Sync error %v, want one naming the service and port and wrapping EADDRNOTAVAIL", err)
+	}
+	if len(opened) != 1 || !refused(opened[0].Addr().String()) {
+		t.Errorf("the listener opened before the failure is still open (%v)", opened)
 	}
 }

@@ -7,6 +7,9 @@ package kubeapi
 
 import (
 	"fmt"
+	"net"
+	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -34,18 +37,34 @@ func init() {
 }
 
 // Sources returns the proxier's list-watches through cfg: Services and EndpointSlices
-// of every namespace, the Node called nodeName, and the ServiceCIDRs. cfg's content types (protobuf by
-// default in kube-proxy's clientConnection) are kept. It does not contact the server.
+// of every namespace, the Node called nodeName, and the ServiceCIDRs. cfg's content
+// types (protobuf by default in kube-proxy's clientConnection) are kept. The four share
+// one HTTP client, so one HTTP/2 connection (whatever client-go's transport cache
+// decides), which dials with DialTimeout unless cfg has a dialer of its own; a watch
+// whose connection failed its health check ends as if the server had closed it (see
+// endLostWatches). It does not contact the server.
 func Sources(cfg *rest.Config, nodeName string) (proxier.Sources, error) {
-	core, err := restClient(cfg, corev1.SchemeGroupVersion, "/api")
+	base := rest.CopyConfig(cfg)
+	if base.UserAgent == "" {
+		base.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	if base.Dial == nil {
+		base.Dial = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	base.Wrap(endLostWatches)
+	hc, err := rest.HTTPClientFor(base)
+	if err != nil {
+		return proxier.Sources{}, fmt.Errorf("creating the API client: %w", err)
+	}
+	core, err := restClient(base, hc, corev1.SchemeGroupVersion, "/api")
 	if err != nil {
 		return proxier.Sources{}, err
 	}
-	discovery, err := restClient(cfg, discoveryv1.SchemeGroupVersion, "/apis")
+	discovery, err := restClient(base, hc, discoveryv1.SchemeGroupVersion, "/apis")
 	if err != nil {
 		return proxier.Sources{}, err
 	}
-	networking, err := restClient(cfg, networkingv1.SchemeGroupVersion, "/apis")
+	networking, err := restClient(base, hc, networkingv1.SchemeGroupVersion, "/apis")
 	if err != nil {
 		return proxier.Sources{}, err
 	}
@@ -58,16 +77,13 @@ func Sources(cfg *rest.Config, nodeName string) (proxier.Sources, error) {
 	}, nil
 }
 
-// restClient returns a REST client for one group version.
-func restClient(base *rest.Config, gv schema.GroupVersion, apiPath string) (*rest.RESTClient, error) {
+// restClient returns a REST client for one group version over hc.
+func restClient(base *rest.Config, hc *http.Client, gv schema.GroupVersion, apiPath string) (*rest.RESTClient, error) {
 	cfg := rest.CopyConfig(base)
 	cfg.GroupVersion = &gv
 	cfg.APIPath = apiPath
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	c, err := rest.RESTClientFor(cfg)
+	c, err := rest.RESTClientForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, fmt.Errorf("creating the API client for %s: %w", gv, err)
 	}

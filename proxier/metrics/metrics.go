@@ -77,6 +77,7 @@ type Metrics struct {
 	invalidObjects  *prometheus.CounterVec
 	transactionSize prometheus.Histogram
 	generation      prometheus.Gauge
+	rulesRepairs    *prometheus.CounterVec
 }
 
 // New returns a Metrics with every metric registered in a fresh registry, together with the
@@ -139,6 +140,9 @@ func (m *Metrics) initPortico() {
 	})
 	m.generation = gauge("portico_rules_synced_generation",
 		"Generation of the proxy rules last written successfully; grows with every successful sync.")
+	m.rulesRepairs = counterVec("portico_rules_repairs_total",
+		"Times the proxy rules were found missing from the kernel (deleted or flushed by someone else) and a full sync was started to put them back.",
+		labelFamily)
 }
 
 // collectors lists every metric of m, for registration.
@@ -148,7 +152,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.lastSync, m.lastQueued,
 		m.endpointsPending, m.endpointsTotal, m.servicesPending, m.servicesTotal,
 		m.noLocalEndpoints, m.healthz, m.livez,
-		m.syncErrors, m.invalidObjects, m.transactionSize, m.generation,
+		m.syncErrors, m.invalidObjects, m.transactionSize, m.generation, m.rulesRepairs,
 	}
 }
 
@@ -295,6 +299,15 @@ func (m *Metrics) SetGeneration(n uint64) {
 		return
 	}
 	m.generation.Set(float64(n))
+}
+
+// IncRulesRepair counts one repair of family f: its rules were found missing from the
+// kernel and a full sync was requested.
+func (m *Metrics) IncRulesRepair(f model.Family) {
+	if m == nil {
+		return
+	}
+	m.rulesRepairs.WithLabelValues(f.String()).Inc()
 }
 
 // IncHealthz counts one answer of the /healthz endpoint with the given HTTP status code.

@@ -51,6 +51,8 @@ func recordAll(m *Metrics) {
 	m.SetGeneration(42)
 	m.IncHealthz(200)
 	m.IncLivez(503)
+	m.IncRulesRepair(model.IPv6)
+	m.IncRulesRepair(model.IPv6)
 }
 
 // scrape returns the exposition text of /metrics.
@@ -114,6 +116,7 @@ func TestMetricNames(t *testing.T) {
 		"portico_invalid_objects_total":                            "counter",
 		"portico_backend_transaction_size":                         "histogram",
 		"portico_rules_synced_generation":                          "gauge",
+		"portico_rules_repairs_total":                              "counter",
 		"go_goroutines":                                            "gauge",
 		"process_start_time_seconds":                               "gauge",
 	}
@@ -153,6 +156,7 @@ func TestMetricLabelsAndValues(t *testing.T) {
 		`portico_invalid_objects_total{kind="Service"}`:                                                   1,
 		`portico_backend_transaction_size_sum`:                                                            17,
 		`portico_rules_synced_generation`:                                                                 42,
+		`portico_rules_repairs_total{ip_family="IPv6"}`:                                                   2,
 		`kubeproxy_network_programming_duration_seconds_bucket{ip_family="IPv4",le="0.25"}`:               0,
 		`kubeproxy_network_programming_duration_seconds_bucket{ip_family="IPv4",le="0.5"}`:                1,
 		`kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.002"}`:                 1,
