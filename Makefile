@@ -74,7 +74,7 @@ unit:
 ## e2e: the end-to-end tests: real kube-apiserver + etcd, real kernel, real traffic (root)
 e2e: build deps cluster-bins
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
-		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/... ./backends/...
+		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/... ./backends/... ./proxier/...
 
 ## test: every test (unit, then e2e)
 test: lint unit e2e
