@@ -100,6 +100,7 @@ func memory() *proxier.Memory {
 // backend's transactions in m, and the backend registers its own metrics in m's registry.
 func newBackend(cfg *config.Config, m *metrics.Metrics) (backends.Backend, error) {
 	opts := backendOptions(cfg)
+	opts.Families = kernelFamilies(opts.Families)
 	opts.TransactionSize = m.ObserveTransactionSize
 	opts.Metrics = m.Registerer()
 	be, err := registry().New(cfg.Mode, opts)
@@ -107,6 +108,22 @@ func newBackend(cfg *config.Config, m *metrics.Metrics) (backends.Backend, error
 		return nil, fmt.Errorf("%w (mode from %s)", err, cfg.ModeSource)
 	}
 	return be, nil
+}
+
+// kernelFamilies returns those of fams the kernel supports (proxier.KernelFamilies), for
+// the backend to prepare only those; all of fams when it supports none (the proxier's own
+// probe then fails the start with the reasons).
+func kernelFamilies(fams []model.Family) []model.Family {
+	var out []model.Family
+	for _, f := range fams {
+		if proxier.KernelFamilies(f) == nil {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return fams
+	}
+	return out
 }
 
 // backendOptions maps the configuration to a backend's settings: the selected mode's sync
