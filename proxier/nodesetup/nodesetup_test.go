@@ -94,12 +94,18 @@ type readOnlyFiles struct {
 	files
 	readOnly map[string]bool
 	writes   map[string]int
+	// errno is what a write to a read-only path fails with (EROFS when zero).
+	errno syscall.Errno
 }
 
 func (r *readOnlyFiles) write(path string, data []byte) error {
 	r.writes[path]++
 	if r.readOnly[path] {
-		return &fs.PathError{Op: "open", Path: "/" + path, Err: syscall.EROFS}
+		errno := r.errno
+		if errno == 0 {
+			errno = syscall.EROFS
+		}
+		return &fs.PathError{Op: "open", Path: "/" + path, Err: errno}
 	}
 	return r.files.write(path, data)
 }
@@ -386,5 +392,17 @@ func TestOOMScoreAdj(t *testing.T) {
 	}
 	if files.writes[oomScoreAdjPath] != 2 {
 		t.Errorf("read-only: %d attempts, want 2 (kube-proxy tries twice)", files.writes[oomScoreAdjPath])
+	}
+
+	// Without CAP_SYS_RESOURCE the kernel refuses a lower value: final, tried once.
+	n, files = newReadOnly(fakeTree(t, kernelDefaults), oomScoreAdjPath)
+	files.errno = syscall.EACCES
+	start := time.Now()
+	err = n.SetOOMScoreAdj(t.Context(), -999)
+	if !errors.Is(err, fs.ErrPermission) || files.writes[oomScoreAdjPath] != 1 {
+		t.Errorf("permission denied: error %v after %d attempts, want ErrPermission after 1", err, files.writes[oomScoreAdjPath])
+	}
+	if d := time.Since(start); d >= oomRetry {
+		t.Errorf("permission denied: took %v, want no wait for a retry", d)
 	}
 }
