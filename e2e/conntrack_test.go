@@ -4,12 +4,10 @@ package e2e
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/portico-dev/portico/e2e/harness/netns"
-	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
 // TestStaleUDPAfterRestart changes the endpoints of a UDP Service while portico is down.
@@ -30,37 +28,9 @@ func TestStaleUDPAfterRestart(t *testing.T) {
 		}},
 	})
 	svc := svcs["dns"]
-	type socket struct {
-		kind string
-		conn *traffic.Conn
-	}
-	var socks []socket
-	for _, kind := range []string{viaClusterIP, viaNodePort} {
-		dst, err := resolve(svcs, Flow{Name: "udp", To: "dns", Via: kind, Proto: "UDP"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := traffic.Dial(ctx, suite.Topo, client, suite.Topo.ClientIPs(netns.IPv4)[0], dst, traffic.UDP, probeTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		socks = append(socks, socket{kind, c})
-	}
-	each := func(step string, tries int, per time.Duration, done func(traffic.Result) bool, why string) {
-		t.Helper()
-		for _, s := range socks {
-			if rs, ok := askUntil(s.conn, tries, per, done); !ok {
-				t.Errorf("%s: the %s socket %s: %s; it saw %s", step, s.kind, s.conn.Local, why, describe(rs))
-			} else {
-				t.Logf("%s: the %s socket saw %s", step, s.kind, describe(rs))
-			}
-		}
-		if t.Failed() {
-			t.FailNow()
-		}
-	}
-	each("before the restart", 3, time.Second, answeredBy(a1), "want an answer from pod-a1")
+	socks := dialUDP(ctx, t, svcs, "dns", viaClusterIP, viaNodePort)
+	each := socks.each
+	each(t, "before the restart", 3, time.Second, answeredBy(a1), "want an answer from pod-a1")
 
 	t.Cleanup(func() {
 		if !suite.Portico.Running() {
@@ -78,17 +48,8 @@ func TestStaleUDPAfterRestart(t *testing.T) {
 		t.Fatalf("replacing pod-a1 with pod-a2 while portico is down: %v", err)
 	}
 	// The kernel still has the old rules and the sockets' entries.
-	each("portico down, endpoints changed", 3, time.Second, answeredBy(a1), "want pod-a1 still (the old rules)")
-	entries, err := conntrackEntries(nodeA, "udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range socks {
-		i := slices.IndexFunc(entries, func(e ctEntry) bool { return e.origSrc == s.conn.Local })
-		if i < 0 || entries[i].replySrc.Addr() != suite.Topo.PodIP(a1, netns.IPv4) {
-			t.Fatalf("no conntrack entry in node-a from the %s socket %s DNATed to pod-a1 (found: %v)", s.kind, s.conn.Local, entries)
-		}
-	}
+	each(t, "portico down, endpoints changed", 3, time.Second, answeredBy(a1), "want pod-a1 still (the old rules)")
+	socks.requireEntriesTo(t, a1)
 
 	start := time.Now()
 	if err := suite.Portico.Start(ctx); err != nil { // waits until it has synced
@@ -97,9 +58,9 @@ func TestStaleUDPAfterRestart(t *testing.T) {
 	t.Logf("portico started and synced in %v", time.Since(start).Round(time.Millisecond))
 	// 300 ms apart for 3 s: a stale entry would outlive that by far (the socket keeps it
 	// alive), while the sweep follows the first sync.
-	each("after the restart", 10, 300*time.Millisecond, answeredBy(a2),
+	each(t, "after the restart", 10, 300*time.Millisecond, answeredBy(a2),
 		"never reached pod-a2 (the entry to pod-a1 left from before the restart was not deleted)")
-	entries, err = conntrackEntries(nodeA, "udp")
+	entries, err := conntrackEntries(nodeA, "udp")
 	if err != nil {
 		t.Fatal(err)
 	}

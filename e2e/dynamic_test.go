@@ -69,6 +69,68 @@ func answeredBy(pod string) func(traffic.Result) bool {
 	return func(r traffic.Result) bool { return r.Outcome == traffic.OK && r.Server.Addr() == ip }
 }
 
+// udpSocket is one connected UDP socket from the client to a frontend of a Service.
+type udpSocket struct {
+	kind string
+	conn *traffic.Conn
+}
+
+// udpSockets are the sockets of a test, one per frontend kind.
+type udpSockets []udpSocket
+
+// dialUDP connects one UDP socket from the client to each of the kinds of frontend of the
+// Service named to, closed when the test ends. One source port each: one conntrack entry
+// each.
+func dialUDP(ctx context.Context, t *testing.T, svcs map[string]*corev1.Service, to string, kinds ...string) udpSockets {
+	t.Helper()
+	var socks udpSockets
+	for _, kind := range kinds {
+		dst, err := resolve(svcs, Flow{Name: "udp", To: to, Via: kind, Proto: "UDP"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := traffic.Dial(ctx, suite.Topo, client, suite.Topo.ClientIPs(netns.IPv4)[0], dst, traffic.UDP, probeTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		socks = append(socks, udpSocket{kind, c})
+	}
+	return socks
+}
+
+// each asks on every socket until done accepts an answer (tries asks, per apart), and
+// fails the test now, naming step and why, for the sockets that never got one.
+func (socks udpSockets) each(t *testing.T, step string, tries int, per time.Duration, done func(traffic.Result) bool, why string) {
+	t.Helper()
+	for _, s := range socks {
+		if rs, ok := askUntil(s.conn, tries, per, done); !ok {
+			t.Errorf("%s: the %s socket %s: %s; it saw %s", step, s.kind, s.conn.Local, why, describe(rs))
+		} else {
+			t.Logf("%s: the %s socket saw %s", step, s.kind, describe(rs))
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// requireEntriesTo fails the test now unless node-a holds, for every socket, a UDP
+// conntrack entry DNATed to pod.
+func (socks udpSockets) requireEntriesTo(t *testing.T, pod string) {
+	t.Helper()
+	entries, err := conntrackEntries(nodeA, "udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range socks {
+		i := slices.IndexFunc(entries, func(e ctEntry) bool { return e.origSrc == s.conn.Local })
+		if i < 0 || entries[i].replySrc.Addr() != suite.Topo.PodIP(pod, netns.IPv4) {
+			t.Fatalf("no conntrack entry in node-a from the %s socket %s DNATed to %s (found: %v)", s.kind, s.conn.Local, pod, entries)
+		}
+	}
+}
+
 // TestStaleUDPConntrack keeps ONE connected UDP socket (one source port, so one conntrack
 // entry) per frontend of a UDP Service (its ClusterIP, NodePort and LoadBalancer IP)
 // talking while the endpoints change: portico must clear the conntrack entries that
@@ -86,65 +148,25 @@ func TestStaleUDPConntrack(t *testing.T) {
 		}},
 	})
 	svc := svcs["dns"]
-	type socket struct {
-		kind string
-		conn *traffic.Conn
-	}
-	var socks []socket
-	for _, kind := range []string{viaClusterIP, viaNodePort, viaLoadBalancer} {
-		dst, err := resolve(svcs, Flow{Name: "udp", To: "dns", Via: kind, Proto: "UDP"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := traffic.Dial(ctx, suite.Topo, client, suite.Topo.ClientIPs(netns.IPv4)[0], dst, traffic.UDP, probeTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		socks = append(socks, socket{kind, c})
-	}
+	socks := dialUDP(ctx, t, svcs, "dns", viaClusterIP, viaNodePort, viaLoadBalancer)
 	// Retries are 300 ms apart for 3 s: a stale entry would last 30 s or more (the UDP
 	// conntrack timeouts), while clearing it follows the sync within milliseconds.
 	const attempts, perAsk = 10, 300 * time.Millisecond
-	// each asks on every socket until done accepts an answer, and reports the sockets
-	// that never got one.
-	each := func(step string, tries int, per time.Duration, done func(traffic.Result) bool, why string) {
-		t.Helper()
-		for _, s := range socks {
-			if rs, ok := askUntil(s.conn, tries, per, done); !ok {
-				t.Errorf("%s: the %s socket %s: %s; it saw %s", step, s.kind, s.conn.Local, why, describe(rs))
-			} else {
-				t.Logf("%s: the %s socket saw %s", step, s.kind, describe(rs))
-			}
-		}
-		if t.Failed() {
-			t.FailNow()
-		}
-	}
-
-	each("before any change", 3, time.Second, answeredBy(a1), "want an answer from pod-a1")
+	each := socks.each
+	each(t, "before any change", 3, time.Second, answeredBy(a1), "want an answer from pod-a1")
 	// Each socket has its conntrack entry in node-a, DNATed to pod-a1: without clearing,
 	// that entry would keep carrying the socket's datagrams to pod-a1.
-	entries, err := conntrackEntries(nodeA, "udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range socks {
-		i := slices.IndexFunc(entries, func(e ctEntry) bool { return e.origSrc == s.conn.Local })
-		if i < 0 || entries[i].replySrc.Addr() != suite.Topo.PodIP(a1, netns.IPv4) {
-			t.Fatalf("no conntrack entry in node-a from the %s socket %s DNATed to pod-a1 (found: %v)", s.kind, s.conn.Local, entries)
-		}
-	}
+	socks.requireEntriesTo(t, a1)
 
 	setBackends(ctx, t, svc, ready(a2))
-	each("pod-a1 replaced with pod-a2", attempts, perAsk, answeredBy(a2),
+	each(t, "pod-a1 replaced with pod-a2", attempts, perAsk, answeredBy(a2),
 		"never reached pod-a2 (the conntrack entry to pod-a1 was not cleared)")
 
 	// N -> 0: the entries to pod-a2 must go, and new datagrams are rejected (ICMP port
 	// unreachable, ECONNREFUSED) or, when the kernel rate-limits ICMP, get no answer.
 	setBackends(ctx, t, svc, ready())
 	notAnswered := func(r traffic.Result) bool { return r.Outcome == traffic.Refused || r.Outcome == traffic.Timeout }
-	each("every endpoint removed", attempts, perAsk, notAnswered, "still answered (stale conntrack entry)")
+	each(t, "every endpoint removed", attempts, perAsk, notAnswered, "still answered (stale conntrack entry)")
 	for _, s := range socks {
 		if r := s.conn.Ask(perAsk); r.Outcome == traffic.OK {
 			t.Errorf("without endpoints, the %s socket %s was answered again by %s", s.kind, s.conn.Local, r.Server)
@@ -154,7 +176,7 @@ func TestStaleUDPConntrack(t *testing.T) {
 	// 0 -> N: datagrams sent while there was no endpoint must not leave an entry that
 	// keeps a socket from reaching the new endpoint.
 	setBackends(ctx, t, svc, ready(b1))
-	each("pod-b1 added", attempts, perAsk, answeredBy(b1), "never reached pod-b1")
+	each(t, "pod-b1 added", attempts, perAsk, answeredBy(b1), "never reached pod-b1")
 }
 
 // TestServiceRemoval changes one Service to type ExternalName and deletes another: both

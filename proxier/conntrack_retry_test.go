@@ -140,19 +140,7 @@ func startEnvOpts(t *testing.T, backend backends.Backend, rb *recordingBackend, 
 	edit(&opts)
 	e.p = New(clientsetSources(e.client, nodeName), backend, opts)
 	e.p.runner.retryMin, e.p.runner.retryMax = retry[0], retry[1]
-	done := make(chan error, 1)
-	go func() { done <- e.p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Errorf("Run did not return after its context was cancelled")
-		}
-	})
+	runInBackground(t, ctx, cancel, e.p)
 	eventually(t, "the first sync", func() bool { return e.rec.Generation() > 0 }, e.logs.String)
 	e.settle(fastSync + 100*time.Millisecond)
 	return e

@@ -89,19 +89,7 @@ func startEnvWith(t *testing.T, client *fake.Clientset, minSync time.Duration) *
 	})
 	e.p.runner.retryMin = 100 * time.Millisecond
 	e.p.runner.retryMax = 400 * time.Millisecond
-	done := make(chan error, 1)
-	go func() { done <- e.p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Errorf("Run did not return after its context was cancelled")
-		}
-	})
+	runInBackground(t, ctx, cancel, e.p)
 	e.backend.WaitFor(t, "the first sync of both families", func(calls []syncCall) bool {
 		return slices.ContainsFunc(calls, func(c syncCall) bool { return c.Family == model.IPv4 }) &&
 			slices.ContainsFunc(calls, func(c syncCall) bool { return c.Family == model.IPv6 })
@@ -868,4 +856,23 @@ func TestStaleUDPFlowsCleared(t *testing.T) {
 	}) {
 		t.Errorf("conntrack deletions %+v, want %+v", got, want)
 	}
+}
+
+// runInBackground runs p until the test ends: its cleanup cancels ctx and checks that Run
+// returns, without an error, within waitTimeout.
+func runInBackground(t *testing.T, ctx context.Context, cancel context.CancelFunc, p *Proxier) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Errorf("Run did not return after its context was cancelled")
+		}
+	})
 }

@@ -162,19 +162,7 @@ func startVerifyEnv(t *testing.T) *verifyEnv {
 		Addresses: fakeAddresses, Conntrack: &fakeConntrack{}, Recorder: e.rec, Health: e.health,
 	})
 	e.p.runner.retryMin, e.p.runner.retryMax = 100*time.Millisecond, 100*time.Millisecond
-	done := make(chan error, 1)
-	go func() { done <- e.p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Errorf("Run did not return after its context was cancelled")
-		}
-	})
+	runInBackground(t, ctx, cancel, e.p)
 	e.waitEvents(t, "the first sync and a check of both families", 0, "sync IPv4 full=true ok=true",
 		"sync IPv6 full=true ok=true", "verify IPv4", "verify IPv6")
 	return e
