@@ -11,7 +11,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -X main.version=$(VERSION)
 MODE         ?= nftables
 E2E_TIMEOUT  ?= 40m
-DEB_PACKAGES := nftables iptables conntrack iproute2
+DEB_PACKAGES := nftables iptables ipset conntrack iproute2
 
 KEEP         ?=
 
@@ -71,10 +71,20 @@ lint:
 unit:
 	$(GO) test ./...
 
-## e2e: the end-to-end tests: real kube-apiserver + etcd, real kernel, real traffic (root)
+# The e2e tests that exercise a backend's rules (traffic through them, their repair, their
+# removal, restarts and API outages over them): `make e2e` runs them again in iptables mode.
+E2E_BACKEND_TESTS := TestServiceSemantics|TestModeSwitch|TestRulesRepaired|TestServiceRemoval|TestRestartKeepsConnections|TestAPIServerOutage|TestSessionAffinityTimeout|TestStaleUDPConntrack|TestStaleUDPAfterRestart|TestTerminatingFallbackDynamic|TestSliceMovesBetweenServices|TestManualEndpoints|TestPodsThroughEndpointSliceController|TestLongNames|TestInitOnly
+
+## e2e: the end-to-end tests: real kube-apiserver + etcd, real kernel, real traffic (root).
+##      The whole suite (nftables mode), then E2E_BACKEND_TESTS in iptables mode twice: node-a
+##      marked as an iptables-nft host, then as an iptables-legacy one (kubelet's hint chain)
 e2e: build deps cluster-bins
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/... ./backends/... ./proxier/...
+	PORTICO_MODE=iptables PORTICO_IPTABLES=nft PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
+		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/ -run '^($(E2E_BACKEND_TESTS))$$'
+	PORTICO_MODE=iptables PORTICO_IPTABLES=legacy PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
+		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/ -run '^($(E2E_BACKEND_TESTS))$$'
 
 ## test: every test (unit, then e2e)
 test: lint unit e2e

@@ -38,6 +38,7 @@ var modeTools = map[string][]Tool{
 	"iptables": {
 		{Name: "iptables-restore", Install: "apt-get install iptables"},
 		{Name: "iptables-save", Install: "apt-get install iptables"},
+		{Name: "ipset", Install: "apt-get install ipset"},
 	},
 	"ipvs": {
 		{Name: "ip_vs", Module: true, Install: "modprobe ip_vs; the module ships with Debian's kernel"},

@@ -77,11 +77,12 @@ func TestToolProbeWorkingModes(t *testing.T) {
 		want     string
 	}{
 		{"nothing", nil, "none", "modes that would work here: none"},
-		{"iptables in this build", []string{"iptables-restore", "iptables-save"}, "none", "modes that would work here: iptables"},
+		{"iptables in this build", []string{"iptables-restore", "iptables-save", "ipset"}, "none", "modes that would work here: iptables"},
+		{"iptables without ipset", []string{"iptables-restore", "iptables-save"}, "none", "modes that would work here: none"},
 		{"ipvs without its module", []string{"iptables-restore", "iptables-save", "ipset"}, "other", "modes that would work here: iptables"},
 		{"ipvs module installed", []string{"iptables-restore", "iptables-save", "ipset"}, "installed", "modes that would work here: iptables, ipvs (not in this build)"},
 		{"ipvs module built in", []string{"iptables-restore", "ipset", "iptables-save"}, "builtin", "modes that would work here: iptables, ipvs (not in this build)"},
-		{"ipvs without ipset", []string{"iptables-restore", "iptables-save"}, "loaded", "modes that would work here: iptables"},
+		{"ipvs without ipset", []string{"iptables-restore", "iptables-save"}, "loaded", "modes that would work here: none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			probe := ToolProbe{LookPath: pathOf(tc.programs...), Root: moduleRoot(t, tc.module)}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/portico-dev/portico/e2e/harness/env"
 	"github.com/portico-dev/portico/e2e/harness/netns"
+	"github.com/portico-dev/portico/e2e/harness/rulesdump"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
@@ -193,26 +195,20 @@ func TestServiceRemoval(t *testing.T) {
 	}
 	svcs := apply(ctx, t, sc)
 	ns := namespaceFor(sc.Name)
-	// Each Service port's chains and elements carry its name: "<ns>/<name>/tcp/http" in
-	// chain names, "<ns>/<name>:http/TCP" in comments.
-	marks := map[string][]string{}
+	// Each Service port's rules and elements carry its name in comments,
+	// "<ns>/<name>:http/TCP"; in nftables mode its chains are named after it too,
+	// "<ns>/<name>/tcp/http", in iptables mode they are found through those comments.
+	marks := map[string]string{}
 	for name := range svcs {
-		marks[name] = []string{ns + "/" + name + "/", ns + "/" + name + ":"}
+		marks[name] = ns + "/" + name + ":"
 	}
-	dump := func() string {
-		t.Helper()
-		out, err := suite.Portico.Command(ctx, "dump", "--no-conntrack")
-		if err != nil {
-			t.Fatal(err)
+	before := dumpRules(ctx, t, "before the change")
+	for name, comment := range marks {
+		if !strings.Contains(before, comment) {
+			t.Fatalf("before the change, the dump does not mention %q (Service %s); dump:\n%s", comment, name, before)
 		}
-		return out
-	}
-	before := dump()
-	for name, ms := range marks {
-		for _, m := range ms {
-			if !strings.Contains(before, m) {
-				t.Fatalf("before the change, the dump does not mention %q (Service %s); dump:\n%s", m, name, before)
-			}
+		if nftDump() && !strings.Contains(before, ns+"/"+name+"/") || len(serviceChains(before, ns, name)) == 0 {
+			t.Fatalf("before the change, the dump holds no chain of Service %s; dump:\n%s", name, before)
 		}
 	}
 	for _, name := range []string{"renamed", "deleted"} {
@@ -241,25 +237,27 @@ func TestServiceRemoval(t *testing.T) {
 	}
 	waitProgrammed(ctx, t, since)
 
-	// The backend deletes a chain in two steps, like kube-proxy: the sync that retires it
+	// A backend may delete a chain in two steps, like kube-proxy: the sync that retires it
 	// flushes it (no rules, no element points to it any more), the next sync deletes it.
-	// So right after the change no rule or element may mention the Services, and a chain
-	// still named after one must be empty.
-	after := dump()
-	for name, ms := range marks {
-		comment := ms[1]
+	// So right after the change no rule or element may mention the Services or their
+	// ClusterIPs, and a chain still there must be empty.
+	after := dumpRules(ctx, t, "after the change")
+	for name, comment := range marks {
 		if strings.Contains(after, comment) {
 			t.Errorf("Service %s is gone (ExternalName or deleted) but rules or elements still mention %q:\n%s", name, comment, matching(after, comment))
 		}
-		for _, chain := range chainsNamed(after, ms[0]) {
+		if ip := rulesdump.AddrPattern(svcs[name].Spec.ClusterIP); ip.MatchString(after) {
+			t.Errorf("Service %s is gone but rules or elements still hold its ClusterIP %s:\n%s", name, svcs[name].Spec.ClusterIP, matchingRe(after, ip))
+		}
+		for _, chain := range leftChains(before, after, ns, name) {
 			t.Logf("Service %s: chain %s is left for the next sync to delete", name, chain)
-			if body := chainBody(after, chain); len(body) > 0 {
+			if body := chainRules(after, chain); len(body) > 0 {
 				t.Errorf("Service %s is gone but its chain %s still has rules:\n%s", name, chain, strings.Join(body, "\n"))
 			}
 		}
 	}
-	// Any later sync deletes the emptied chains: after an unrelated change nothing may be
-	// named after the Services.
+	// Any later sync deletes the emptied chains: after an unrelated change no chain of
+	// the Services may be left.
 	since = time.Now()
 	trigger := service("trigger")
 	trigger.Namespace = ns
@@ -268,10 +266,10 @@ func TestServiceRemoval(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = suite.DeleteService(context.Background(), ns, "trigger") })
 	waitProgrammed(ctx, t, since)
-	later := dump()
-	for name, ms := range marks {
-		if strings.Contains(later, ms[0]) {
-			t.Errorf("after a later sync, the dump still holds chains of the removed Service %s:\n%s", name, matching(later, ms[0]))
+	later := dumpRules(ctx, t, "after a later sync")
+	for name := range marks {
+		if left := leftChains(before, later, ns, name); len(left) > 0 || nftDump() && strings.Contains(later, ns+"/"+name+"/") {
+			t.Errorf("after a later sync, the dump still holds chains %v of the removed Service %s:\n%s", left, name, later)
 		}
 	}
 	for _, name := range []string{"renamed", "deleted"} {
@@ -311,6 +309,17 @@ func chainBody(dump, name string) []string {
 		}
 	}
 	return out
+}
+
+// matchingRe returns the lines of s that re matches.
+func matchingRe(s string, re *regexp.Regexp) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // matching returns the lines of s that contain sub.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/portico-dev/portico/e2e/harness/rulesdump"
 )
 
 // Names at the API's limits: a 63-character namespace (DNS-1123 label) and Service name
@@ -104,13 +106,19 @@ func syncProblems(ctx context.Context, t *testing.T) problems {
 	}
 }
 
-// checkLongRules checks portico's dump (nftables mode): the long-named Service has chains,
+// checkLongRules checks portico's dump. nftables mode: the long-named Service has chains,
 // its rules, elements and affinity sets have comments (shortened: its name is longer than
-// nft allows), and every comment has at most 128 bytes.
+// nft allows), and every comment has at most 128 bytes. iptables mode:
+// checkLongRulesIPTables.
 func checkLongRules(ctx context.Context, t *testing.T) {
 	t.Helper()
-	if mode() != "nftables" {
-		t.Logf("mode %s: the dump is not nft's listing; rules checked by traffic only", mode())
+	switch mode() {
+	case "iptables":
+		checkLongRulesIPTables(t, dumpRules(ctx, t, "dumping the rules"))
+		return
+	case "nftables":
+	default:
+		t.Logf("mode %s: no reader for its dump; rules checked by traffic only", mode())
 		return
 	}
 	dump, err := suite.Portico.Command(ctx, "dump", "--no-conntrack")
@@ -134,5 +142,29 @@ func checkLongRules(ctx context.Context, t *testing.T) {
 	// Rules and map elements of both ports, both families; affinity sets of two endpoints.
 	if ours < 2*2*3 {
 		t.Errorf("%d comments name the long-named Service, want those of its rules, elements and affinity sets:\n%s", ours, matching(dump, longNamespace))
+	}
+}
+
+// iptComment is a comment in iptables-save output.
+var iptComment = regexp.MustCompile(`--comment "([^"]*)"`)
+
+// checkLongRulesIPTables checks an iptables-mode dump: iptables takes comments of up to
+// 255 bytes, so each port of the long-named Service carries its whole name, in both
+// families, and leads to per-port chains; no comment is longer.
+func checkLongRulesIPTables(t *testing.T, dump string) {
+	t.Helper()
+	for _, p := range []string{longTCPPort + "/TCP", longUDPPort + "/UDP"} {
+		c := longNamespace + "/" + longService + ":" + p
+		if n := strings.Count(dump, `--comment "`+c+`"`); n < 2 {
+			t.Errorf("%d rules carry the comment %q, want its frontends in both families:\n%s", n, c, matching(dump, longNamespace))
+		}
+		if len(rulesdump.ServiceChains(dump, c)) == 0 {
+			t.Errorf("no chain of Service port %s in the dump:\n%s", c, matching(dump, longNamespace))
+		}
+	}
+	for _, m := range iptComment.FindAllStringSubmatch(dump, -1) {
+		if len(m[1]) > 255 {
+			t.Errorf("comment of %d bytes in the kernel: %q", len(m[1]), m[1])
+		}
 	}
 }

@@ -29,6 +29,17 @@ func mode() string {
 	return "nftables"
 }
 
+// iptablesVariant returns the iptables variant $PORTICO_IPTABLES asks for ("" if unset).
+func iptablesVariant() string { return os.Getenv("PORTICO_IPTABLES") }
+
+// describeMode says which backend the suite runs against, for the log.
+func describeMode() string {
+	if v := suite.Portico.IPTablesVariant(); v != "" {
+		return fmt.Sprintf("mode %s, variant %s", mode(), v)
+	}
+	return "mode " + mode()
+}
+
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "FAIL: the e2e suite needs root (network namespaces, nftables, processes); run it with `make test` as root")
@@ -42,7 +53,7 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	start := time.Now()
 	// portico runs with the configuration the packet-flow table assumes, in every mode.
-	suite, err = env.Setup(ctx, env.Options{Mode: mode(), PorticoConfig: configOverrides(table.Config), Log: func(f string, a ...any) {
+	suite, err = env.Setup(ctx, env.Options{Mode: mode(), IPTablesVariant: iptablesVariant(), PorticoConfig: configOverrides(table.Config), Log: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...)
 	}})
 	cancel()
@@ -50,7 +61,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "FAIL: setting up the e2e environment:", err)
 		os.Exit(1)
 	}
-	fmt.Fprintf(os.Stderr, "e2e: environment ready in %v (mode %s)\n", time.Since(start).Round(time.Millisecond), mode())
+	fmt.Fprintf(os.Stderr, "e2e: environment ready in %v (%s)\n", time.Since(start).Round(time.Millisecond), describeMode())
 	code := m.Run()
 	if err := teardown(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: teardown:", err)

@@ -17,7 +17,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/portico-dev/portico/e2e/harness/env"
 	"github.com/portico-dev/portico/e2e/harness/portico"
+	"github.com/portico-dev/portico/e2e/harness/rulesdump"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
@@ -38,16 +40,15 @@ const (
 const repairMetric = "portico_rules_repairs_total"
 
 // TestRulesRepaired removes portico's rules from node-a's kernel the ways an
-// administrator or a firewall reload does (`nft flush ruleset`, `nft delete table ip
-// portico`, `nft flush table ip portico`) while long-lived connections run through a
-// Service and new connections are opened all along. Each time the rules must be back
-// within syncPeriod, new connections may fail only until then, the repair is counted per
-// family and logged, /healthz is healthy again, the rules are the ones of before (endpoint
-// slots aside), and the established connections are answered again.
+// administrator or a firewall reload does (rulesRemovals: nft commands in nftables mode,
+// iptables and ip6tables commands of the variant in use in iptables mode) while
+// long-lived connections run through a Service and new connections are opened all
+// along. Each time the rules must be back within syncPeriod, new connections may fail
+// only until then, the repair is counted per family (within syncPeriod) and logged,
+// /healthz is healthy again, the rules are the ones of before (endpoint slots aside),
+// and the established connections are answered again.
 func TestRulesRepaired(t *testing.T) {
-	if mode() != "nftables" {
-		t.Fatalf("TestRulesRepaired removes the nftables table of mode nftables; mode %s needs a removal scenario of its own here", mode())
-	}
+	removals := rulesRemovals(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	restoreDefaultConfig(t)
@@ -58,7 +59,54 @@ func TestRulesRepaired(t *testing.T) {
 	startEcho(t, a1)
 	svcs := apply(ctx, t, Scenario{Name: "Repair", Services: []ServiceSetup{repairService("repair")}})
 	conns := openLongLived(ctx, t, svcs, "repair")
-	before := slotFree(ruleItems(dumpRules(ctx, t, "before any removal"), false))
+	before := slotFree(ruleItems(dumpRules(ctx, t, "before any removal"), nil))
+	for _, r := range removals {
+		t.Run(r.name, func(t *testing.T) {
+			repairs, logged := scrapeRepairs(ctx, t), repairLogs(t)
+			removed := r.remove(ctx, t)
+			if r.after != nil {
+				t.Cleanup(func() { r.after(ctx, t) })
+			}
+			watch := watchRepairs(ctx, removed, repairs, r.families)
+			checkRepairWindow(t, r.name, removed, probeUntilRepaired(ctx, t, svcs, removed))
+			watch.check(t, r.name, r.families)
+			checkRepairReported(ctx, t, repairs, logged, r.families)
+			checkLongLived(t, conns, "after the repair of "+r.name)
+			if diff := itemDiff(before, slotFree(ruleItems(dumpRules(ctx, t, "after the repair"), nil))); diff != "" {
+				t.Errorf("after the repair of %s the rules differ from those before (endpoint-map slots left out):\n%s", r.name, diff)
+			}
+		})
+	}
+}
+
+// rulesRemoval is one way of removing portico's rules behind its back.
+type rulesRemoval struct {
+	name string
+	// remove removes the rules inside node-a and returns when it started.
+	remove func(ctx context.Context, t *testing.T) time.Time
+	// families are the IP families whose rules it removes: each must be repaired once.
+	families []string
+	// after, if set, restores what the removal took from others (kubelet's chains) when
+	// the subtest ends.
+	after func(ctx context.Context, t *testing.T)
+}
+
+// rulesRemovals returns the removals of the mode under test.
+func rulesRemovals(t *testing.T) []rulesRemoval {
+	t.Helper()
+	switch mode() {
+	case "nftables":
+		return nftRemovals()
+	case "iptables":
+		return iptablesRemovals(t)
+	}
+	t.Fatalf("TestRulesRepaired has no removal scenario for mode %s", mode())
+	return nil
+}
+
+// nftRemovals: the whole ruleset, portico's IPv4 table, the IPv4 table's content.
+func nftRemovals() []rulesRemoval {
+	var out []rulesRemoval
 	for _, tc := range []struct {
 		args     []string
 		families []string
@@ -67,48 +115,104 @@ func TestRulesRepaired(t *testing.T) {
 		{[]string{"delete", "table", "ip", "portico"}, []string{"IPv4"}},
 		{[]string{"flush", "table", "ip", "portico"}, []string{"IPv4"}},
 	} {
-		name := "nft " + strings.Join(tc.args, " ")
-		t.Run(name, func(t *testing.T) {
-			repairs, logged := scrapeRepairs(ctx, t), repairLogs(t)
-			removed := nftInNodeA(ctx, t, tc.args...)
-			checkRepairWindow(t, name, removed, probeUntilRepaired(ctx, t, svcs, removed))
-			checkRepairReported(ctx, t, repairs, logged, tc.families)
-			checkLongLived(t, conns, "after the repair of "+name)
-			if diff := itemDiff(before, slotFree(ruleItems(dumpRules(ctx, t, "after the repair"), false))); diff != "" {
-				t.Errorf("after the repair of %s the rules differ from those before (endpoint-map slots left out):\n%s", name, diff)
-			}
+		out = append(out, rulesRemoval{
+			name:     "nft " + strings.Join(tc.args, " "),
+			remove:   func(ctx context.Context, t *testing.T) time.Time { return inNodeA(ctx, t, "nft", tc.args...) },
+			families: tc.families,
 		})
 	}
+	return out
 }
 
-// repairService is a NodePort Service with port 80 ("http", the pods' traffic servers)
-// and port 81 ("echo", their echo servers, for long-lived connections), served by pod-a1.
+// iptablesRemovals, with the commands of the iptables variant portico uses: a flush of
+// each table portico writes to in IPv4, of the nat table in IPv6, and a firewall reload
+// that empties every table of both families.
+func iptablesRemovals(t *testing.T) []rulesRemoval {
+	t.Helper()
+	v := suite.Portico.IPTablesVariant()
+	if v == "" {
+		t.Fatalf("portico's log does not say which iptables variant it uses: no iptables commands to remove its rules with")
+	}
+	cmds := env.IPTablesCommands(v)
+	var out []rulesRemoval
+	for _, tc := range []struct {
+		cmd, table, family string
+	}{
+		{cmds[0], "nat", "IPv4"},
+		{cmds[0], "filter", "IPv4"},
+		{cmds[0], "mangle", "IPv4"},
+		{cmds[1], "nat", "IPv6"},
+	} {
+		out = append(out, rulesRemoval{
+			name: tc.cmd + " -t " + tc.table + " -F",
+			remove: func(ctx context.Context, t *testing.T) time.Time {
+				return inNodeA(ctx, t, tc.cmd, "-w", "-t", tc.table, "-F")
+			},
+			families: []string{tc.family},
+		})
+	}
+	return append(out, rulesRemoval{
+		name:     "firewall reload (iptables-" + v + "-restore of empty tables, both families)",
+		remove:   func(ctx context.Context, t *testing.T) time.Time { return firewallReload(ctx, t, cmds) },
+		families: []string{"IPv4", "IPv6"},
+		after: func(ctx context.Context, t *testing.T) {
+			// The reload took kubelet's hint chain too; kubelet puts it back.
+			if err := suite.CreateKubeletHint(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// firewallReload empties every table of both families, as a firewall reload to an
+// empty configuration does: for each family, one <cmd>-restore of every table that
+// <cmd>-save shows, with its built-in chains and their policies and nothing else, which
+// flushes every chain and deletes the chains that are not built in (-F, then -X, of each
+// table, one commit per table, so that portico never sees a table flushed but not yet
+// emptied of its chains). It returns when the first restore started.
+func firewallReload(ctx context.Context, t *testing.T, cmds [2]string) time.Time {
+	t.Helper()
+	inputs := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		save, err := suite.Topo.Exec(ctx, nodeA, cmd+"-save").Output()
+		if err != nil {
+			t.Fatalf("%s-save in %s: %v", cmd, nodeA, err)
+		}
+		inputs[i] = rulesdump.EmptyTables(string(save))
+	}
+	var at time.Time
+	for i, cmd := range cmds {
+		c := suite.Topo.Exec(ctx, nodeA, cmd+"-restore", "-w", "5")
+		c.Stdin = strings.NewReader(inputs[i])
+		if i == 0 {
+			at = time.Now()
+		}
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s-restore in %s: %v: %s\ninput:\n%s", cmd, nodeA, err, out, inputs[i])
+		}
+	}
+	return at
+}
+
+// repairService is a dual-stack NodePort Service with port 80 ("http", the pods' traffic
+// servers) and port 81 ("echo", their echo servers, for long-lived connections), served
+// by pod-a1.
 func repairService(name string) ServiceSetup {
 	echo := corev1.ServicePort{Name: "echo", Port: 81, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(echoPort)}
 	return ServiceSetup{
-		Svc:         service(name, nodePort(), ports(tcp("http", 80), echo)),
+		Svc:         service(name, nodePort(), dualStack(), ports(tcp("http", 80), echo)),
 		Backends:    ready(a1),
 		TargetPorts: map[string]int32{"echo": echoPort},
 	}
 }
 
-// dumpRules returns portico's tables as node-a's kernel holds them.
-func dumpRules(ctx context.Context, t *testing.T, when string) string {
-	t.Helper()
-	out, err := suite.Portico.Command(ctx, "dump", "--no-conntrack")
-	if err != nil {
-		t.Fatalf("%s: %v", when, err)
-	}
-	return out
-}
-
-// nftInNodeA runs nft with args inside node-a's namespace (never the machine's own) and
-// returns when it did.
-func nftInNodeA(ctx context.Context, t *testing.T, args ...string) time.Time {
+// inNodeA runs a command inside node-a's namespace (never the machine's own) and returns
+// when it started.
+func inNodeA(ctx context.Context, t *testing.T, cmd string, args ...string) time.Time {
 	t.Helper()
 	at := time.Now()
-	if out, err := suite.Topo.Exec(ctx, nodeA, append([]string{"nft"}, args...)...).CombinedOutput(); err != nil {
-		t.Fatalf("nft %s in %s: %v: %s", strings.Join(args, " "), nodeA, err, out)
+	if out, err := suite.Topo.Exec(ctx, nodeA, append([]string{cmd}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s in %s: %v: %s", cmd, strings.Join(args, " "), nodeA, err, out)
 	}
 	return at
 }
@@ -118,21 +222,34 @@ type repairProbe struct {
 	from    string
 	start   time.Time
 	outcome traffic.Outcome
+	// ok: the outcome is what the rules make it (wantOutcome).
+	ok bool
 }
 
-// repairFlows are the new connections of the probing loop: a pod to the ClusterIP, the
-// client to the NodePort (both masqueraded or not, the rules decide; only the answer is
-// checked here).
+// repairFlows are the new connections of the probing loop: a pod to the ClusterIP of
+// each family, the client to the NodePort (masqueraded or not, the rules decide; only
+// the answer is checked here), and a pod to a port the ClusterIP does not serve, which
+// only portico's rules refuse.
 func repairFlows() []Flow {
 	return []Flow{
 		{Name: "pod to ClusterIP", From: a2, To: "repair", Port: 80},
+		{Name: "pod to IPv6 ClusterIP", From: a2, To: "repair", Port: 80, Family: "IPv6"},
 		{Name: "client to NodePort", From: client, To: "repair", Via: viaNodePort},
+		{Name: "pod to an unserved port", From: a2, To: "repair", Port: 82, Expect: refused},
 	}
 }
 
+// wantOutcome is what a probe of a repair flow must see while the rules are there.
+func wantOutcome(f Flow) traffic.Outcome {
+	if f.Expect.Outcome == refused.Outcome {
+		return traffic.Refused
+	}
+	return traffic.OK
+}
+
 // probeUntilRepaired opens new connections through the Service from removed on, until
-// repairSteady rounds in a row were all answered or syncPeriod and a few seconds have
-// passed. It returns every probe.
+// repairSteady rounds in a row all saw what the rules make them see, or syncPeriod and a
+// few seconds have passed. It returns every probe.
 func probeUntilRepaired(ctx context.Context, t *testing.T, svcs map[string]*corev1.Service, removed time.Time) []repairProbe {
 	t.Helper()
 	flows := repairFlows()
@@ -149,8 +266,9 @@ func probeUntilRepaired(ctx context.Context, t *testing.T, svcs map[string]*core
 			}
 			start := time.Now()
 			r := traffic.Probe(ctx, suite.Topo, f.From, source(t, f, dst), dst, traffic.TCP, repairProbeTimeout)
-			out = append(out, repairProbe{from: f.Name, start: start, outcome: r.Outcome})
-			allOK = allOK && r.Outcome == traffic.OK
+			ok := r.Outcome == wantOutcome(f)
+			out = append(out, repairProbe{from: f.Name, start: start, outcome: r.Outcome, ok: ok})
+			allOK = allOK && ok
 		}
 		if allOK {
 			steady++
@@ -162,14 +280,15 @@ func probeUntilRepaired(ctx context.Context, t *testing.T, svcs map[string]*core
 	return out
 }
 
-// checkRepairWindow checks the probes: new connections fail only inside the window from
-// the removal to the repair, which ends within syncPeriod; the Service answered every
-// probe after its last failure, for repairSteady rounds.
+// checkRepairWindow checks the probes: new connections fail (are not answered, or not
+// refused on the unserved port) only inside the window from the removal to the repair,
+// which ends within syncPeriod; every probe after the last failure, repairSteady rounds
+// of them, saw what the rules make it see.
 func checkRepairWindow(t *testing.T, name string, removed time.Time, probes []repairProbe) {
 	t.Helper()
 	lastFail := -1
 	for i, p := range probes {
-		if p.outcome != traffic.OK {
+		if !p.ok {
 			lastFail = i
 		}
 	}
@@ -180,7 +299,7 @@ func checkRepairWindow(t *testing.T, name string, removed time.Time, probes []re
 	back := probes[lastFail+1].start.Sub(removed)
 	failed := 0
 	for _, p := range probes[:lastFail+1] {
-		if p.outcome != traffic.OK {
+		if !p.ok {
 			failed++
 		}
 	}
@@ -199,9 +318,72 @@ func checkRepairWindow(t *testing.T, name string, removed time.Time, probes []re
 func describeProbes(removed time.Time, probes []repairProbe) string {
 	var b strings.Builder
 	for _, p := range probes {
-		fmt.Fprintf(&b, "  +%v %s: %s\n", p.start.Sub(removed).Round(time.Millisecond), p.from, p.outcome)
+		wrong := ""
+		if !p.ok {
+			wrong = " (wrong)"
+		}
+		fmt.Fprintf(&b, "  +%v %s: %s%s\n", p.start.Sub(removed).Round(time.Millisecond), p.from, p.outcome, wrong)
 	}
 	return b.String()
+}
+
+// repairWatch follows the repair counter from a removal on, in the background, while
+// the probes run: it records when the counter of every repaired family has grown.
+type repairWatch struct {
+	done chan struct{}
+	// Set when done is closed: how long after the removal the counters were seen grown
+	// (0 if never, until syncPeriod and a few seconds had passed), the last counters
+	// read and the last error.
+	took    time.Duration
+	last    map[string]float64
+	lastErr error
+}
+
+// watchRepairs starts a repairWatch: the counters of families must grow from before.
+func watchRepairs(ctx context.Context, removed time.Time, before map[string]float64, families []string) *repairWatch {
+	w := &repairWatch{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		deadline := removed.Add(repairSyncPeriod + 3*time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			m, err := suite.Portico.Scrape(ctx)
+			at := time.Since(removed)
+			if err != nil {
+				w.lastErr = err
+			} else {
+				w.last = map[string]float64{}
+				grown := true
+				for _, f := range []string{"IPv4", "IPv6"} {
+					w.last[f] = m[repairMetric+"{ip_family="+f+"}"]
+				}
+				for _, f := range families {
+					grown = grown && w.last[f] > before[f]
+				}
+				if grown {
+					w.took = at
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// check waits for the watch to end and fails unless the repair was counted within
+// syncPeriod of the removal. Some removals (the mangle or filter table, the other
+// family's) leave the probed connections working: the counter is what times their repair.
+func (w *repairWatch) check(t *testing.T, name string, families []string) {
+	t.Helper()
+	<-w.done
+	if w.took == 0 {
+		t.Fatalf("after %s no repair of %v counted within %v (counters: %v, last error: %v); log tail:\n%s",
+			name, families, repairSyncPeriod+3*time.Second, w.last, w.lastErr, suite.Portico.LogTail(30))
+	}
+	t.Logf("%s: repair of %v counted %v after the removal", name, families, w.took.Round(time.Millisecond))
+	if w.took > repairSyncPeriod {
+		t.Errorf("after %s the repair of %v was counted %v later, longer than syncPeriod %v", name, families, w.took.Round(time.Millisecond), repairSyncPeriod)
+	}
 }
 
 // scrapeRepairs returns portico's repair counter of each family.

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/portico-dev/portico/e2e/harness/cluster"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
@@ -121,11 +120,7 @@ func TestRestartKeepsConnections(t *testing.T) {
 	conns := openLongLived(ctx, t, svcs, "persist")
 	dump := func(when string) map[string]int {
 		t.Helper()
-		out, err := suite.Portico.Command(ctx, "dump", "--no-conntrack")
-		if err != nil {
-			t.Fatalf("%s: %v", when, err)
-		}
-		return slotFree(ruleItems(out, false))
+		return slotFree(ruleItems(dumpRules(ctx, t, when), nil))
 	}
 	// A restart must converge on the same rules as before, not add to them (duplicate
 	// base-chain rules, left-over elements); endpoint-map slots may be assigned
@@ -183,13 +178,10 @@ func TestAPIServerOutage(t *testing.T) {
 	conns := openLongLived(ctx, t, svcs, "steady")
 	dump := func(when string) string {
 		t.Helper()
-		out, err := suite.Portico.Command(ctx, "dump", "--no-conntrack")
-		if err != nil {
-			t.Fatalf("%s: %v", when, err)
-		}
-		return out
+		return dumpRules(ctx, t, when)
 	}
 	before := dump("before the outage")
+	notAPI := apiItems(ctx, t, before)
 
 	if err := suite.Cluster.StopAPIServer(); err != nil {
 		t.Fatalf("stopping the apiserver: %v", err)
@@ -226,7 +218,7 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	// The apiserver removes its own endpoint from the default/kubernetes Service when it
 	// shuts down, and portico rightly programs that; everything else must be unchanged.
-	if diff := itemDiff(ruleItems(before, true), ruleItems(dump("during the outage"), true)); diff != "" {
+	if diff := itemDiff(ruleItems(before, notAPI), ruleItems(dump("during the outage"), notAPI)); diff != "" {
 		t.Errorf("the rules changed while the apiserver was away (default/kubernetes left out):\n%s", diff)
 	}
 	if !suite.Portico.Running() {
@@ -253,7 +245,7 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	frontend := fmt.Sprintf("%s . tcp . 80 comment %q : goto cluster-", got.Spec.ClusterIP, svc.Namespace+"/"+svc.Name+":http/TCP")
 	if !nftDump() {
-		frontend = got.Spec.ClusterIP
+		frontend = fmt.Sprintf("-d %s/32 -p tcp -m tcp --dport 80 -m comment --comment %q -j PORTICO-", got.Spec.ClusterIP, svc.Namespace+"/"+svc.Name+":http/TCP")
 	}
 	deadline := time.Now().Add(resyncTimeout)
 	for !strings.Contains(dump("waiting for the resync"), frontend) {
@@ -269,39 +261,13 @@ func TestAPIServerOutage(t *testing.T) {
 	newConnections(ctx, t, svcs, "steady", "after the outage")
 }
 
-// nftDump reports whether portico's dump is in nft syntax (nftables mode): checks that
-// read rule syntax fall back to plain substrings in other modes.
+// nftDump reports whether portico's dump is in nft syntax (nftables mode); otherwise it
+// is in iptables-save syntax (iptables mode).
 func nftDump() bool { return mode() == "nftables" }
 
 // resyncTimeout bounds how long portico may take to see API changes once the apiserver
 // is back (client-go's reflector backoff tops out at 30 s).
 const resyncTimeout = 60 * time.Second
-
-// ruleItems splits a dump into its rules, set and map elements and declarations (one
-// item per line or per element, whatever the layout), and counts them. With noAPI it
-// leaves out what belongs to the default/kubernetes Service, whose endpoint is the
-// apiserver itself.
-func ruleItems(dump string, noAPI bool) map[string]int {
-	apiEndpoint := fmt.Sprintf("%s . %d", suite.Topo.APIServerIP(), cluster.APIServerPort)
-	out := map[string]int{}
-	for _, piece := range strings.FieldsFunc(dump, func(r rune) bool { return r == '\n' || r == ',' }) {
-		p := strings.TrimSpace(piece)
-		p = strings.TrimSpace(strings.TrimPrefix(p, "elements = {"))
-		p = strings.TrimSpace(strings.TrimSuffix(p, "}"))
-		if p == "" || noAPI && (strings.Contains(p, "default/kubernetes") || strings.Contains(p, apiEndpoint) || endpointMapDecl(p)) {
-			continue
-		}
-		out[p]++
-	}
-	return out
-}
-
-// endpointMapDecl reports whether a dump line declares an endpoint map. Such maps exist
-// while some Service's endpoints use them: the one that only held the apiserver's
-// endpoint goes when the apiserver withdraws it.
-func endpointMapDecl(line string) bool {
-	return strings.HasPrefix(line, "map endpoints-") || strings.HasPrefix(line, "typeof numgen random mod 1 :")
-}
 
 // Endpoint-map slots: "offset 4 map @endpoints-tcp-02" in DNAT rules, "4 : 10.244.1.10 .
 // 8080" in the maps.

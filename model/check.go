@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 )
 
@@ -72,4 +73,55 @@ func (sp *ServicePort) checkSets(fail func(string, ...any)) {
 			fail("hairpin address %s is not a local endpoint", a)
 		}
 	}
+}
+
+// CheckFields verifies the values of sp that a backend writes into kernel rules as text:
+// the protocol is TCP, UDP or SCTP, and every address and prefix is of family f and has no
+// zone (netip prints a zone after '%', which no rule syntax accepts). The compiler never
+// produces other values; a backend checks them so that a bad one costs only its port. The
+// error names the field and the value.
+func (sp *ServicePort) CheckFields(f Family) error {
+	if p := sp.Name.Protocol; p != TCP && p != UDP && p != SCTP {
+		return fmt.Errorf("protocol %q is not TCP, UDP or SCTP", p)
+	}
+	for i, fe := range sp.Frontends {
+		if fe.AnyLocalAddr() {
+			continue
+		}
+		if err := checkAddr(fe.Addr, f); err != nil {
+			return fmt.Errorf("frontends[%d].addr: %w", i, err)
+		}
+	}
+	for _, set := range []struct {
+		field string
+		eps   []Endpoint
+	}{{"cluster", sp.Cluster}, {"local", sp.Local}} {
+		for i, e := range set.eps {
+			if err := checkAddr(e.Addr, f); err != nil {
+				return fmt.Errorf("%s[%d].addr: %w", set.field, i, err)
+			}
+		}
+	}
+	for i, a := range sp.Hairpin {
+		if err := checkAddr(a, f); err != nil {
+			return fmt.Errorf("hairpin[%d]: %w", i, err)
+		}
+	}
+	for i, p := range sp.SourceRanges {
+		if err := checkAddr(p.Addr(), f); err != nil || !p.IsValid() {
+			return fmt.Errorf("sourceRanges[%d]: %q is not a prefix of the table's family", i, p)
+		}
+	}
+	return nil
+}
+
+// checkAddr checks that a is an address of family f without a zone.
+func checkAddr(a netip.Addr, f Family) error {
+	switch {
+	case !f.Contains(a):
+		return fmt.Errorf("%q is not an %s address", a, f)
+	case a.Zone() != "":
+		return fmt.Errorf("%q has a zone", a)
+	}
+	return nil
 }

@@ -155,3 +155,20 @@ func (sp *ServicePort) ServedBy(f Frontend) []Endpoint {
 	slices.SortFunc(out, Endpoint.compare)
 	return slices.CompactFunc(out, func(a, b Endpoint) bool { return a.compare(b) == 0 })
 }
+
+// BaseMasquerade returns the least masquerading among the classes of sp that forward to
+// endpoint set s (0 when none does): what a backend's DNAT rules for s can do for every
+// class, leaving a class that masquerades more to mark its packets before.
+func (sp *ServicePort) BaseMasquerade(s EndpointSet) Masquerade {
+	var out Masquerade
+	for _, c := range Classes {
+		t := sp.Traffic(c)
+		if t.Endpoints != s || sp.Verdict(c) != Forward {
+			continue
+		}
+		if out == 0 || !t.Masquerade.Covers(out) {
+			out = t.Masquerade
+		}
+	}
+	return out
+}

@@ -113,3 +113,19 @@ func (c Class) String() string {
 	}
 	return "Class(" + strconv.Itoa(int(c)) + ")"
 }
+
+// rank orders masquerade settings by how many packets they masquerade: each masquerades
+// every packet the ones before it do.
+func (m Masquerade) rank() int {
+	switch m {
+	case MasqueradeOffCluster:
+		return 1
+	case MasqueradeAlways:
+		return 2
+	}
+	return 0
+}
+
+// Covers reports whether m masquerades every packet that o masquerades (never < off-cluster
+// < always).
+func (m Masquerade) Covers(o Masquerade) bool { return m.rank() >= o.rank() }

@@ -1,12 +1,14 @@
 package backendtest
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
@@ -104,4 +106,19 @@ func CompileObjects(cfg compile.NodeConfig, objs *Objects) *model.State {
 		return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
 	})
 	return state
+}
+
+// SyncAll syncs every table of next into b, each with the Diff from prev's table of its
+// family (nil prev: a first sync), and fails the test on an error.
+func SyncAll(t testing.TB, b backends.Backend, prev, next *model.State) {
+	t.Helper()
+	for _, tbl := range next.Tables {
+		var before *model.Table
+		if prev != nil {
+			before = prev.Table(tbl.Family())
+		}
+		if err := b.Sync(context.Background(), tbl, model.Compare(before, tbl)); err != nil {
+			t.Fatalf("sync %s: %v", tbl.Family(), err)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package nftables
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/portico-dev/portico/model"
 )
@@ -32,7 +31,7 @@ func (fs *familyState) renderPort(sp *model.ServicePort, old *portState) (plan *
 			plan = nil
 		}
 	}()
-	if err := checkPortFields(sp, fs.r.f.family); err != nil {
+	if err := sp.CheckFields(fs.r.f.family); err != nil {
 		return nil, err
 	}
 	plan = fs.r.render(sp, slots)
@@ -44,56 +43,6 @@ func oldGroups(old *portState) []groupPlan {
 		return nil
 	}
 	return old.groups
-}
-
-// checkPortFields checks the fields of sp that the renderer writes into nft's text as they
-// are: the protocol, and addresses, which must be of the table's family and have no zone
-// (netip prints a zone after '%', which nft cannot parse). The model's producers never
-// make such values; this makes sure a bad one costs only its port.
-func checkPortFields(sp *model.ServicePort, f model.Family) error {
-	if _, ok := bucketsPerProtocol[sp.Name.Protocol]; !ok {
-		return fmt.Errorf("protocol %q is not TCP, UDP or SCTP", sp.Name.Protocol)
-	}
-	for i, fe := range sp.Frontends {
-		if fe.AnyLocalAddr() {
-			continue
-		}
-		if err := checkAddr(fe.Addr, f); err != nil {
-			return fmt.Errorf("frontends[%d].addr: %w", i, err)
-		}
-	}
-	for _, set := range []struct {
-		field string
-		eps   []model.Endpoint
-	}{{"cluster", sp.Cluster}, {"local", sp.Local}} {
-		for i, e := range set.eps {
-			if err := checkAddr(e.Addr, f); err != nil {
-				return fmt.Errorf("%s[%d].addr: %w", set.field, i, err)
-			}
-		}
-	}
-	for i, a := range sp.Hairpin {
-		if err := checkAddr(a, f); err != nil {
-			return fmt.Errorf("hairpin[%d]: %w", i, err)
-		}
-	}
-	for i, p := range sp.SourceRanges {
-		if err := checkAddr(p.Addr(), f); err != nil || !p.IsValid() {
-			return fmt.Errorf("sourceRanges[%d]: %q is not a prefix of the table's family", i, p)
-		}
-	}
-	return nil
-}
-
-// checkAddr checks that a is an address of family f without a zone.
-func checkAddr(a netip.Addr, f model.Family) error {
-	switch {
-	case !f.Contains(a):
-		return fmt.Errorf("%q is not an %s address", a, f)
-	case a.Zone() != "":
-		return fmt.Errorf("%q has a zone", a)
-	}
-	return nil
 }
 
 // check verifies what the renderer built from API names: every chain and set name is an

@@ -2,11 +2,11 @@ package nftables
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/model"
 )
 
@@ -84,29 +84,13 @@ func newBackendMetrics(reg prometheus.Registerer) (*backendMetrics, error) {
 			"Elements portico wrote into the sets and maps of its nftables table, as of the last successful sync."),
 	}
 	var errs []error
-	m.syncFailures = register(reg, MetricSyncFailures, m.syncFailures, &errs)
-	m.cleanupFailures = register(reg, MetricCleanupFailures, m.cleanupFailures, &errs)
-	m.chains = register(reg, MetricChains, m.chains, &errs)
-	m.rules = register(reg, MetricRules, m.rules, &errs)
-	m.sets = register(reg, MetricSets, m.sets, &errs)
-	m.elements = register(reg, MetricElements, m.elements, &errs)
+	m.syncFailures = backends.Register(reg, MetricSyncFailures, m.syncFailures, &errs)
+	m.cleanupFailures = backends.Register(reg, MetricCleanupFailures, m.cleanupFailures, &errs)
+	m.chains = backends.Register(reg, MetricChains, m.chains, &errs)
+	m.rules = backends.Register(reg, MetricRules, m.rules, &errs)
+	m.sets = backends.Register(reg, MetricSets, m.sets, &errs)
+	m.elements = backends.Register(reg, MetricElements, m.elements, &errs)
 	return m, errors.Join(errs...)
-}
-
-// register registers c in reg and returns it, or the equal collector reg already holds.
-// Any other error is appended to errs and c is returned unregistered.
-func register[C prometheus.Collector](reg prometheus.Registerer, name string, c C, errs *[]error) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	*errs = append(*errs, fmt.Errorf("registering %s: %w", name, err))
-	return c
 }
 
 // failed counts a failed Sync of family f: a cleanup failure when its transaction only

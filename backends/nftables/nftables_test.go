@@ -42,17 +42,9 @@ func scenario(t *testing.T, tweak func(*compile.NodeConfig), files ...string) *m
 	return backendtest.Compile(t, tweak, files...)
 }
 
-func syncAll(t *testing.T, b *Backend, prev, next *model.State) {
+func syncAll(t *testing.T, b backends.Backend, prev, next *model.State) {
 	t.Helper()
-	for _, tbl := range next.Tables {
-		var before *model.Table
-		if prev != nil {
-			before = prev.Table(tbl.Family())
-		}
-		if err := b.Sync(context.Background(), tbl, model.Compare(before, tbl)); err != nil {
-			t.Fatalf("sync %s: %v", tbl.Family(), err)
-		}
-	}
+	backendtest.SyncAll(t, b, prev, next)
 }
 
 func TestGoldenEveryKindOfService(t *testing.T) {

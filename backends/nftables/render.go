@@ -79,33 +79,15 @@ func (r *renderer) render(sp *model.ServicePort, slots slotFunc) *portPlan {
 // that no class forwards to.
 type setMasquerade [3]model.Masquerade
 
-// baseMasquerade returns, for each endpoint set that some class of sp forwards to, the
-// least masquerading among those classes: what the set's DNAT chain does itself. A class
-// that masquerades more marks its packets in an entry chain first.
+// baseMasquerade returns, for each endpoint set, what its DNAT chain masquerades itself
+// (model.ServicePort.BaseMasquerade). A class that masquerades more marks its packets in an
+// entry chain first.
 func baseMasquerade(sp *model.ServicePort) setMasquerade {
 	var out setMasquerade
-	for _, c := range model.Classes {
-		t := sp.Traffic(c)
-		if sp.Verdict(c) != model.Forward {
-			continue
-		}
-		if m := out[t.Endpoints]; m == 0 || masqueradeRank(t.Masquerade) < masqueradeRank(m) {
-			out[t.Endpoints] = t.Masquerade
-		}
+	for _, s := range []model.EndpointSet{model.ClusterEndpoints, model.LocalEndpoints} {
+		out[s] = sp.BaseMasquerade(s)
 	}
 	return out
-}
-
-// masqueradeRank orders masquerade settings by how many packets they masquerade: each
-// masquerades every packet the ones before it do.
-func masqueradeRank(m model.Masquerade) int {
-	switch m {
-	case model.MasqueradeOffCluster:
-		return 1
-	case model.MasqueradeAlways:
-		return 2
-	}
-	return 0
 }
 
 // setChain names the DNAT chain of an endpoint set of the port with suffix sfx.
@@ -168,7 +150,7 @@ func (r *renderer) classRules(match string, t model.Traffic, base setMasquerade,
 // masquerading as want asks beyond have (have masquerades no more than want: see
 // baseMasquerade).
 func (r *renderer) masqueradeRules(prefix string, want, have model.Masquerade) []string {
-	if masqueradeRank(want) <= masqueradeRank(have) {
+	if have.Covers(want) {
 		return nil
 	}
 	if want == model.MasqueradeAlways {

@@ -60,7 +60,7 @@ func TestInvalidConfigurationExitsTwo(t *testing.T) {
 
 func TestUnavailableModeFailsClearly(t *testing.T) {
 	code, msg, _ := run(t, "--config="+writeConfig(t, "mode: ipvs\n"), "--hostname-override=node-a")
-	if code != exitError || !strings.Contains(msg, `mode "ipvs"`) || !strings.Contains(msg, "available: nftables") {
+	if code != exitError || !strings.Contains(msg, `mode "ipvs"`) || !strings.Contains(msg, "available: iptables, nftables") {
 		t.Errorf("exit %d, error %q: want exit %d naming the mode and the available ones", code, msg, exitError)
 	}
 }

@@ -161,17 +161,17 @@ func apiServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 }
 
 // TestInitOnlyCommand runs `portico --init-only`: it never contacts the API server, fails
-// for a mode this build does not have before touching the node, and fails when the mode's
+// for a mode this build does not have (ipvs) before touching the node, and fails when the mode's
 // dataplane cannot run (here: no nft on the PATH) after the node set-up, as kube-proxy.
 func TestInitOnlyCommand(t *testing.T) {
 	read := fakeHost(t)
 	srv, requests := apiServer(t)
-	code, msg, _ := run(t, "--init-only", "--master="+srv.URL, "--config="+writeConfig(t, "mode: iptables\n"+conntrackDoc))
-	if code != exitError || !strings.Contains(msg, `mode "iptables"`) {
-		t.Errorf("iptables: exit %d, error %q; want %d naming the mode", code, msg, exitError)
+	code, msg, _ := run(t, "--init-only", "--master="+srv.URL, "--config="+writeConfig(t, "mode: ipvs\n"+conntrackDoc))
+	if code != exitError || !strings.Contains(msg, `mode "ipvs"`) {
+		t.Errorf("ipvs: exit %d, error %q; want %d naming the mode", code, msg, exitError)
 	}
 	if got := read(ctEstablished); got != "432000" {
-		t.Errorf("iptables: the node was set up (established timeout %s) although the mode cannot run", got)
+		t.Errorf("ipvs: the node was set up (established timeout %s) although the mode cannot run", got)
 	}
 
 	t.Setenv("PATH", t.TempDir())

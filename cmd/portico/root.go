@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/iptables"
 	"github.com/portico-dev/portico/backends/nftables"
 	"github.com/portico-dev/portico/config"
 )
@@ -18,6 +19,7 @@ import (
 func registry() *backends.Registry {
 	r := backends.NewRegistry(config.Modes...)
 	r.Register(nftables.Mode, nftables.Factory)
+	r.Register(iptables.Mode, iptables.Factory)
 	return r
 }
 

@@ -51,6 +51,7 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	setOOMScoreAdj(ctx, cfg)
+	go cleanupOtherModes(ctx, cfg)
 	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m))
 	sh := health.NewServiceHealth(health.Listen, ph.IsHealthy)
 	defer func() { _ = sh.Close() }()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"k8s.io/klog/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -132,6 +133,30 @@ func newCleanupCommand(flags *config.Flags) *cobra.Command {
 			}
 			return cleanup(cmd.Context(), cmd.OutOrStdout(), cfg)
 		},
+	}
+}
+
+// cleanupOtherModes removes what the backends of the other modes left in the kernel (an
+// earlier run in another mode), as kube-proxy does when it starts: two modes' rules would
+// both translate the same connections. Each backend removes only its own objects, so this
+// runs beside the selected mode's first sync. Failures are logged (a mode whose tools are
+// missing has nothing to remove).
+func cleanupOtherModes(ctx context.Context, cfg *config.Config) {
+	logger := klog.FromContext(ctx)
+	r := registry()
+	for _, mode := range r.Available() {
+		if mode == cfg.Mode {
+			continue
+		}
+		be, err := r.New(mode, backendOptions(cfg))
+		if err == nil {
+			err = be.Cleanup(ctx)
+		}
+		if err != nil {
+			logger.V(2).Info("Could not remove the rules of another proxy mode", "mode", mode, "err", err)
+			continue
+		}
+		logger.V(2).Info("Removed any rules of another proxy mode", "mode", mode)
 	}
 }
 

@@ -26,18 +26,18 @@ func TestMissingNftExitsOne(t *testing.T) {
 }
 
 // TestMissingNftNamesWorkingModes: with iptables' programs on the PATH (and not nft), the
-// error names iptables as a mode that would work, marked as not in this build.
+// error names iptables as a mode that would work.
 func TestMissingNftNamesWorkingModes(t *testing.T) {
 	fakeHost(t)
 	dir := t.TempDir()
-	for _, prog := range []string{"iptables-restore", "iptables-save"} {
+	for _, prog := range []string{"iptables-restore", "iptables-save", "ipset"} {
 		if err := os.WriteFile(filepath.Join(dir, prog), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Setenv("PATH", dir)
 	err := checkTools(loadFile(t, "mode: nftables\n"))
-	if err == nil || !strings.HasSuffix(err.Error(), "modes that would work here: iptables (not in this build)") {
+	if err == nil || !strings.HasSuffix(err.Error(), "modes that would work here: iptables") {
 		t.Errorf("checkTools: %v, want iptables named as a mode that would work", err)
 	}
 }

@@ -20,7 +20,7 @@ var extensionTargets = map[string]bool{
 
 // command applies a command line (-A, -I, -D, -R, -F, -X, -N, -Z) to the block's table.
 func (b *block) command(line string) error {
-	args, err := splitArgs(line)
+	args, err := SplitArgs(line)
 	if err != nil {
 		return err
 	}

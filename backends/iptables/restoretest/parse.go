@@ -5,10 +5,10 @@ import (
 	"strings"
 )
 
-// splitArgs splits a restore line into arguments the way iptables-restore does: blanks
+// SplitArgs splits a restore line (or a Rule.Spec) into arguments the way iptables-restore does: blanks
 // separate arguments, double quotes group blanks into one argument (the quotes are
 // removed) and a backslash escapes the next character inside quotes.
-func splitArgs(line string) ([]string, error) {
+func SplitArgs(line string) ([]string, error) {
 	var args []string
 	var cur strings.Builder
 	inArg, quoted := false, false

@@ -37,6 +37,11 @@ type Options struct {
 	// followed by "-addrs A,B -ports 8080/TCP,8080/UDP", inside the pod's namespace)
 	// instead of in the caller, so that servers outlive it (with Keep).
 	ServerCommand []string
+	// IPTablesVariant, in iptables mode, is the iptables variant node-a uses: "nft" or
+	// "legacy". Setup creates kubelet's hint chain with it before portico starts, and
+	// every start of portico fails unless its log says it picked that variant. Empty:
+	// no hint, portico picks by itself. Set in another mode, Setup fails.
+	IPTablesVariant string
 	// Log receives progress lines (default: discard).
 	Log func(format string, args ...any)
 }
@@ -61,6 +66,9 @@ func Setup(ctx context.Context, opts Options) (e *Env, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the e2e environment needs root: it creates network namespaces, links, rules and processes")
 	}
+	if err := opts.checkIPTablesVariant(); err != nil {
+		return nil, err
+	}
 	_, _ = netns.CleanupStale()
 	_, _ = cluster.CleanupStale("")
 	e = &Env{opts: opts, Servers: map[string]*traffic.Server{}}
@@ -81,9 +89,15 @@ func Setup(ctx context.Context, opts Options) (e *Env, err error) {
 	if err := e.startServers(); err != nil {
 		return nil, err
 	}
+	if opts.IPTablesVariant != "" {
+		opts.Log("creating kubelet's %s chain with iptables-%s in %s", KubeletHintChain, opts.IPTablesVariant, e.Topo.Name(netns.NodeA))
+		if err := e.CreateKubeletHint(ctx); err != nil {
+			return nil, err
+		}
+	}
 	e.Portico = portico.New(portico.Options{
 		Topology: e.Topo, Cluster: e.Cluster, Mode: opts.Mode, Config: opts.PorticoConfig,
-		Dir: e.Dir, Detach: opts.Keep,
+		Dir: e.Dir, Detach: opts.Keep, IPTablesVariant: opts.IPTablesVariant,
 	})
 	if opts.NoPortico {
 		return e, nil

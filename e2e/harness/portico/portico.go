@@ -52,6 +52,10 @@ type Options struct {
 	Dir string
 	// Detach lets portico outlive the caller (make demo KEEP=1).
 	Detach bool
+	// IPTablesVariant, in iptables mode, is the iptables variant portico must pick
+	// (VariantNFT or VariantLegacy): Start fails when its log says it picked another.
+	// Empty: any variant is accepted (IPTablesVariant then reports the one it picked).
+	IPTablesVariant string
 }
 
 // Portico is one portico process.
@@ -61,6 +65,8 @@ type Portico struct {
 	overrides map[string]any
 	proc      *proc.Process
 	http      *http.Client
+	// variant is the iptables variant the last start logged ("" outside iptables mode).
+	variant string
 }
 
 // New returns a Portico; nothing runs before Start.
@@ -129,21 +135,27 @@ func (p *Portico) BaseDocument() map[string]any {
 
 // Start publishes the configuration as the kube-system/kube-proxy ConfigMap, writes its
 // config.conf where the DaemonSet would mount it, starts portico and waits until it has
-// synced once (/healthz answers 200).
+// synced once (/healthz answers 200). In iptables mode it then reads from the log which
+// variant portico picked and fails when it is not Options.IPTablesVariant.
 func (p *Portico) Start(ctx context.Context) error {
 	path, err := p.WriteConfig(ctx)
 	if err != nil {
 		return err
 	}
+	logPath := filepath.Join(p.opts.Dir, "portico.log")
 	if p.proc == nil {
 		argv := append([]string{p.opts.Bin, "--config=" + path, "--hostname-override=" + p.opts.Node, "-v=2"}, p.opts.Args...)
-		p.proc = proc.New("portico", p.opts.Topology.Name(p.opts.Node), filepath.Join(p.opts.Dir, "portico.log"), argv)
+		p.proc = proc.New("portico", p.opts.Topology.Name(p.opts.Node), logPath, argv)
 		p.proc.Detach = p.opts.Detach
 	}
+	logged := fileSize(logPath)
 	if _, err := p.proc.Start(); err != nil {
 		return err
 	}
-	return p.WaitHealthy(ctx)
+	if err := p.WaitHealthy(ctx); err != nil {
+		return err
+	}
+	return p.checkVariant(ctx, logPath, logged)
 }
 
 // WriteConfig stores the configuration in the API (the kube-system/kube-proxy ConfigMap)
@@ -262,13 +274,33 @@ func (p *Portico) LogTail(n int) string {
 // Command runs a portico subcommand (dump, cleanup, ...) in the node namespace with the
 // same configuration and returns its combined output.
 func (p *Portico) Command(ctx context.Context, args ...string) (string, error) {
-	argv := append([]string{"netns", "exec", p.opts.Topology.Name(p.opts.Node), p.opts.Bin}, args...)
-	argv = append(argv, "--config="+filepath.Join(p.opts.Dir, config.ConfigMapKey), "--hostname-override="+p.opts.Node)
-	out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput()
+	out, err := p.command(ctx, args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("portico %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// Dump runs `portico dump --no-conntrack` in the node namespace and returns what it
+// printed on stdout: the rules as the kernel holds them, without the log lines (stderr),
+// which carry times and PIDs and so would make two dumps of the same rules differ.
+func (p *Portico) Dump(ctx context.Context) (string, error) {
+	cmd := p.command(ctx, "dump", "--no-conntrack")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("portico dump --no-conntrack: %w: %s", err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// command returns the command line of a portico subcommand in the node namespace, with
+// portico's configuration.
+func (p *Portico) command(ctx context.Context, args ...string) *exec.Cmd {
+	argv := append([]string{"netns", "exec", p.opts.Topology.Name(p.opts.Node), p.opts.Bin}, args...)
+	argv = append(argv, "--config="+filepath.Join(p.opts.Dir, config.ConfigMapKey), "--hostname-override="+p.opts.Node)
+	return exec.CommandContext(ctx, "ip", argv...)
 }
 
 // ErrNotRunning is returned when portico is expected to run but does not.

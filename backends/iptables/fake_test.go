@@ -1,0 +1,122 @@
+package iptables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/iptables/ipsettest"
+	"github.com/portico-dev/portico/backends/iptables/restoretest"
+	"github.com/portico-dev/portico/backends/iptables/variant"
+	"github.com/portico-dev/portico/model"
+)
+
+// fakeKernel is the unit tests' kernel: restoretest's fake iptables-restore per family
+// and ipsettest's fake ipset.
+type fakeKernel struct {
+	rs   map[model.Family]*restoretest.Ruleset
+	sets *ipsettest.Sets
+	// restores records every iptables-restore input, per family.
+	restores map[model.Family][]string
+	// failRestore, when set, fails the next Restore (without applying it).
+	failRestore error
+	// refuse, when set, makes Restore refuse every input with a line holding it, naming
+	// the line as iptables-restore does.
+	refuse string
+	// lists counts ListChain calls.
+	lists int
+	// headers makes Entries count the fake's entries, as iptables-legacy's table headers do.
+	headers bool
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{
+		rs:       map[model.Family]*restoretest.Ruleset{model.IPv4: {}, model.IPv6: {}},
+		sets:     &ipsettest.Sets{},
+		restores: map[model.Family][]string{},
+	}
+}
+
+func (k *fakeKernel) Restore(_ context.Context, f model.Family, input []byte) error {
+	if err := k.failRestore; err != nil {
+		k.failRestore = nil
+		return err
+	}
+	k.restores[f] = append(k.restores[f], string(input))
+	for i, line := range strings.Split(string(input), "\n") {
+		if k.refuse != "" && strings.Contains(line, k.refuse) {
+			return fmt.Errorf("iptables-restore: exit status 2: iptables-restore v1.8.9 (fake): refused\nError occurred at line: %d", i+1)
+		}
+	}
+	if err := k.rs[f].Restore(string(input), true); err != nil {
+		var re *restoretest.RestoreError
+		if errors.As(err, &re) {
+			return fmt.Errorf("%w\nError occurred at line: %d", err, re.Line)
+		}
+		return err
+	}
+	return nil
+}
+
+func (k *fakeKernel) Save(_ context.Context, f model.Family, table string) (string, error) {
+	return k.rs[f].Save(table), nil
+}
+
+func (k *fakeKernel) ListChain(_ context.Context, f model.Family, table, chain string) ([]string, bool, error) {
+	k.lists++
+	c, ok := k.rs[f].Chain(table, chain)
+	if !ok {
+		return nil, false, nil
+	}
+	var out []string
+	for _, r := range c.Rules {
+		out = append(out, "-A "+chain+" "+r.Spec)
+	}
+	return out, true, nil
+}
+
+func (k *fakeKernel) IPSetRestore(_ context.Context, input []byte) error {
+	return k.sets.Restore(string(input))
+}
+
+func (k *fakeKernel) Entries(_ context.Context, f model.Family, table string) (uint32, bool, error) {
+	if !k.headers {
+		return 0, false, nil
+	}
+	n := 0
+	for _, name := range k.rs[f].Chains(table) {
+		c, _ := k.rs[f].Chain(table, name)
+		n += len(c.Rules) + 2
+	}
+	return uint32(n), true, nil
+}
+
+// dump returns what the fake holds: both families' tables and the sets.
+func (k *fakeKernel) dump() string {
+	var b strings.Builder
+	for _, f := range []model.Family{model.IPv4, model.IPv6} {
+		fmt.Fprintf(&b, "# %s\n", f)
+		for _, t := range restoreTables {
+			b.WriteString(k.rs[f].Save(t))
+		}
+	}
+	b.WriteString("# ipsets\n")
+	b.WriteString(k.sets.Save())
+	return b.String()
+}
+
+// fakeBackend returns a backend over a fake kernel.
+func fakeBackend(t *testing.T) (*Backend, *fakeKernel) {
+	t.Helper()
+	k := newFakeKernel()
+	b := New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4, model.IPv6}})
+	b.detect = func(context.Context) (kernel, variant.Result, error) {
+		return k, variant.Result{Variant: variant.NFT, Reason: "fake"}, nil
+	}
+	return b, k
+}
+
+var errInjected = errors.New("injected failure")

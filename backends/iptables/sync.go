@@ -1,0 +1,176 @@
+package iptables
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/portico-dev/portico/model"
+)
+
+// fullSync writes every chain and set of the family from t: one ipset restore that fills
+// a temporary twin of each set and swaps it in, then iptables-restore inputs (pieces) that
+// declare (and so flush) every chain portico uses, write their rules and delete the
+// chains of an earlier run or state that are no longer used. When the kernel was listed
+// (the first sync, after a failure or a repair), the jumps from the built-in chains that
+// the listing did not show are inserted by the last input, once every chain exists.
+func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, mark uint32) error {
+	var missing []jump
+	if !fs.listed {
+		known, have, err := listChains(ctx, k, fs.x)
+		if err != nil {
+			return err
+		}
+		fs.chains = known
+		missing = missingJumps(have)
+	}
+	c := fs.planFull(t, mark)
+	if err := k.IPSetRestore(ctx, fs.fullSetsInput()); err != nil {
+		return fmt.Errorf("ipset restore of the %s sets: %w", fs.x.f, err)
+	}
+	c.jumps = missing
+	inputs := fs.x.pieces(c, fs.pieceRules)
+	for i, in := range inputs {
+		if err := k.Restore(ctx, fs.x.f, in); err != nil {
+			return fmt.Errorf("iptables-restore %d of %d of every %s chain (%d chains written, %d deleted in all): %w",
+				i+1, len(inputs), fs.x.f, len(c.write), len(c.remove), &restoreFailure{in, err})
+		}
+	}
+	fs.ready, fs.listed = true, true
+	return c.skippedError(fs.x.f)
+}
+
+// planFull resets the mirror and plans a full sync of t: every chain written, the chains
+// the kernel holds that t no longer needs deleted.
+func (fs *familyState) planFull(t *model.Table, mark uint32) *change {
+	known := fs.chains
+	fs.chains = map[string]chainState{}
+	fs.resetMirror()
+	c := newChange(true)
+	r := newRenderer(fs.x, t.Node(), mark)
+	for _, fc := range r.fixedChains(fs.x) {
+		fs.writeChain(c, fc.table, fc.name, fc.rules)
+	}
+	for sp := range t.All() {
+		if plan := c.renderPort(r, sp, fs.refused[sp.Name]); plan != nil {
+			fs.applyPort(c, sp.Name, nil, plan)
+		}
+	}
+	for _, ch := range []string{chainServices, chainNodePorts, chainNodePortsEmpty} {
+		c.dirty[ch] = true
+	}
+	fs.finishShared(c)
+	for name, st := range known {
+		if _, ok := fs.chains[name]; !ok {
+			c.remove[name] = st.table
+		}
+	}
+	return c
+}
+
+// partialSync writes what the Service ports named by d changed: the ports' own chains,
+// the shared chains holding their frontends, and set entries (added before the restore,
+// deleted after it, so that no rule ever misses an entry it relies on).
+func (fs *familyState) partialSync(ctx context.Context, k kernel, t *model.Table, d model.Diff, mark uint32) error {
+	c := newChange(false)
+	r := newRenderer(fs.x, t.Node(), mark)
+	for _, name := range slices.Concat(d.Changed, d.Removed) {
+		var plan *portPlan
+		delete(fs.refused, name) // named again: try it
+		if sp, ok := t.Get(name); ok {
+			plan = c.renderPort(r, sp, nil)
+		}
+		fs.applyPort(c, name, fs.ports[name], plan)
+	}
+	fs.finishShared(c)
+	if c.empty() {
+		return c.skippedError(fs.x.f)
+	}
+	if len(c.adds) > 0 {
+		if err := k.IPSetRestore(ctx, fs.entriesInput("add", c.adds)); err != nil {
+			return fmt.Errorf("ipset restore adding %d %s entries: %w", len(c.adds), fs.x.f, err)
+		}
+	}
+	for _, in := range fs.x.pieces(c, fs.pieceRules) {
+		if err := k.Restore(ctx, fs.x.f, in); err != nil {
+			return fmt.Errorf("iptables-restore of %d changed %s chains: %w", len(c.write)+len(c.remove), fs.x.f, &restoreFailure{in, err})
+		}
+	}
+	if len(c.dels) > 0 {
+		if err := k.IPSetRestore(ctx, fs.entriesInput("del", c.dels)); err != nil {
+			return fmt.Errorf("ipset restore deleting %d %s entries: %w", len(c.dels), fs.x.f, err)
+		}
+	}
+	return c.skippedError(fs.x.f)
+}
+
+// maxElem is the capacity of every set (ipset's default, 65,536, is short of a large
+// cluster's frontends).
+const maxElem = 1 << 20
+
+// createLine is the ipset line that creates the set of kind (or its temporary twin).
+func (fs *familyState) createLine(name, typ string) string {
+	return fmt.Sprintf("create %s %s family %s maxelem %d\n", name, typ, fs.x.ipsetFam, maxElem)
+}
+
+// fullSetsInput fills a temporary twin of each set with every entry of the mirror and
+// swaps it with the set (ipset swap is atomic: a rule never sees a half-filled set).
+func (fs *familyState) fullSetsInput() []byte {
+	var b strings.Builder
+	for _, k := range setKinds {
+		name := setName(fs.x.f, k.kind)
+		tmp := tempSetName(name)
+		b.WriteString(fs.createLine(tmp, k.typ))
+		fmt.Fprintf(&b, "flush %s\n", tmp)
+		for _, e := range slices.Sorted(maps.Keys(fs.sets[k.kind])) {
+			fmt.Fprintf(&b, "add %s %s\n", tmp, e)
+		}
+		b.WriteString(fs.createLine(name, k.typ))
+		fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", tmp, name, tmp)
+	}
+	return []byte(b.String())
+}
+
+// entriesInput adds or deletes entries.
+func (fs *familyState) entriesInput(op string, es []setEntry) []byte {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s %s %s\n", op, setName(fs.x.f, e.kind), e.entry)
+	}
+	return []byte(b.String())
+}
+
+// listChains reads which of portico's chains the kernel holds in each table, and which
+// rules of other chains jump to them ("-A CHAIN ..." lines).
+func listChains(ctx context.Context, k kernel, x fam) (map[string]chainState, map[string]bool, error) {
+	out, jumps := map[string]chainState{}, map[string]bool{}
+	for _, table := range restoreTables {
+		save, err := k.Save(ctx, x.f, table)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing the %s chains of table %s: %w", x.f, table, err)
+		}
+		for line := range strings.Lines(save) {
+			line = strings.TrimRight(line, "\n")
+			if name, ok := strings.CutPrefix(line, ":"+chainPrefix); ok {
+				name, _, _ = strings.Cut(name, " ")
+				out[chainPrefix+name] = chainState{table: table}
+			} else if strings.HasPrefix(line, "-A ") && refersToOwn(line) {
+				jumps[table+" "+line] = true
+			}
+		}
+	}
+	return out, jumps, nil
+}
+
+// missingJumps returns the jumps that a listing (table + " " + "-A ..." line) lacks.
+func missingJumps(have map[string]bool) []jump {
+	var out []jump
+	for _, j := range jumps() {
+		if !have[j.table+" -A "+j.chain+" "+strings.Join(j.spec, " ")] {
+			out = append(out, j)
+		}
+	}
+	return out
+}
