@@ -15,8 +15,8 @@ func BenchmarkFullPlan(b *testing.B) {
 		fs := newFamilyState(newFam(tbl.Family()))
 		c := fs.planFull(tbl, 1<<14)
 		size = 0
-		for _, in := range fs.x.pieces(c, nftPieceRules) {
-			size += len(in)
+		for _, p := range fs.x.pieces(c, nftPieceRules) {
+			size += len(p.input(c, true))
 		}
 		_ = fs.fullSetsInput()
 	}

@@ -31,11 +31,12 @@ func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, m
 		return fmt.Errorf("ipset restore of the %s sets: %w", fs.x.f, err)
 	}
 	c.jumps = missing
-	inputs := fs.x.pieces(c, fs.pieceRules)
-	for i, in := range inputs {
+	pieces := fs.x.pieces(c, fs.pieceRules)
+	for i, p := range pieces {
+		in := p.input(c, fs.x.descending)
 		if err := k.Restore(ctx, fs.x.f, in); err != nil {
 			return fmt.Errorf("iptables-restore %d of %d of every %s chain (%d chains written, %d deleted in all): %w",
-				i+1, len(inputs), fs.x.f, len(c.write), len(c.remove), &restoreFailure{in, err})
+				i+1, len(pieces), fs.x.f, len(c.write), len(c.remove), &restoreFailure{in, err})
 		}
 	}
 	fs.ready, fs.listed = true, true
@@ -93,7 +94,8 @@ func (fs *familyState) partialSync(ctx context.Context, k kernel, t *model.Table
 			return fmt.Errorf("ipset restore adding %d %s entries: %w", len(c.adds), fs.x.f, err)
 		}
 	}
-	for _, in := range fs.x.pieces(c, fs.pieceRules) {
+	for _, p := range fs.x.pieces(c, fs.pieceRules) {
+		in := p.input(c, fs.x.descending)
 		if err := k.Restore(ctx, fs.x.f, in); err != nil {
 			return fmt.Errorf("iptables-restore of %d changed %s chains: %w", len(c.write)+len(c.remove), fs.x.f, &restoreFailure{in, err})
 		}
