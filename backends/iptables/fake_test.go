@@ -62,7 +62,14 @@ func (k *fakeKernel) Restore(_ context.Context, f model.Family, input []byte) er
 }
 
 func (k *fakeKernel) Save(_ context.Context, f model.Family, table string) (string, error) {
-	return k.rs[f].Save(table), nil
+	if table != "" {
+		return k.rs[f].Save(table), nil
+	}
+	var b strings.Builder
+	for _, t := range restoretest.Tables {
+		b.WriteString(k.rs[f].Save(t))
+	}
+	return b.String(), nil
 }
 
 func (k *fakeKernel) ListChain(_ context.Context, f model.Family, table, chain string) ([]string, bool, error) {

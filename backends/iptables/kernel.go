@@ -19,7 +19,7 @@ import (
 type kernel interface {
 	// Restore applies iptables-restore --noflush input to family f.
 	Restore(ctx context.Context, f model.Family, input []byte) error
-	// Save returns one table of family f in iptables-save form.
+	// Save returns one table of family f in iptables-save form, every table for "".
 	Save(ctx context.Context, f model.Family, table string) (string, error)
 	// ListChain returns the rules of one chain ("-A chain ..." lines, as iptables -S prints
 	// them); exists is false when the chain does not exist.
@@ -54,7 +54,11 @@ func (k *execKernel) Restore(ctx context.Context, f model.Family, input []byte) 
 
 // Save implements kernel.
 func (k *execKernel) Save(ctx context.Context, f model.Family, table string) (string, error) {
-	out, err := k.run.Run(ctx, k.cmds(f).Save, []string{"-t", table}, nil)
+	var args []string
+	if table != "" {
+		args = []string{"-t", table}
+	}
+	out, err := k.run.Run(ctx, k.cmds(f).Save, args, nil)
 	return string(out), err
 }
 

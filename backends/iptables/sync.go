@@ -145,22 +145,25 @@ func (fs *familyState) entriesInput(op string, es []setEntry) []byte {
 }
 
 // listChains reads which of portico's chains the kernel holds in each table, and which
-// rules of other chains jump to them ("-A CHAIN ..." lines).
+// rules of other chains jump to them ("-A CHAIN ..." lines), with one save of every table
+// (without -t, which would make iptables-legacy create a table that does not exist).
 func listChains(ctx context.Context, k kernel, x fam) (map[string]chainState, map[string]bool, error) {
 	out, jumps := map[string]chainState{}, map[string]bool{}
-	for _, table := range restoreTables {
-		save, err := k.Save(ctx, x.f, table)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listing the %s chains of table %s: %w", x.f, table, err)
-		}
-		for line := range strings.Lines(save) {
-			line = strings.TrimRight(line, "\n")
-			if name, ok := strings.CutPrefix(line, ":"+chainPrefix); ok {
-				name, _, _ = strings.Cut(name, " ")
-				out[chainPrefix+name] = chainState{table: table}
-			} else if strings.HasPrefix(line, "-A ") && refersToOwn(line) {
-				jumps[table+" "+line] = true
-			}
+	save, err := k.Save(ctx, x.f, "")
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the %s chains: %w", x.f, err)
+	}
+	table := ""
+	for line := range strings.Lines(save) {
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case strings.HasPrefix(line, ":"+chainPrefix):
+			name, _, _ := strings.Cut(line[1:], " ")
+			out[name] = chainState{table: table}
+		case strings.HasPrefix(line, "-A ") && refersToOwn(line):
+			jumps[table+" "+line] = true
 		}
 	}
 	return out, jumps, nil
