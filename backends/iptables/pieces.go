@@ -138,6 +138,7 @@ func jumpTarget(rule string) string {
 // jumps inserted at the top of built-in chains, then the deletions.
 func (p piece) input(c *change, descending bool) []byte {
 	var b bytes.Buffer
+	b.Grow(p.size(c))
 	for _, table := range restoreTables {
 		written := slices.DeleteFunc(slices.Clone(p.write), func(n string) bool { return c.write[n].table != table })
 		removed := slices.DeleteFunc(slices.Clone(p.remove), func(n string) bool { return c.remove[n] != table })
@@ -145,24 +146,43 @@ func (p piece) input(c *change, descending bool) []byte {
 		if len(written)+len(removed)+len(jumps) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "*%s\n", table)
+		b.WriteString("*" + table + "\n")
 		for _, name := range declOrder(slices.Concat(written, removed), descending) {
-			fmt.Fprintf(&b, ":%s - [0:0]\n", name)
+			b.WriteString(":" + name + " - [0:0]\n")
 		}
 		for _, name := range written {
 			for _, rule := range c.write[name].rules {
-				fmt.Fprintf(&b, "-A %s %s\n", name, rule)
+				b.WriteString("-A ")
+				b.WriteString(name)
+				b.WriteByte(' ')
+				b.WriteString(rule)
+				b.WriteByte('\n')
 			}
 		}
 		for _, j := range jumps {
 			fmt.Fprintf(&b, "-I %s 1 %s\n", j.chain, strings.Join(j.spec, " "))
 		}
 		for _, name := range removed {
-			fmt.Fprintf(&b, "-X %s\n", name)
+			b.WriteString("-X " + name + "\n")
 		}
 		b.WriteString("COMMIT\n")
 	}
 	return b.Bytes()
+}
+
+// size returns about how many bytes the piece's input takes.
+func (p piece) size(c *change) int {
+	n := 64
+	for _, name := range p.write {
+		n += len(name) + 12
+		for _, rule := range c.write[name].rules {
+			n += len(name) + len(rule) + 5
+		}
+	}
+	for _, name := range p.remove {
+		n += 2*len(name) + 16
+	}
+	return n + 256*len(p.jumps)
 }
 
 // declOrder sorts chain names for their declarations. Both variants keep chains in a

@@ -140,7 +140,11 @@ func (c *change) empty() bool {
 
 // writeChain (re)writes a chain and records it.
 func (fs *familyState) writeChain(c *change, table, name string, rules []string) {
-	h := hashRules(rules)
+	fs.writeHashed(c, table, name, rules, hashRules(rules))
+}
+
+// writeHashed is writeChain for rules whose hash h is known.
+func (fs *familyState) writeHashed(c *change, table, name string, rules []string, h uint64) {
 	if old, ok := fs.chains[name]; ok && old.hash == h && !c.full {
 		return
 	}
@@ -171,7 +175,7 @@ func (fs *familyState) applyPort(c *change, name model.ServicePortName, old *por
 		next = &portState{leaves: plan.leaves, entries: plan.entries}
 		for _, ch := range plan.chains {
 			next.chains = append(next.chains, chainRef{ch.name, ch.hash})
-			fs.writeChain(c, tableNAT, ch.name, ch.rules)
+			fs.writeHashed(c, tableNAT, ch.name, ch.rules, ch.hash)
 		}
 	}
 	for _, ch := range old.chains {
