@@ -177,8 +177,8 @@ func waitSynced(ctx context.Context, p Proxy, t0 time.Time, timeout time.Duratio
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return time.Time{}, nil, fmt.Errorf("%s did not report a sync within %s (last scrape error: %v); log tail:\n%s",
-		p.Name(), timeout, last, p.LogTail(30))
+	return time.Time{}, nil, fmt.Errorf("%s did not report a sync within %s (last scrape error: %v): %w; log tail:\n%s",
+		p.Name(), timeout, last, errTimeLimit, p.LogTail(30))
 }
 
 // syncedAt reads the last-sync timestamps: with an ip_family label, both IPv4 and IPv6
@@ -220,23 +220,77 @@ func unixFloat(v float64) time.Time {
 	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
-// measureCold starts the proxy and measures its cold full sync from the kernel side.
-func measureCold(ctx context.Context, p Proxy, mon *Monitor, expected []netip.Addr) (*Cold, error) {
-	c := &Cold{Expected: len(expected)}
-	mon.Expect(expected)
+// coldOpts are what a cold sync needs beyond the proxy and the observer.
+type coldOpts struct {
+	topo     *netns.Topology
+	expected []netip.Addr
+	// limit is how long the proxy gets to report its first sync; a proxy still syncing
+	// then did not finish (Cold.DNF) and is stopped.
+	limit time.Duration
+}
+
+// errTimeLimit is waitSynced's error when the proxy did not report a sync in time.
+var errTimeLimit = errors.New("time limit reached")
+
+// measureCold starts the proxy and measures its cold full sync from the kernel side:
+// nf_tables notifications in nftables mode and with iptables-nft, the restore runs'
+// exits with iptables-legacy (legacyColdEnd).
+func measureCold(ctx context.Context, p Proxy, mon *Monitor, o coldOpts) (*Cold, error) {
+	c := &Cold{Expected: len(o.expected), TimeLimitS: o.limit.Seconds()}
+	mon.Expect(o.expected)
 	defer mon.StopExpect()
 	before := mon.Stats()
+	off := fileSize(p.WrapLog())
 	t0, err := p.Start(ctx)
 	if err != nil {
 		return nil, err
 	}
-	at, s, err := waitSynced(ctx, p, t0, coldTimeout)
+	at, s, err := waitSynced(ctx, p, t0, o.limit)
+	if errors.Is(err, errTimeLimit) {
+		coldDNF(p, mon, c, t0, before, off)
+		return c, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	c.MetricS = at.Sub(t0).Seconds()
 	h := s.Histogram(metricSyncDur)
 	c.SyncDurationS, c.SyncCount = h.Sum, h.Count
+	if p.Mode().Legacy() {
+		legacyColdEnd(ctx, o.topo, p, c, t0, at, off, o.expected)
+		return c, nil
+	}
+	kernelColdEnd(mon, c, t0, at, before)
+	return c, nil
+}
+
+// coldDNF records what a proxy that did not finish its cold sync within the limit had
+// done by then (addresses seen, commits, restore runs, its running children and their
+// peak RSS so far), then kills those children so that the wrapper logs their peak RSS
+// and nothing of the sync outlives the proxy.
+func coldDNF(p Proxy, mon *Monitor, c *Cold, t0 time.Time, before MonitorStats, off int64) {
+	c.DNF = true
+	now := time.Now()
+	left, _, _ := mon.ColdState()
+	c.Unseen = left
+	c.Commits = len(mon.GensBetween(t0, now))
+	c.Msgs = mon.Stats().Delta(before).Msgs
+	for _, e := range readWrapEntries(p.WrapLog(), off) {
+		if e.restore() && e.Code == 0 {
+			c.RestoresDone++
+		}
+	}
+	c.Running = sampleChildren(p.PID())
+	c.KernelS, c.Criterion = now.Sub(t0).Seconds(), "did not finish within the time limit"
+	if err := killChildren(p.PID()); err != nil {
+		c.Criterion += fmt.Sprintf(" (%v)", err)
+	}
+}
+
+// kernelColdEnd ends a cold sync seen through nf_tables notifications: the later of the
+// commit after every expected address appeared and the last commit before the proxy's
+// metric said both families were synced.
+func kernelColdEnd(mon *Monitor, c *Cold, t0, at time.Time, before MonitorStats) {
 	// Wait for the kernel side: every expected address seen and the commit after it.
 	kdeadline := time.Now().Add(coldKernelTimeout)
 	for time.Now().Before(kdeadline) {
@@ -283,7 +337,6 @@ func measureCold(ctx context.Context, p Proxy, mon *Monitor, expected []netip.Ad
 	sort.Strings(c.CommitProcs)
 	d := mon.Stats().Delta(before)
 	c.Msgs, c.ENOBUFS = d.Msgs, mon.ENOBUFSBetween(t0, end.Add(time.Second))
-	return c, nil
 }
 
 // histLatency converts a network-programming histogram delta into MetricLatency.
@@ -297,7 +350,12 @@ type changeOpts struct {
 	samples int
 	spacing time.Duration
 	timeout time.Duration
+	// budget, when set, ends the phase early: no sample starts after it (Latency.CutShort).
+	budget time.Duration
 }
+
+// over reports whether a phase started at start has used up its budget.
+func (o changeOpts) over(start time.Time) bool { return o.budget > 0 && time.Since(start) > o.budget }
 
 // measureChanges makes spaced one-endpoint changes and times each from the API write to
 // the first kernel notification holding the new address.
@@ -307,7 +365,12 @@ func measureChanges(ctx context.Context, p Proxy, mon *Monitor, objs *Objects, n
 	monBefore := mon.Stats()
 	var acks []float64
 	var lastWrite, lastSeen time.Time
+	start := time.Now()
 	for k := 0; k < o.samples; k++ {
+		if o.over(start) {
+			l.CutShort = true
+			break
+		}
 		// Each change finds the proxy idle: more than minSyncPeriod after the previous
 		// write and after the last commit in node-a (a periodic sync, or the cold sync
 		// just before the first sample), so that no sample waits for the rate limiter.
@@ -645,9 +708,15 @@ const floorRuns = 5
 // run they disturbed measures them, not nft (medians of three ranged from 1.8 to 3.8 s
 // for the same 10,000-Service ruleset that loads in 1.8 s on an idle machine).
 func measureFloor(ctx context.Context, topo *netns.Topology, nt nftTools, path string, bytes int64, lines int) *Floor {
+	return measureFloorWith(func() (time.Duration, NFTRuns, error) { return loadOnce(ctx, topo, nt, path) }, bytes, lines)
+}
+
+// measureFloorWith is measureFloor with the load given: one timed load of the rules into
+// a fresh namespace, and the tool runs it made.
+func measureFloorWith(load func() (time.Duration, NFTRuns, error), bytes int64, lines int) *Floor {
 	f := &Floor{RulesetBytes: bytes, RulesetLines: lines}
 	for r := 0; r < floorRuns; r++ {
-		el, run, err := loadOnce(ctx, topo, nt, path)
+		el, run, err := load()
 		if err != nil {
 			f.Error = err.Error()
 			return f

@@ -75,11 +75,12 @@ const rcvBuf = 256 << 20
 
 // Netlink constants not all spelled out by x/sys/unix.
 const (
-	nfnlSubsysNFTables = 10
-	nftMsgNewGen       = 15
-	nftaGenID          = 1
-	nftaGenProcPID     = 2
-	nftaGenProcName    = 3
+	nfnlSubsysCTNetlink = 1
+	nfnlSubsysNFTables  = 10
+	nftMsgNewGen        = 15
+	nftaGenID           = 1
+	nftaGenProcPID      = 2
+	nftaGenProcName     = 3
 )
 
 var nftMsgNames = []string{"NEWTABLE", "GETTABLE", "DELTABLE", "NEWCHAIN", "GETCHAIN", "DELCHAIN",
@@ -88,6 +89,9 @@ var nftMsgNames = []string{"NEWTABLE", "GETTABLE", "DELTABLE", "NEWCHAIN", "GETC
 	"NEWFLOWTABLE", "GETFLOWTABLE", "DELFLOWTABLE"}
 
 func msgName(t uint16) string {
+	if t>>8 == nfnlSubsysCTNetlink && t&0xff == 0 {
+		return "CT_NEW"
+	}
 	if t>>8 != nfnlSubsysNFTables {
 		return fmt.Sprintf("other-%#x", t)
 	}
@@ -97,9 +101,20 @@ func msgName(t uint16) string {
 	return fmt.Sprintf("nft-%d", t&0xff)
 }
 
-// StartMonitor opens the socket inside namespace h (on a thread switched into it) and
-// starts reading.
+// StartMonitor opens the socket inside namespace h (on a thread switched into it),
+// subscribed to the nf_tables notifications, and starts reading.
 func StartMonitor(h vnetns.NsHandle) (*Monitor, error) {
+	return startMonitor(h, unix.NFNLGRP_NFTABLES)
+}
+
+// StartConntrackMonitor is StartMonitor subscribed to the conntrack NEW events instead:
+// each new connection's entry, whose reply tuple names the address the rules translated
+// its destination to.
+func StartConntrackMonitor(h vnetns.NsHandle) (*Monitor, error) {
+	return startMonitor(h, unix.NFNLGRP_CONNTRACK_NEW)
+}
+
+func startMonitor(h vnetns.NsHandle, group int) (*Monitor, error) {
 	m := &Monitor{fd: -1, done: make(chan struct{}), byType: map[string]int64{},
 		watches: map[[4]byte]*Watch{}}
 	err := netns.DoIn(h, func() error {
@@ -113,7 +128,7 @@ func StartMonitor(h vnetns.NsHandle) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.setup(); err != nil {
+	if err := m.setup(group); err != nil {
 		unix.Close(m.fd)
 		return nil, err
 	}
@@ -121,7 +136,7 @@ func StartMonitor(h vnetns.NsHandle) (*Monitor, error) {
 	return m, nil
 }
 
-func (m *Monitor) setup() error {
+func (m *Monitor) setup(group int) error {
 	if err := unix.SetsockoptInt(m.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf); err != nil {
 		return fmt.Errorf("SO_RCVBUFFORCE: %w", err)
 	}
@@ -133,8 +148,8 @@ func (m *Monitor) setup() error {
 	if err := unix.Bind(m.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
-	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.NFNLGRP_NFTABLES); err != nil {
-		return fmt.Errorf("join NFNLGRP_NFTABLES: %w", err)
+	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, group); err != nil {
+		return fmt.Errorf("join netfilter group %d: %w", group, err)
 	}
 	return nil
 }

@@ -362,3 +362,13 @@ func (o *Objects) CreateReal(ctx context.Context, topo *netns.Topology, serverPo
 	o.AddExpected(ip, backend)
 	return Real{ClusterIP: ip, Port: 80, Backend: backend}, nil
 }
+
+// ClusterIP returns bulk Service i's cluster IP.
+func (o *Objects) ClusterIP(i int) netip.Addr {
+	o.mu.Lock()
+	s := o.svcs[i]
+	o.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clusterIP
+}

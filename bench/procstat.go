@@ -98,6 +98,9 @@ type Machine struct {
 	MemoryGiB     float64 `json:"memory_gib"`
 	Kernel        string  `json:"kernel"`
 	NFT           string  `json:"nft"`
+	IPTablesNFT   string  `json:"iptables_nft,omitempty"`
+	IPTablesLeg   string  `json:"iptables_legacy,omitempty"`
+	IPSet         string  `json:"ipset,omitempty"`
 	Go            string  `json:"go"`
 	KubeProxy     string  `json:"kube_proxy"`
 	KubeAPIServer string  `json:"kube_apiserver"`
@@ -136,6 +139,9 @@ func DescribeMachine(porticoBin, binDir string) Machine {
 	}
 	m.Kernel = cmdOut("uname", "-r")
 	m.NFT = cmdOut("nft", "--version")
+	m.IPTablesNFT = cmdOut("iptables-nft", "--version")
+	m.IPTablesLeg = cmdOut("iptables-legacy", "--version")
+	m.IPSet = cmdOut("ipset", "--version")
 	if gv := cmdOut("go", "version"); strings.HasPrefix(gv, "go version") {
 		m.Go = strings.TrimPrefix(gv, "go version ")
 	}

@@ -16,10 +16,14 @@ import (
 	"github.com/portico-dev/portico/e2e/harness/proc"
 )
 
-// Proxy is one proxy under test, run in node-a with the nft wrapper first in its PATH.
+// Proxy is one proxy under test in one mode, run in node-a with the tool wrapper first in
+// its PATH.
 type Proxy interface {
-	// Name is "portico" or "kube-proxy".
+	// Name is "portico" or "kube-proxy", with "-iptables-nft" or "-iptables-legacy" in
+	// those modes.
 	Name() string
+	// Mode is the proxy mode it runs in.
+	Mode() ModeSpec
 	// Start launches the process and returns the moment just before it was launched.
 	Start(ctx context.Context) (time.Time, error)
 	// Stop sends SIGTERM (then SIGKILL) and waits.
@@ -32,9 +36,11 @@ type Proxy interface {
 	LogTail(n int) string
 	// Scrape reads its /metrics.
 	Scrape(ctx context.Context) (Scrape, error)
-	// Tables are the nftables tables it owns (family, name).
+	// Tables are the nftables tables it owns (family, name); none in iptables mode.
 	Tables() [][2]string
-	// WrapLog is the nft wrapper's log of this proxy's nft runs.
+	// ChainPrefix starts the names of the iptables chains and ipsets it owns.
+	ChainPrefix() string
+	// WrapLog is the tool wrapper's log of this proxy's nft (iptables, ipset) runs.
 	WrapLog() string
 	// Describe says how it was configured (for the report).
 	Describe() string
@@ -52,18 +58,25 @@ const (
 	kpHealthzPort = 10356
 )
 
-// wrapEnv returns the `env` prefix that puts the nft wrapper first in a proxy's PATH.
-func wrapEnv(wrapDir, wrapLog, realNFT string) []string {
-	return []string{"env",
+// wrapEnv returns the `env` prefix that puts the tool wrapper first in a proxy's PATH. In
+// iptables mode (variant set) the wrapper also maps the plain iptables commands to the
+// variant's.
+func wrapEnv(wrapDir, wrapLog, realNFT, variant string) []string {
+	env := []string{"env",
 		"PATH=" + wrapDir + ":" + os.Getenv("PATH"),
 		"NFTWRAP_LOG=" + wrapLog,
 		"NFTWRAP_REAL=" + realNFT,
 	}
+	if variant != "" {
+		env = append(env, "NFTWRAP_IPTABLES="+variant)
+	}
+	return env
 }
 
 // launched is what both proxies share: the process in node-a (nil until the first
 // Start), launched through the nft wrapper, and the scraper of its metrics server.
 type launched struct {
+	mode    ModeSpec
 	topo    *netns.Topology
 	dir     string
 	argvEnv []string
@@ -72,11 +85,13 @@ type launched struct {
 	scr     *scraper
 }
 
-func newLaunched(topo *netns.Topology, dir, wrapDir, realNFT string, metricsPort int) launched {
+func newLaunched(topo *netns.Topology, m ModeSpec, dir, wrapDir, realNFT string, metricsPort int) launched {
 	wl := filepath.Join(dir, "nft-runs.log")
-	return launched{topo: topo, dir: dir, wrapLog: wl, argvEnv: wrapEnv(wrapDir, wl, realNFT),
+	return launched{mode: m, topo: topo, dir: dir, wrapLog: wl, argvEnv: wrapEnv(wrapDir, wl, realNFT, m.Variant),
 		scr: newScraper(topo, netns.NodeA, metricsPort)}
 }
+
+func (l *launched) Mode() ModeSpec { return l.mode }
 
 // start launches argv (built on the first call, logging to <dir>/<name>.log) through the
 // wrapper and returns the moment just before the launch.
@@ -135,7 +150,7 @@ type porticoProxy struct {
 	h *portico.Portico
 }
 
-func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *porticoProxy {
+func newPortico(topo *netns.Topology, cl *cluster.Cluster, m ModeSpec, bin, dir, wrapDir, realNFT string, profiling bool) *porticoProxy {
 	cfg := map[string]any{
 		"nftables": map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
 		"iptables": map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
@@ -143,11 +158,13 @@ func newPortico(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, re
 	if profiling {
 		cfg["enableProfiling"] = true
 	}
-	h := portico.New(portico.Options{Bin: bin, Topology: topo, Cluster: cl, Dir: dir, Config: cfg})
-	return &porticoProxy{launched: newLaunched(topo, dir, wrapDir, realNFT, portico.MetricsPort), h: h}
+	h := portico.New(portico.Options{Bin: bin, Topology: topo, Cluster: cl, Dir: dir, Config: cfg, Mode: m.Mode})
+	return &porticoProxy{launched: newLaunched(topo, m, dir, wrapDir, realNFT, portico.MetricsPort), h: h}
 }
 
-func (p *porticoProxy) Name() string { return "portico" }
+func (p *porticoProxy) Name() string { return runName("portico", p.mode) }
+
+func (p *porticoProxy) ChainPrefix() string { return "PORTICO-" }
 
 func (p *porticoProxy) Start(ctx context.Context) (time.Time, error) {
 	path, err := p.h.WriteConfig(ctx)
@@ -162,12 +179,22 @@ func (p *porticoProxy) Cleanup(ctx context.Context) (string, error) {
 }
 
 func (p *porticoProxy) Tables() [][2]string {
+	if p.mode.IPTables() {
+		return nil
+	}
 	return [][2]string{{"ip", "portico"}, {"ip6", "portico"}}
 }
 
 func (p *porticoProxy) Describe() string {
+	how := ""
+	switch {
+	case p.mode.Legacy():
+		how = ", picking iptables-legacy by itself from kubelet's hint chain"
+	case p.mode.IPTables():
+		how = ", picking iptables-nft by itself (no hint chain, no legacy rules)"
+	}
 	return fmt.Sprintf("`%s --config=config.conf --hostname-override=node-a %s` from the kube-system/kube-proxy ConfigMap "+
-		"(mode nftables, nftables.minSyncPeriod %s, syncPeriod %s)", filepath.Base(p.h.Bin()), verbosity, minSyncPeriod, syncPeriod)
+		"(mode %s, %s.minSyncPeriod %s, syncPeriod %s%s)", filepath.Base(p.h.Bin()), verbosity, p.mode.Mode, p.mode.Mode, minSyncPeriod, syncPeriod, how)
 }
 
 // kubeProxy runs upstream kube-proxy in nftables mode from a KubeProxyConfiguration file.
@@ -178,11 +205,13 @@ type kubeProxy struct {
 	cl        *cluster.Cluster
 }
 
-func newKubeProxy(topo *netns.Topology, cl *cluster.Cluster, bin, dir, wrapDir, realNFT string, profiling bool) *kubeProxy {
-	return &kubeProxy{launched: newLaunched(topo, dir, wrapDir, realNFT, kpMetricsPort), bin: bin, profiling: profiling, cl: cl}
+func newKubeProxy(topo *netns.Topology, cl *cluster.Cluster, m ModeSpec, bin, dir, wrapDir, realNFT string, profiling bool) *kubeProxy {
+	return &kubeProxy{launched: newLaunched(topo, m, dir, wrapDir, realNFT, kpMetricsPort), bin: bin, profiling: profiling, cl: cl}
 }
 
-func (k *kubeProxy) Name() string { return "kube-proxy" }
+func (k *kubeProxy) Name() string { return runName("kube-proxy", k.mode) }
+
+func (k *kubeProxy) ChainPrefix() string { return "KUBE-" }
 
 func (k *kubeProxy) configPath() string { return filepath.Join(k.dir, "kube-proxy.yaml") }
 
@@ -192,7 +221,7 @@ func (k *kubeProxy) configDocument() map[string]any {
 	return map[string]any{
 		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
 		"kind":               "KubeProxyConfiguration",
-		"mode":               "nftables",
+		"mode":               k.mode.Mode,
 		"clusterCIDR":        clusterCIDR,
 		"bindAddress":        "0.0.0.0",
 		"hostnameOverride":   netns.NodeA,
@@ -201,6 +230,7 @@ func (k *kubeProxy) configDocument() map[string]any {
 		"clientConnection":   map[string]any{"kubeconfig": k.cl.Kubeconfig()},
 		"conntrack":          map[string]any{"maxPerCore": 0},
 		"nftables":           map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
+		"iptables":           map[string]any{"minSyncPeriod": minSyncPeriod, "syncPeriod": syncPeriod},
 		"enableProfiling":    k.profiling,
 	}
 }
@@ -216,8 +246,11 @@ func (k *kubeProxy) Start(ctx context.Context) (time.Time, error) {
 	return k.start("kube-proxy", k.bin, "--config="+k.configPath(), verbosity)
 }
 
+// Cleanup runs kube-proxy --cleanup through the wrapper's PATH, so that in iptables mode
+// its plain iptables commands reach the variant it ran with.
 func (k *kubeProxy) Cleanup(ctx context.Context) (string, error) {
-	cmd := k.topo.Exec(ctx, netns.NodeA, k.bin, "--cleanup", "--config="+k.configPath(), verbosity)
+	argv := append(append([]string{}, k.argvEnv...), k.bin, "--cleanup", "--config="+k.configPath(), verbosity)
+	cmd := k.topo.Exec(ctx, netns.NodeA, argv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kube-proxy --cleanup: %w: %s", err, lastLines(string(out), 10))
@@ -226,12 +259,19 @@ func (k *kubeProxy) Cleanup(ctx context.Context) (string, error) {
 }
 
 func (k *kubeProxy) Tables() [][2]string {
+	if k.mode.IPTables() {
+		return nil
+	}
 	return [][2]string{{"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
 }
 
 func (k *kubeProxy) Describe() string {
-	return fmt.Sprintf("`kube-proxy --config=kube-proxy.yaml %s` (mode nftables, hostnameOverride node-a, "+
-		"conntrack.maxPerCore 0, nftables.minSyncPeriod %s, syncPeriod %s)", verbosity, minSyncPeriod, syncPeriod)
+	how := ""
+	if k.mode.IPTables() {
+		how = fmt.Sprintf("; its `iptables`, `iptables-save` and `iptables-restore` (and ip6tables) run iptables-%s's programs, as on a host whose alternatives point there", k.mode.Variant)
+	}
+	return fmt.Sprintf("`kube-proxy --config=kube-proxy.yaml %s` (mode %s, hostnameOverride node-a, "+
+		"conntrack.maxPerCore 0, %s.minSyncPeriod %s, syncPeriod %s%s)", verbosity, k.mode.Mode, k.mode.Mode, minSyncPeriod, syncPeriod, how)
 }
 
 func lastLines(s string, n int) string {

@@ -25,6 +25,10 @@ func writeScale(m *md, r *Results, s *ScaleRun) {
 	po, kp := s.Proxy(pPortico), s.Proxy(pKP)
 	m.p("## N = %s Services (%s endpoints)", comma(s.N), comma(s.N*r.Settings.Endpoints))
 	m.nl()
+	if s.From != "" {
+		m.p("_Measured in %s, not in this run: nftables mode only, kept from that run's results._", s.From)
+		m.nl()
+	}
 	m.p("%s Services and slices created in %.1f s (load average %s → %s over this N).", comma(s.Created), s.LoadSeconds, s.LoadAvgStart, s.LoadAvgEnd)
 	m.nl()
 	m.table([]string{"", "portico", "kube-proxy", "portico / kube-proxy"}, compareRows(scaleLines(), po, kp))
@@ -190,7 +194,12 @@ func ftimes(v float64) string {
 }
 
 // fcps formats connections per second.
-func fcps(v float64) string { return fmt.Sprintf("%.0f", v) }
+func fcps(v float64) string {
+	if !ok(v) || v == 0 {
+		return dash
+	}
+	return fmt.Sprintf("%.0f", v)
+}
 
 // coldLines are the cold sync rows.
 func coldLines() []scaleLine {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"reflect"
@@ -43,6 +44,10 @@ type Settings struct {
 	ChurnSeconds    float64           `json:"churn_seconds"`
 	DataplaneConns  int               `json:"dataplane_conns"`
 	ColdRuns        int               `json:"cold_runs,omitempty"`
+	Modes           []ModeSpec        `json:"modes,omitempty"`
+	IPTablesScales  []int             `json:"iptables_scales,omitempty"`
+	ColdLimitS      float64           `json:"cold_limit_s,omitempty"`
+	ChangeBudgetS   float64           `json:"iptables_change_budget_s,omitempty"`
 	MinSyncPeriod   string            `json:"min_sync_period"`
 	SyncPeriod      string            `json:"sync_period"`
 	Verbosity       string            `json:"verbosity"`
@@ -58,6 +63,33 @@ type ScaleRun struct {
 	LoadAvgStart string      `json:"loadavg_start"`
 	LoadAvgEnd   string      `json:"loadavg_end"`
 	Proxies      []*ProxyRun `json:"proxies"`
+	// From, when set, says that this N was measured in an earlier run (MergeEarlier),
+	// not in the run the rest of the results come from.
+	From string `json:"from_run,omitempty"`
+}
+
+// MergeEarlier adds to r the scales of an earlier run that r did not measure, each
+// marked with where it comes from, in the order of N.
+func (r *Results) MergeEarlier(old *Results) {
+	have := map[int]bool{}
+	for _, s := range r.Scales {
+		have[s.N] = true
+	}
+	kind := "full"
+	if old.Quick {
+		kind = "quick"
+	}
+	from := fmt.Sprintf("the earlier %s run of %s (portico %s)", kind, old.Started.UTC().Format("2006-01-02 15:04 MST"), short(old.Machine.PorticoCommit, 12))
+	for _, s := range old.Scales {
+		if have[s.N] {
+			continue
+		}
+		if s.From == "" {
+			s.From = from
+		}
+		r.Scales = append(r.Scales, s)
+	}
+	sort.SliceStable(r.Scales, func(i, j int) bool { return r.Scales[i].N < r.Scales[j].N })
 }
 
 // Proxy returns the run of a proxy by name (nil if none).
@@ -75,7 +107,10 @@ func (s *ScaleRun) Proxy(name string) *ProxyRun {
 
 // ProxyRun is one proxy at one N.
 type ProxyRun struct {
-	Proxy     string     `json:"proxy"`
+	Proxy string `json:"proxy"`
+	// Mode is the proxy mode of the run (nftables when absent: results from before the
+	// iptables columns).
+	Mode      ModeSpec   `json:"mode,omitzero"`
 	N         int        `json:"n"`
 	Cold      *Cold      `json:"cold,omitempty"`
 	Floor     *Floor     `json:"floor,omitempty"`
@@ -113,11 +148,18 @@ func (p *ProxyRun) PeakHWM() int64 {
 	return m
 }
 
-// PeakNFT is the largest nft child's peak RSS over the phases (KiB).
+// PeakNFT is the largest child's peak RSS over the phases (KiB): the nft runs, in
+// iptables mode the iptables and ipset runs too, and the tools still running when a cold
+// sync hit its time limit.
 func (p *ProxyRun) PeakNFT() int64 {
 	var m int64
 	for _, ph := range p.Phases {
 		m = max(m, ph.NFT.MaxRSSKiB)
+	}
+	if p.Cold != nil {
+		for _, c := range p.Cold.Running {
+			m = max(m, c.HWMKiB)
+		}
 	}
 	return m
 }
@@ -217,6 +259,14 @@ type Cold struct {
 	// above describe, which stays up for the other phases. FastestS is their minimum.
 	RunsS    []float64 `json:"runs_s,omitempty"`
 	FastestS float64   `json:"fastest_s,omitempty"`
+	// TimeLimitS is how long the proxy had to report its first sync. DNF is set when it
+	// did not: KernelS is then the time limit, Unseen how many expected addresses had not
+	// appeared yet, Commits the commits so far, RestoresDone the restore runs that had
+	// completed, and Running the tools it was still running, with their peak RSS so far.
+	TimeLimitS   float64        `json:"time_limit_s,omitempty"`
+	DNF          bool           `json:"did_not_finish,omitempty"`
+	RestoresDone int            `json:"restores_done,omitempty"`
+	Running      []runningChild `json:"running_children,omitempty"`
 }
 
 // S is the cold sync: the fastest run, as for the floor (the one run in results from
@@ -255,6 +305,15 @@ type Latency struct {
 	Values   []float64      `json:"values_ms"`
 	Metric   MetricLatency  `json:"metric"`
 	Commits  int            `json:"commits"`
+	// Method says how a sample ends when not at the first nf_tables notification holding
+	// the new address (iptables-legacy: the proxy's last restore run of the sync). Verified
+	// counts the samples a connection from node-a then confirmed (translated to the new
+	// address), Probes the connections opened for that.
+	Method string `json:"method,omitempty"`
+	// CutShort is set when the phase's time budget ended it before every sample was taken.
+	CutShort bool `json:"cut_short,omitempty"`
+	Verified int  `json:"verified,omitempty"`
+	Probes   int  `json:"probes,omitempty"`
 }
 
 // MetricLatency is the proxy's own kubeproxy_network_programming_duration_seconds over

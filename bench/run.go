@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/portico-dev/portico/e2e/harness/env"
@@ -40,8 +41,18 @@ type Options struct {
 	DataplaneConns int
 	// ColdRuns is how many cold syncs are measured per proxy and N (the fastest counts).
 	ColdRuns int
-	// Proxies are run in this order at every scale ("portico", "kube-proxy").
+	// Proxies are run in this order at every scale and in every mode ("portico",
+	// "kube-proxy").
 	Proxies []string
+	// Modes are the proxy modes, in order: each proxy runs in each of them at every N
+	// (the iptables ones only at the N of IPTablesScales).
+	Modes          []ModeSpec
+	IPTablesScales []int
+	// ColdLimit is how long a proxy may take to report its first sync; one that takes
+	// longer did not finish, is stopped, and its other phases at that N are skipped.
+	ColdLimit time.Duration
+	// IPTablesChangeBudget bounds each iptables-mode change phase (0: no bound).
+	IPTablesChangeBudget time.Duration
 	// PorticoBin is portico; BinDir holds kube-proxy, kube-apiserver, etcd.
 	PorticoBin string
 	BinDir     string
@@ -66,20 +77,25 @@ func DefaultOptions(quick bool) Options {
 		Quick: quick, Scales: []int{1000, 5000, 10000}, Endpoints: 10,
 		ChangeSamples: 100, ChangeSpacing: 1200 * time.Millisecond, ChangeTimeout: 15 * time.Second,
 		ChurnRate: 50, ChurnDuration: 20 * time.Second, DataplaneConns: 1000, ColdRuns: 3,
-		Proxies: []string{"portico", "kube-proxy"},
+		Proxies:        []string{"portico", "kube-proxy"},
+		Modes:          []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy},
+		IPTablesScales: []int{1000, 10000}, ColdLimit: 3 * time.Minute, IPTablesChangeBudget: 4 * time.Minute,
 	}
 	if quick {
 		o.Scales, o.ChangeSamples, o.ChurnDuration = []int{1000}, 20, 10*time.Second
+		o.IPTablesScales = []int{1000}
 	}
 	return o
 }
 
 // runner holds a run's environment.
 type runner struct {
-	o       Options
-	res     *Results
-	e       *env.Env
-	mon     *Monitor
+	o   Options
+	res *Results
+	e   *env.Env
+	mon *Monitor
+	// ct observes conntrack NEW events in node-a (iptables-legacy runs only).
+	ct      *Monitor
 	objs    *Objects
 	real    Real
 	proxies []Proxy
@@ -134,7 +150,8 @@ func newRunner(o Options) *runner {
 			Scales: o.Scales, Endpoints: o.Endpoints, ChangeSamples: o.ChangeSamples,
 			ChangeSpacingS: o.ChangeSpacing.Seconds(), ChangeTimeoutS: o.ChangeTimeout.Seconds(),
 			ChurnRate: o.ChurnRate, ChurnSeconds: o.ChurnDuration.Seconds(), DataplaneConns: o.DataplaneConns,
-			ColdRuns:      max(1, o.ColdRuns),
+			ColdRuns: max(1, o.ColdRuns), Modes: o.Modes, IPTablesScales: o.IPTablesScales,
+			ColdLimitS: o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
 			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
 			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
 		}}
@@ -165,6 +182,9 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := buildWrapper(ctx, r.o.RepoRoot, wrapDir); err != nil {
 		return err
 	}
+	if err := linkIPTWrappers(filepath.Join(wrapDir, "nft"), filepath.Join(r.work, "wrap-ipt")); err != nil {
+		return err
+	}
 	realNFT, err := exec.LookPath("nft")
 	if err != nil {
 		return fmt.Errorf("nft not found: %w", err)
@@ -188,6 +208,11 @@ func (r *runner) setupEnv(ctx context.Context) error {
 	if r.mon, err = StartMonitor(r.e.Topo.NS(netns.NodeA)); err != nil {
 		return fmt.Errorf("netlink monitor: %w", err)
 	}
+	if slices.Contains(r.o.Modes, ModeIPTablesLegacy) {
+		if r.ct, err = StartConntrackMonitor(r.e.Topo.NS(netns.NodeA)); err != nil {
+			return fmt.Errorf("conntrack monitor: %w", err)
+		}
+	}
 	if r.objs, err = NewObjects(r.e.Cluster.RESTConfig(), r.o.Endpoints, netns.NodeB, "zone-b"); err != nil {
 		return err
 	}
@@ -201,25 +226,33 @@ func (r *runner) setupEnv(ctx context.Context) error {
 	return nil
 }
 
-// makeProxies creates the proxies named in the options, each with a directory of its own,
-// and records their command lines.
+// makeProxies creates the proxies named in the options in every mode, each with a
+// directory of its own, and records their command lines. In nftables mode only nft is
+// wrapped (as before the iptables columns); in iptables mode the wrapper also stands for
+// the iptables commands and ipset (wrap-ipt).
 func (r *runner) makeProxies(kubeProxyBin, wrapDir, realNFT string) error {
-	for _, name := range r.o.Proxies {
-		dir := filepath.Join(r.work, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+	for _, m := range r.o.Modes {
+		wd := wrapDir
+		if m.IPTables() {
+			wd = filepath.Join(r.work, "wrap-ipt")
 		}
-		var p Proxy
-		switch name {
-		case "portico":
-			p = newPortico(r.e.Topo, r.e.Cluster, r.o.PorticoBin, dir, wrapDir, realNFT, r.o.Profile)
-		case "kube-proxy":
-			p = newKubeProxy(r.e.Topo, r.e.Cluster, kubeProxyBin, dir, wrapDir, realNFT, r.o.Profile)
-		default:
-			return fmt.Errorf("unknown proxy %q", name)
+		for _, name := range r.o.Proxies {
+			dir := filepath.Join(r.work, runName(name, m))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			var p Proxy
+			switch name {
+			case "portico":
+				p = newPortico(r.e.Topo, r.e.Cluster, m, r.o.PorticoBin, dir, wd, realNFT, r.o.Profile)
+			case "kube-proxy":
+				p = newKubeProxy(r.e.Topo, r.e.Cluster, m, kubeProxyBin, dir, wd, realNFT, r.o.Profile)
+			default:
+				return fmt.Errorf("unknown proxy %q", name)
+			}
+			r.proxies = append(r.proxies, p)
+			r.res.Settings.ProxyCommands[p.Name()] = p.Describe()
 		}
-		r.proxies = append(r.proxies, p)
-		r.res.Settings.ProxyCommands[name] = p.Describe()
 	}
 	return nil
 }
@@ -237,6 +270,9 @@ func (r *runner) runScale(ctx context.Context, n int) error {
 	sr.Created, sr.LoadSeconds = n-before, time.Since(t).Seconds()
 	r.logf("[N=%d] created %d Services and EndpointSlices in %.1fs", n, sr.Created, sr.LoadSeconds)
 	for _, p := range r.proxies {
+		if p.Mode().IPTables() && !slices.Contains(r.o.IPTablesScales, n) {
+			continue
+		}
 		r.logf("[N=%d] %s", n, p.Name())
 		pr, err := r.runProxy(ctx, p, n, true)
 		sr.Proxies = append(sr.Proxies, pr)
@@ -256,6 +292,31 @@ func (r *runner) savePartial() {
 	}
 }
 
+// iptWrapped are the tools the wrapper stands for in iptables mode, besides nft: the
+// plain iptables commands kube-proxy runs, both variants' commands portico runs, ipset.
+func iptWrapped() []string {
+	out := []string{"nft", "ipset"}
+	for _, base := range []string{"iptables", "ip6tables"} {
+		for _, v := range []string{"", "-nft", "-legacy"} {
+			out = append(out, base+v, base+v+"-save", base+v+"-restore")
+		}
+	}
+	return out
+}
+
+// linkIPTWrappers fills dir with links to the wrapper, one per tool of iptWrapped.
+func linkIPTWrappers(wrapper, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range iptWrapped() {
+		if err := os.Symlink(wrapper, filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("linking the tool wrapper as %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // buildWrapper builds the nft wrapper into dir/nft, from the bench module under the
 // repository root.
 func buildWrapper(ctx context.Context, root, dir string) error {
@@ -270,30 +331,29 @@ func buildWrapper(ctx context.Context, root, dir string) error {
 	return nil
 }
 
-// ruleset returns node-a's whole nftables ruleset.
-func (r *runner) ruleset(ctx context.Context) string {
-	out, err := nftIn(ctx, r.e.Topo, netns.NodeA, "list", "ruleset")
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	return strings.TrimSpace(out)
-}
-
 // runProxy runs one proxy at one scale. With full unset (the baseline), only the cold
 // sync and the dataplane are measured.
 func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *ProxyRun, err error) {
-	pr = &ProxyRun{Proxy: p.Name(), N: n}
+	pr = &ProxyRun{Proxy: p.Name(), N: n, Mode: p.Mode()}
 	defer func() {
 		if err != nil {
 			pr.Errors = append(pr.Errors, err.Error())
 		}
 		r.stopAndClean(ctx, p, pr)
 	}()
-	if rs := r.ruleset(ctx); rs != "" {
+	if err := resetNode(ctx, r.e.Topo, p.Mode()); err != nil {
+		return pr, fmt.Errorf("preparing node-a for %s: %w", p.Name(), err)
+	}
+	if rs := nodeLeftovers(ctx, r.e.Topo); rs != "" {
 		pr.RulesetBefore = rs
 	}
 	if err := r.coldPhase(ctx, p, pr, n, full); err != nil {
 		return pr, err
+	}
+	if pr.Cold.DNF {
+		r.logf("  %s did not finish its cold sync within %s: %d of %d expected addresses unseen, %d commits, %d restore runs done, still running %v",
+			p.Name(), r.o.ColdLimit, pr.Cold.Unseen, pr.Cold.Expected, pr.Cold.Commits, pr.Cold.RestoresDone, pr.Cold.Running)
+		return pr, nil
 	}
 	r.dataplanePhase(ctx, p, pr)
 	if err := ctx.Err(); err != nil {
@@ -307,8 +367,10 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 	if err := r.changePhase(ctx, p, pr, n); err != nil {
 		return pr, err
 	}
-	if err := r.churnPhase(ctx, p, pr, n); err != nil {
-		return pr, err
+	if !p.Mode().IPTables() { // churn: nftables mode only
+		if err := r.churnPhase(ctx, p, pr, n); err != nil {
+			return pr, err
+		}
 	}
 	last := pr.Phases[len(pr.Phases)-1]
 	r.logf("  %s peak RSS %.1f MiB, nft peak %.1f MiB over %d runs, CPU %.1fs", p.Name(), float64(pr.PeakHWM())/1024,
@@ -317,29 +379,41 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 }
 
 // coldPhase measures p's cold syncs: with full set, ColdRuns-1 extra runs first, each
-// stopped and cleaned up, then the run that stays up for the other phases.
+// stopped and cleaned up, then the run that stays up for the other phases. A run that
+// does not finish within the time limit ends the phase: it is the one recorded.
 func (r *runner) coldPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int, full bool) error {
 	var runs []float64
 	for i := 1; full && i < r.o.ColdRuns; i++ {
-		s, err := r.extraColdRun(ctx, p, pr)
+		s, dnf, err := r.extraColdRun(ctx, p, pr)
 		if err != nil {
 			return fmt.Errorf("%s cold sync at N=%d (run %d): %w", p.Name(), n, i, err)
+		}
+		if dnf {
+			return nil
 		}
 		runs = append(runs, s)
 	}
 	tr := startPhase("cold-sync", r.mon, p)
 	var err error
-	pr.Cold, err = measureCold(ctx, p, r.mon, r.objs.Expected())
+	pr.Cold, err = measureCold(ctx, p, r.mon, r.coldOpts())
 	pr.Phases = append(pr.Phases, tr.end(ctx, p))
 	if err != nil {
 		return fmt.Errorf("%s cold sync at N=%d: %w", p.Name(), n, err)
 	}
 	c := pr.Cold
+	if c.DNF {
+		return nil
+	}
 	c.RunsS = append(runs, c.KernelS)
 	c.FastestS = slices.Min(c.RunsS)
 	r.logf("  cold sync %.2fs (kernel: %s; proxy metric %.2fs; %d commits by %v; %d messages; ENOBUFS %d; unseen %d/%d); every run %v, fastest %.2fs",
 		c.KernelS, c.Criterion, c.MetricS, c.Commits, c.CommitProcs, c.Msgs, c.ENOBUFS, c.Unseen, c.Expected, roundAll(c.RunsS), c.FastestS)
 	return nil
+}
+
+// coldOpts are the options of a cold sync now.
+func (r *runner) coldOpts() coldOpts {
+	return coldOpts{topo: r.e.Topo, expected: r.objs.Expected(), limit: r.o.ColdLimit}
 }
 
 // dataplanePhase measures connections from pod-a2 through the real Service's ClusterIP.
@@ -354,6 +428,10 @@ func (r *runner) dataplanePhase(ctx context.Context, p Proxy, pr *ProxyRun) {
 // floorPhase dumps p's ruleset and times nft loading it into an empty namespace; a
 // failure is recorded in the floor, not returned.
 func (r *runner) floorPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) {
+	if p.Mode().IPTables() {
+		r.floorPhaseIPT(ctx, p, pr, n)
+		return
+	}
 	path := filepath.Join(r.work, fmt.Sprintf("ruleset-%s-%d.nft", p.Name(), n))
 	if size, lines, derr := dumpRuleset(ctx, r.e.Topo, p, path); derr != nil {
 		pr.Floor = &Floor{Error: derr.Error()}
@@ -371,12 +449,42 @@ func (r *runner) floorPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) {
 		float64(pr.Floor.RulesetBytes)/1e6, roundAll(pr.Floor.Runs), pr.Floor.S(), pr.Floor.MedianS, pr.Floor.Error)
 }
 
+// floorPhaseIPT dumps p's iptables rules and ipsets and times loading them into an empty
+// namespace with the variant's tools; a failure is recorded in the floor.
+func (r *runner) floorPhaseIPT(ctx context.Context, p Proxy, pr *ProxyRun, n int) {
+	base := filepath.Join(r.work, fmt.Sprintf("ruleset-%s-%d", p.Name(), n))
+	d, err := dumpIPT(ctx, r.e.Topo, p, base)
+	if err != nil {
+		pr.Floor = &Floor{Error: err.Error()}
+	} else {
+		steps := iptFloorSteps(d, filepath.Join(r.work, "wrap-ipt"), p.Mode().Variant)
+		logPath := filepath.Join(r.work, "floor-nft-runs.log")
+		pr.Floor = measureFloorWith(func() (time.Duration, NFTRuns, error) {
+			return loadSteps(ctx, r.e.Topo, steps, logPath)
+		}, d.bytes, d.lines)
+		keep := ""
+		if r.o.LogDir != "" && os.MkdirAll(r.o.LogDir, 0o755) == nil {
+			keep = r.o.LogDir
+		}
+		d.remove(keep)
+	}
+	r.logf("  floor: ipset restore + iptables-%s-restore of %d lines (%.1f MB): %v (fastest %.2fs, median %.2fs) %s", p.Mode().Variant,
+		pr.Floor.RulesetLines, float64(pr.Floor.RulesetBytes)/1e6, roundAll(pr.Floor.Runs), pr.Floor.S(), pr.Floor.MedianS, pr.Floor.Error)
+}
+
 // changePhase times spaced one-endpoint changes, then saves a heap profile if asked.
 func (r *runner) changePhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) error {
 	tr := startPhase("changes", r.mon, p)
 	var err error
-	pr.Change, err = measureChanges(ctx, p, r.mon, r.objs, n,
-		changeOpts{samples: r.o.ChangeSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout}, r.rng)
+	co := changeOpts{samples: r.o.ChangeSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout}
+	if p.Mode().IPTables() {
+		co.budget = r.o.IPTablesChangeBudget
+	}
+	if p.Mode().Legacy() {
+		pr.Change, err = measureChangesLegacy(ctx, p, r.ct, r.e.Topo, r.objs, n, co, r.rng)
+	} else {
+		pr.Change, err = measureChanges(ctx, p, r.mon, r.objs, n, co, r.rng)
+	}
 	pr.Phases = append(pr.Phases, tr.end(ctx, p))
 	if err != nil {
 		return err
@@ -385,8 +493,8 @@ func (r *runner) changePhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) 
 		r.saveHeapProfile(ctx, p, n)
 	}
 	l := pr.Change
-	r.logf("  one-endpoint change: %d samples (%d missed, %d errors): p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms; metric p50 %.1fms p99 %.1fms (n=%.0f); seen in %v",
-		l.Samples, l.Missed, l.Errors, l.P50, l.P90, l.P99, l.Max, l.Metric.P50, l.Metric.P99, l.Metric.Count, l.MsgTypes)
+	r.logf("  one-endpoint change: %d samples (%d missed, %d errors): p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms; metric p50 %.1fms p99 %.1fms (n=%.0f); seen in %v; verified %d (%d probes)",
+		l.Samples, l.Missed, l.Errors, l.P50, l.P90, l.P99, l.Max, l.Metric.P50, l.Metric.P99, l.Metric.Count, l.MsgTypes, l.Verified, l.Probes)
 	return nil
 }
 
@@ -408,16 +516,23 @@ func (r *runner) churnPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) e
 
 // extraColdRun measures one more cold sync of p: it starts p into the empty kernel (after
 // the same wait for a quiet machine as a phase), waits for the rules, then stops p and
-// removes its rules. It returns the cold sync in seconds.
-func (r *runner) extraColdRun(ctx context.Context, p Proxy, pr *ProxyRun) (float64, error) {
-	waitQuiet(true)
-	c, err := measureCold(ctx, p, r.mon, r.objs.Expected())
+// removes its rules. It returns the cold sync in seconds; when p did not finish within
+// the time limit, that run becomes p's recorded cold sync (pr.Cold, with its phase) and
+// dnf is set.
+func (r *runner) extraColdRun(ctx context.Context, p Proxy, pr *ProxyRun) (s float64, dnf bool, err error) {
+	tr := startPhase("cold-sync", r.mon, p)
+	c, err := measureCold(ctx, p, r.mon, r.coldOpts())
+	if err == nil && c.DNF {
+		pr.Cold = c
+		pr.Phases = append(pr.Phases, tr.end(ctx, p))
+		return 0, true, nil
+	}
 	r.stopAndClean(ctx, p, pr)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	r.logf("  cold sync %.2fs (extra run: stopped and cleaned up)", c.KernelS)
-	return c.KernelS, nil
+	return c.KernelS, false, nil
 }
 
 // realNFTPath is the nft the floor runs (not the wrapper).
@@ -436,23 +551,29 @@ func roundAll(vs []float64) []string {
 	return out
 }
 
-// stopAndClean stops the proxy, runs its own cleanup and checks node-a is empty again;
-// leftovers are recorded and flushed so that the next proxy starts from a clean node.
+// stopAndClean stops the proxy (and whatever it still runs: its process group), runs its
+// own cleanup and checks node-a is empty again; leftovers are recorded, and node-a is
+// reset for the proxy's mode either way, so that every cold sync starts from the same
+// empty node.
 func (r *runner) stopAndClean(ctx context.Context, p Proxy, pr *ProxyRun) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	pid := p.PID()
 	if err := p.Stop(); err != nil {
 		pr.Errors = append(pr.Errors, "stop: "+err.Error())
+	}
+	if pid > 0 { // the proxy's process group: tools it started that outlived it
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	if _, err := p.Cleanup(cctx); err != nil {
 		pr.CleanupError = err.Error()
 	}
-	if rs := r.ruleset(cctx); rs != "" {
+	if rs := nodeLeftovers(cctx, r.e.Topo); rs != "" {
 		pr.Leftovers = rs
-		r.logf("  leftovers after %s's cleanup (flushed):\n%s", p.Name(), indent(lastLines(rs, 20), "    "))
-		if _, err := nftIn(cctx, r.e.Topo, netns.NodeA, "flush", "ruleset"); err != nil {
-			pr.Errors = append(pr.Errors, err.Error())
-		}
+		r.logf("  leftovers after %s's cleanup (removed):\n%s", p.Name(), indent(lastLines(rs, 20), "    "))
+	}
+	if err := resetNode(cctx, r.e.Topo, p.Mode()); err != nil {
+		pr.Errors = append(pr.Errors, err.Error())
 	}
 }
 
@@ -478,6 +599,9 @@ func (r *runner) teardown() {
 	if r.mon != nil {
 		r.mon.Close()
 	}
+	if r.ct != nil {
+		r.ct.Close()
+	}
 	if r.e != nil {
 		errs = append(errs, r.e.Teardown())
 	}
@@ -498,7 +622,8 @@ func (r *runner) saveLogs() error {
 		return err
 	}
 	var errs []error
-	for _, p := range r.o.Proxies {
+	for _, pr := range r.proxies {
+		p := pr.Name()
 		logs, _ := filepath.Glob(filepath.Join(r.work, p, "*.log"))
 		for _, l := range logs {
 			b, err := os.ReadFile(l)

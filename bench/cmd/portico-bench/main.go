@@ -1,6 +1,7 @@
-// Command portico-bench is `make bench`: portico and upstream kube-proxy, both in nftables
-// mode, side by side at 1,000, 5,000 and 10,000 Services (QUICK=1: 1,000), against the
-// kernel's floor. It writes docs/benchmarks.md, docs/bench-results.json and
+// Command portico-bench is `make bench`: portico and upstream kube-proxy side by side, both
+// in nftables mode at 1,000, 5,000 and 10,000 Services, then both in iptables mode with
+// iptables-nft and with iptables-legacy at 1,000 and 10,000 (QUICK=1: everything at 1,000
+// only), against the kernel's floor. It writes docs/benchmarks.md, docs/bench-results.json and
 // docs/bench-plot.png. Run it as root from the repository root; -render regenerates the
 // report and the plot from the JSON alone.
 package main
@@ -25,6 +26,8 @@ import (
 type cliFlags struct {
 	quick, render, profile     bool
 	out, scales, proxies, logs string
+	modes, iptScales, earlier  string
+	coldLimit                  time.Duration
 	samples, conns, coldRuns   int
 	churnSec                   time.Duration
 	churnRate                  float64
@@ -37,6 +40,7 @@ func parseFlags() cliFlags {
 	flag.BoolVar(&f.quick, "quick", false, "the quick run: N = 1,000 only, fewer samples (under 10 minutes)")
 	flag.StringVar(&f.out, "out", "docs", "directory for benchmarks.md, bench-results.json and bench-plot.png")
 	flag.BoolVar(&f.render, "render", false, "only regenerate benchmarks.md and bench-plot.png from <out>/bench-results.json")
+	flag.StringVar(&f.earlier, "merge-earlier", "", "with -render: first add to <out>/bench-results.json the scales of this earlier results file that it lacks, marked as from that run")
 	flag.StringVar(&f.scales, "scales", "", "comma-separated Service counts (default 1000,5000,10000; quick: 1000)")
 	flag.IntVar(&f.samples, "samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 20)")
 	flag.DurationVar(&f.churnSec, "churn", 0, "churn duration (default 20s; quick: 10s)")
@@ -44,6 +48,9 @@ func parseFlags() cliFlags {
 	flag.IntVar(&f.conns, "conns", 0, "dataplane connections per measurement (default 1000)")
 	flag.IntVar(&f.coldRuns, "cold-runs", 0, "cold syncs per proxy and N, the fastest counting (default 3)")
 	flag.StringVar(&f.proxies, "proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
+	flag.StringVar(&f.modes, "modes", "", "comma-separated proxy modes, in order (default nftables,iptables-nft,iptables-legacy)")
+	flag.StringVar(&f.iptScales, "iptables-scales", "", "comma-separated Service counts at which the iptables modes run (default 1000,10000; quick: 1000)")
+	flag.DurationVar(&f.coldLimit, "cold-limit", 0, "time a proxy gets for its first sync before it counts as not finished (default 3m)")
 	flag.StringVar(&f.logs, "logs", "", "directory to keep the proxies' logs in (default: discarded)")
 	flag.Uint64Var(&f.seed, "seed", 0, "random seed (default: time-based)")
 	flag.BoolVar(&f.profile, "profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles into -logs")
@@ -54,6 +61,10 @@ func parseFlags() cliFlags {
 func main() {
 	f := parseFlags()
 	if f.render {
+		if err := mergeEarlier(f.out, f.earlier); err != nil {
+			fmt.Fprintln(os.Stderr, "portico-bench:", err)
+			os.Exit(1)
+		}
 		if err := renderFrom(f.out); err != nil {
 			fmt.Fprintln(os.Stderr, "portico-bench:", err)
 			os.Exit(1)
@@ -92,15 +103,29 @@ func main() {
 // options turns the flags into the run's options; flags left at zero keep the defaults.
 func options(f cliFlags) (bench.Options, error) {
 	o := bench.DefaultOptions(f.quick)
+	var err error
 	if f.scales != "" {
-		o.Scales = nil
-		for _, s := range strings.Split(f.scales, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || n < 1 {
-				return o, fmt.Errorf("bad -scales value %q", s)
-			}
-			o.Scales = append(o.Scales, n)
+		if o.Scales, err = parseInts("scales", f.scales); err != nil {
+			return o, err
 		}
+	}
+	if f.iptScales != "" {
+		if o.IPTablesScales, err = parseInts("iptables-scales", f.iptScales); err != nil {
+			return o, err
+		}
+	}
+	if f.modes != "" {
+		o.Modes = nil
+		for _, s := range strings.Split(f.modes, ",") {
+			m, err := bench.ParseMode(strings.TrimSpace(s))
+			if err != nil {
+				return o, err
+			}
+			o.Modes = append(o.Modes, m)
+		}
+	}
+	if f.coldLimit > 0 {
+		o.ColdLimit = f.coldLimit
 	}
 	if f.samples > 0 {
 		o.ChangeSamples = f.samples
@@ -127,6 +152,19 @@ func options(f cliFlags) (bench.Options, error) {
 	o.LogDir = f.logs
 	o.Profile = f.profile
 	return o, nil
+}
+
+// parseInts reads a comma-separated list of positive counts (flag -name).
+func parseInts(name, v string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bad -%s value %q", name, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // run runs the benchmark until done or interrupted, writes the results into out and
@@ -165,6 +203,25 @@ func write(out string, res *bench.Results) error {
 		return err
 	}
 	return renderFrom(out)
+}
+
+// mergeEarlier adds the scales of the earlier results file (none when earlier is "")
+// that <out>/bench-results.json lacks, and saves it.
+func mergeEarlier(out, earlier string) error {
+	if earlier == "" {
+		return nil
+	}
+	old, err := bench.LoadResults(earlier)
+	if err != nil {
+		return fmt.Errorf("reading the earlier results: %w", err)
+	}
+	path := filepath.Join(out, "bench-results.json")
+	res, err := bench.LoadResults(path)
+	if err != nil {
+		return fmt.Errorf("reading the results: %w", err)
+	}
+	res.MergeEarlier(old)
+	return res.Save(path)
 }
 
 func renderFrom(out string) error {
