@@ -3,33 +3,18 @@ package nftables
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net/netip"
 	"testing"
 
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
 )
 
-// benchTable returns n ClusterIP Service ports with e endpoints each.
-func benchTable(n, e int) *model.Table {
-	node := model.Node{Name: "node-a", LocalTraffic: model.LocalTraffic{CIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}}
-	ports := make([]*model.ServicePort, 0, n)
-	for i := range n {
-		sp := &model.ServicePort{
-			Name:      model.ServicePortName{Namespace: "bench", Name: fmt.Sprintf("svc-%05d", i), Protocol: model.TCP},
-			Frontends: []model.Frontend{{Kind: model.ClusterIP, Addr: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), Port: 80}},
-			Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeOffCluster, Empty: model.Reject},
-		}
-		for j := range e {
-			sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: netip.AddrFrom4([4]byte{10, byte(240 + i>>14), byte(i >> 6), byte(i<<2 | j>>3)}), Port: 8080, Ready: true, Serving: true})
-		}
-		ports = append(ports, sp.Seal())
-	}
-	return model.NewTable(model.IPv4, node).Update(node, ports, nil)
-}
+// benchTable returns n ClusterIP Service ports with e endpoints each (the test kit's
+// scale table, shared with the other backends' benchmarks).
+func benchTable(n, e int) *model.Table { return backendtest.ScaleTable(n, e) }
 
 // BenchmarkFullSyncRender measures a full sync of 10,000 Services × 10 endpoints up to
 // the transaction text, without running nft: what portico adds to the kernel's own work.
