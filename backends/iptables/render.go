@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 
 	"github.com/portico-dev/portico/model"
 )
@@ -216,7 +217,7 @@ func (r *renderer) hairpin(p *portPlan, sp *model.ServicePort) {
 			continue
 		}
 		for _, e := range sp.Endpoints(set) {
-			if seen[e.AddrPort()] || !containsAddr(sp.Hairpin, e.Addr) {
+			if seen[e.AddrPort()] || !slices.Contains(sp.Hairpin, e.Addr) {
 				continue
 			}
 			seen[e.AddrPort()] = true
@@ -224,13 +225,4 @@ func (r *renderer) hairpin(p *portPlan, sp *model.ServicePort) {
 			p.entries = append(p.entries, setEntry{setHairpin, entry})
 		}
 	}
-}
-
-func containsAddr(as []netip.Addr, a netip.Addr) bool {
-	for _, b := range as {
-		if a == b {
-			return true
-		}
-	}
-	return false
 }
