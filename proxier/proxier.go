@@ -57,6 +57,10 @@ type Options struct {
 	// FamilyProbe tells which of Node.Families the kernel supports; Run programs only
 	// those (default: KernelFamilies; families.go).
 	FamilyProbe FamilyProbe
+	// AfterFirstSync, when set, is called once, on the sync loop's goroutine, after the
+	// first sync in which some family synced: work that must not compete with the node's
+	// first rules for the CPU waits for it (default: none).
+	AfterFirstSync func()
 }
 
 // Proxier is the controller. Create it with New and start it with Run.
@@ -76,6 +80,7 @@ type Proxier struct {
 	noLocal  map[noLocalKey]map[model.ServicePortName]bool
 	gen      uint64
 	famRetry map[model.Family]*familyRetry // families.go
+	synced   bool                          // some sync succeeded (AfterFirstSync ran)
 	ct       conntrackState                // conntrack_retry.go
 	nodeWarn nodeWarner                    // nodewarn.go
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -96,5 +98,31 @@ func TestStartUpGCTarget(t *testing.T) {
 	}
 	if got := gcPercent(); got != 25 {
 		t.Errorf("GC target after Run = %d, want 25", got)
+	}
+}
+
+// TestAfterFirstSyncRunsOnce checks that Options.AfterFirstSync is called once, after the
+// first sync reached the backend, and not again on later syncs.
+func TestAfterFirstSyncRunsOnce(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var syncsBefore atomic.Int32
+	rb := &recordingBackend{}
+	e := startEnvOpts(t, rb, rb, func(o *Options) {
+		o.AfterFirstSync = func() {
+			syncsBefore.Store(int32(len(rb.Calls())))
+			calls.Add(1)
+		}
+	}, testRetry, dnsObjects("10.244.1.10")...)
+	if _, err := e.client.CoreV1().Services("default").Create(context.Background(),
+		newService("web", "10.96.0.10", svcPort("http", corev1.ProtocolTCP, 80)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.backend.WaitFor(t, "a sync of the new Service", func(c []syncCall) bool { return len(c) > 2 })
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("AfterFirstSync called %d times, want once", n)
+	}
+	if n := syncsBefore.Load(); n == 0 {
+		t.Errorf("AfterFirstSync ran before any Sync reached the backend")
 	}
 }

@@ -52,6 +52,10 @@ func (p *Proxier) sync(ctx context.Context) error {
 	p.afterSync(ctx, state, ch)
 	klog.FromContext(ctx).V(2).Info("Synced", "full", full, "services", len(ch.dirty), "took", time.Since(start),
 		"compiling", compiled, "failedFamilies", res.failed)
+	if !p.synced && p.opts.AfterFirstSync != nil {
+		p.opts.AfterFirstSync()
+	}
+	p.synced = true
 	return nil
 }
 

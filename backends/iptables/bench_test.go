@@ -13,12 +13,12 @@ func BenchmarkFullPlan(b *testing.B) {
 	var size int
 	for range b.N {
 		fs := newFamilyState(newFam(tbl.Family()))
-		c := fs.planFull(tbl, 1<<14)
+		fs.pieceRules, fs.x.descending = nftPieceRules, true
 		size = 0
-		for _, p := range fs.x.pieces(c, nftPieceRules) {
-			size += len(p.input(c, true))
-		}
-		_ = fs.fullSetsInput()
+		fs.planFull(tbl, 1<<14, nil, func(in fullInput) bool {
+			size += len(in.data)
+			return true
+		})
 	}
 	b.ReportMetric(float64(size)/1e6, "MB-text")
 }

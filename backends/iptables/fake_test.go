@@ -21,11 +21,15 @@ type fakeKernel struct {
 	sets *ipsettest.Sets
 	// restores records every iptables-restore input, per family.
 	restores map[model.Family][]string
-	// failRestore, when set, fails the next Restore (without applying it).
+	// failRestore, when set, fails the next Restore (without applying it), or the one
+	// after failSkip more successful ones.
 	failRestore error
+	failSkip    int
 	// refuse, when set, makes Restore refuse every input with a line holding it, naming
 	// the line as iptables-restore does.
 	refuse string
+	// ops records the order of the ipset restores ("ipset") and iptables-restores ("restore").
+	ops []string
 	// lists counts ListChain calls.
 	lists int
 	// headers makes Entries count the fake's entries, as iptables-legacy's table headers do.
@@ -42,10 +46,14 @@ func newFakeKernel() *fakeKernel {
 
 func (k *fakeKernel) Restore(_ context.Context, f model.Family, input []byte) error {
 	if err := k.failRestore; err != nil {
-		k.failRestore = nil
-		return err
+		if k.failSkip == 0 {
+			k.failRestore = nil
+			return err
+		}
+		k.failSkip--
 	}
 	k.restores[f] = append(k.restores[f], string(input))
+	k.ops = append(k.ops, "restore")
 	for i, line := range strings.Split(string(input), "\n") {
 		if k.refuse != "" && strings.Contains(line, k.refuse) {
 			return fmt.Errorf("iptables-restore: exit status 2: iptables-restore v1.8.9 (fake): refused\nError occurred at line: %d", i+1)
@@ -86,6 +94,7 @@ func (k *fakeKernel) ListChain(_ context.Context, f model.Family, table, chain s
 }
 
 func (k *fakeKernel) IPSetRestore(_ context.Context, input []byte) error {
+	k.ops = append(k.ops, "ipset")
 	return k.sets.Restore(string(input))
 }
 

@@ -10,67 +10,6 @@ import (
 	"github.com/portico-dev/portico/model"
 )
 
-// fullSync writes every chain and set of the family from t: one ipset restore that fills
-// a temporary twin of each set and swaps it in, then iptables-restore inputs (pieces) that
-// declare (and so flush) every chain portico uses, write their rules and delete the
-// chains of an earlier run or state that are no longer used. When the kernel was listed
-// (the first sync, after a failure or a repair), the jumps from the built-in chains that
-// the listing did not show are inserted by the last input, once every chain exists.
-func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, mark uint32) error {
-	var missing []jump
-	if !fs.listed {
-		known, have, err := listChains(ctx, k, fs.x)
-		if err != nil {
-			return err
-		}
-		fs.chains = known
-		missing = missingJumps(have)
-	}
-	c := fs.planFull(t, mark)
-	if err := k.IPSetRestore(ctx, fs.fullSetsInput()); err != nil {
-		return fmt.Errorf("ipset restore of the %s sets: %w", fs.x.f, err)
-	}
-	c.jumps = missing
-	pieces := fs.x.pieces(c, fs.pieceRules)
-	for i, p := range pieces {
-		in := p.input(c, fs.x.descending)
-		if err := k.Restore(ctx, fs.x.f, in); err != nil {
-			return fmt.Errorf("iptables-restore %d of %d of every %s chain (%d chains written, %d deleted in all): %w",
-				i+1, len(pieces), fs.x.f, len(c.write), len(c.remove), &restoreFailure{in, err})
-		}
-	}
-	fs.ready, fs.listed = true, true
-	return c.skippedError(fs.x.f)
-}
-
-// planFull resets the mirror and plans a full sync of t: every chain written, the chains
-// the kernel holds that t no longer needs deleted.
-func (fs *familyState) planFull(t *model.Table, mark uint32) *change {
-	known := fs.chains
-	fs.chains = map[string]chainState{}
-	fs.resetMirror()
-	c := newChange(true)
-	r := newRenderer(fs.x, t.Node(), mark)
-	for _, fc := range r.fixedChains(fs.x) {
-		fs.writeChain(c, fc.table, fc.name, fc.rules)
-	}
-	for sp := range t.All() {
-		if plan := c.renderPort(r, sp, fs.refused[sp.Name]); plan != nil {
-			fs.applyPort(c, sp.Name, nil, plan)
-		}
-	}
-	for _, ch := range []string{chainServices, chainNodePorts, chainNodePortsEmpty} {
-		c.dirty[ch] = true
-	}
-	fs.finishShared(c)
-	for name, st := range known {
-		if _, ok := fs.chains[name]; !ok {
-			c.remove[name] = st.table
-		}
-	}
-	return c
-}
-
 // partialSync writes what the Service ports named by d changed: the ports' own chains,
 // the shared chains holding their frontends, and set entries (added before the restore,
 // deleted after it, so that no rule ever misses an entry it relies on).

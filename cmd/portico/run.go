@@ -51,20 +51,22 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	setOOMScoreAdj(ctx, cfg)
-	go cleanupOtherModes(ctx, cfg)
+	firstSync := make(chan struct{})
+	go cleanupOtherModesAfter(ctx, cfg, firstSync)
 	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m))
 	sh := health.NewServiceHealth(health.Listen, ph.IsHealthy)
 	defer func() { _ = sh.Close() }()
 	p := proxier.New(sources, be, proxier.Options{
-		Node:          nodeConfig(cfg, nodeName),
-		MinSyncPeriod: cfg.MinSyncPeriod,
-		SyncPeriod:    cfg.SyncPeriod,
-		ResyncPeriod:  cfg.ConfigSyncPeriod,
-		Recorder:      m,
-		Health:        ph,
-		ServiceHealth: sh,
-		Memory:        memory(),
-		Events:        startEvents(ctx, cfg, nodeName, m),
+		Node:           nodeConfig(cfg, nodeName),
+		MinSyncPeriod:  cfg.MinSyncPeriod,
+		SyncPeriod:     cfg.SyncPeriod,
+		ResyncPeriod:   cfg.ConfigSyncPeriod,
+		Recorder:       m,
+		Health:         ph,
+		ServiceHealth:  sh,
+		Memory:         memory(),
+		Events:         startEvents(ctx, cfg, nodeName, m),
+		AfterFirstSync: func() { close(firstSync) },
 	})
 	logger.Info("Starting portico", "version", version, "mode", cfg.Mode, "modeSource", cfg.ModeSource, "node", nodeName)
 	g, gctx := errgroup.WithContext(ctx)

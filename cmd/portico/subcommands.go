@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
@@ -136,10 +137,30 @@ func newCleanupCommand(flags *config.Flags) *cobra.Command {
 	}
 }
 
+// otherModesGrace bounds how long the removal of the other modes' rules waits for the
+// first sync.
+const otherModesGrace = 30 * time.Second
+
+// cleanupOtherModesAfter runs cleanupOtherModes once firstSync is closed (the selected
+// mode's first rules are in place: until then the earlier mode's rules keep serving, and
+// the first sync has both CPUs of a small node), or after otherModesGrace.
+func cleanupOtherModesAfter(ctx context.Context, cfg *config.Config, firstSync <-chan struct{}) {
+	t := time.NewTimer(otherModesGrace)
+	defer t.Stop()
+	select {
+	case <-firstSync:
+	case <-t.C:
+	case <-ctx.Done():
+		return
+	}
+	cleanupOtherModes(ctx, cfg)
+}
+
 // cleanupOtherModes removes what the backends of the other modes left in the kernel (an
 // earlier run in another mode), as kube-proxy does when it starts: two modes' rules would
-// both translate the same connections. Each backend removes only its own objects, so this
-// runs beside the selected mode's first sync. Failures are logged (a mode whose tools are
+// both translate the same connections (a connection keeps the translation of the first
+// NAT rule that took it, so the short overlap after the first sync is harmless). Each
+// backend removes only its own objects. Failures are logged (a mode whose tools are
 // missing has nothing to remove).
 func cleanupOtherModes(ctx context.Context, cfg *config.Config) {
 	logger := klog.FromContext(ctx)

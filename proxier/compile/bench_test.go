@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,5 +76,28 @@ func BenchmarkCompileOne(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		c.Update(node, names[i%len(names):i%len(names)+1], get)
+	}
+}
+
+// TestCompileAllInParallel compiles more Services than parallelFrom: each result must be
+// what compiling that Service alone gives, in the order of the names, and a Service the
+// source lacks must come out as absent.
+func TestCompileAllInParallel(t *testing.T) {
+	svcs, slices := benchObjects(parallelFrom+100, 3)
+	names := []model.ServiceName{{Namespace: "bench", Name: "gone"}}
+	for n := range svcs {
+		names = append(names, n)
+	}
+	node := ResolveNode(NodeConfig{Name: "node-a", Families: []model.Family{model.IPv4}}, nil, nil, nil)
+	get := func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) { return svcs[n], slices[n] }
+	got := compileAll(node, names, get)
+	if got[0].exists {
+		t.Errorf("a Service the source lacks compiled: %+v", got[0])
+	}
+	for i, n := range names[1:] {
+		res, errs := Service(svcs[n], slices[n], node)
+		if want := (compiled{exists: true, res: res, errs: errs}); !reflect.DeepEqual(got[i+1], want) {
+			t.Fatalf("%s: compiled in parallel differs from alone", n)
+		}
 	}
 }

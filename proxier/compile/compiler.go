@@ -3,7 +3,9 @@ package compile
 import (
 	"maps"
 	"reflect"
+	"runtime"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -12,7 +14,8 @@ import (
 )
 
 // Source returns the current Service and its EndpointSlices; a nil Service means it does
-// not exist (any more).
+// not exist (any more). It must be safe for concurrent use: a large Update reads through
+// it from several goroutines.
 type Source func(model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice)
 
 // Compiler keeps the compiled form of every Service and builds each new model.State from
@@ -78,22 +81,63 @@ func (c *Compiler) Update(node NodeInfo, dirty []model.ServiceName, get Source) 
 	var errs []error
 	set := map[model.Family][]*model.ServicePort{}
 	remove := map[model.Family][]model.ServicePortName{}
-	for _, name := range dirty {
+	results := compileAll(node, dirty, get)
+	for i, name := range dirty {
 		for _, r := range c.contributed[name] {
 			remove[r.family] = append(remove[r.family], r.name)
 		}
 		delete(c.contributed, name)
 		delete(c.externalNames, name)
-		svc, eps := get(name)
-		if svc == nil {
-			continue
+		if results[i].exists {
+			errs = append(errs, results[i].errs...)
+			c.record(name, results[i].res, set)
 		}
-		res, e := Service(svc, eps, node)
-		errs = append(errs, e...)
-		c.record(name, res, set)
 	}
 	c.state = c.build(node, set, remove)
 	return c.state, errs
+}
+
+// compiled is the outcome of compiling one Service.
+type compiled struct {
+	exists bool
+	res    Result
+	errs   []error
+}
+
+// parallelFrom is the number of Services from which compileAll spreads the work over the
+// CPUs (a start or a node change compiles every Service: 10,000 take about 80 ms on one).
+const parallelFrom = 512
+
+// compileAll compiles the Services named, each independently of the others, on up to
+// GOMAXPROCS goroutines when they are many; results are in the order of names.
+func compileAll(node NodeInfo, names []model.ServiceName, get Source) []compiled {
+	out := make([]compiled, len(names))
+	one := func(i int) {
+		svc, eps := get(names[i])
+		if svc == nil {
+			return
+		}
+		res, errs := Service(svc, eps, node)
+		out[i] = compiled{exists: true, res: res, errs: errs}
+	}
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if len(names) < parallelFrom || workers < 2 {
+		for i := range names {
+			one(i)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(names) + workers - 1) / workers
+	for lo := 0; lo < len(names); lo += chunk {
+		wg.Go(func() {
+			for i := lo; i < min(lo+chunk, len(names)); i++ {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // record remembers what one Service contributed and queues its ports.

@@ -1,0 +1,293 @@
+package iptables
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/portico-dev/portico/model"
+)
+
+// fullSync writes every chain and set of the family from t, and deletes the chains of an
+// earlier run or state that are no longer used. Planning and the kernel overlap: a
+// goroutine renders the Service ports and builds iptables-restore inputs (pieces) while
+// this one runs them, so that only the first piece's planning is on the critical path
+// (at 10,000 Services planning takes about a quarter of a second; the restores three).
+// Every command runs on the calling goroutine: the planner never runs a program.
+//
+// Order: the sets are created if missing (a rule naming a set needs it), then the pieces;
+// before the last piece (the dispatch tree's upper chains, the deletions and the jumps
+// from the built-in chains that a listing did not show), one ipset restore fills a
+// temporary twin of each set and swaps it in.
+func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, mark uint32) error {
+	var missing []jump
+	if !fs.listed {
+		known, have, err := listChains(ctx, k, fs.x)
+		if err != nil {
+			return err
+		}
+		fs.chains = known
+		missing = missingJumps(have)
+	}
+	inputs, stop := make(chan fullInput, 2), make(chan struct{})
+	var c *change
+	go func() {
+		defer close(inputs)
+		c = fs.planFull(t, mark, missing, func(in fullInput) bool {
+			select {
+			case inputs <- in:
+				return true
+			case <-stop:
+				return false
+			}
+		})
+	}()
+	err := fs.runInputs(ctx, k, inputs, stop)
+	if err != nil {
+		return err // inputs is closed: the planner is done with fs
+	}
+	fs.ready, fs.listed = true, true
+	return c.skippedError(fs.x.f)
+}
+
+// fullInput is one step of a full sync: an iptables-restore input, or the sets' ipset
+// restore input.
+type fullInput struct {
+	sets bool
+	data []byte
+}
+
+// runInputs runs the planner's inputs in order until it closes the channel. After a
+// failure it tells the planner to stop, and drains the channel so that the planner has
+// returned when runInputs does.
+func (fs *familyState) runInputs(ctx context.Context, k kernel, inputs <-chan fullInput, stop chan struct{}) error {
+	var err error
+	setsReady, n := false, 0
+	for in := range inputs {
+		if err != nil {
+			continue
+		}
+		switch {
+		case in.sets:
+			if err = k.IPSetRestore(ctx, in.data); err != nil {
+				err = fmt.Errorf("ipset restore of the %s sets: %w", fs.x.f, err)
+			}
+			setsReady = true
+		case !setsReady:
+			if err = k.IPSetRestore(ctx, fs.createSetsInput()); err != nil {
+				err = fmt.Errorf("ipset restore creating the %s sets: %w", fs.x.f, err)
+				break
+			}
+			setsReady = true
+			fallthrough
+		default:
+			n++
+			if rerr := k.Restore(ctx, fs.x.f, in.data); rerr != nil {
+				err = fmt.Errorf("iptables-restore %d of a full sync of every %s chain: %w", n, fs.x.f, &restoreFailure{in.data, rerr})
+			}
+		}
+		if err != nil {
+			close(stop)
+		}
+	}
+	return err
+}
+
+// createSetsInput creates the sets that do not exist yet (ipset -exist leaves the others).
+func (fs *familyState) createSetsInput() []byte {
+	var b strings.Builder
+	for _, k := range setKinds {
+		b.WriteString(fs.createLine(setName(fs.x.f, k.kind), k.typ))
+	}
+	return []byte(b.String())
+}
+
+// fullPlanner holds a full sync's planning between two pieces.
+type fullPlanner struct {
+	fs      *familyState
+	c       *change
+	emit    func(fullInput) bool
+	pending piece           // chains written since the last piece
+	placed  map[string]bool // chains written into a piece, handed over or pending
+}
+
+// planFull resets the mirror and plans a full sync of t, handing each input to emit as
+// soon as it is complete (emit returns false: stop). The ports are rendered in the order
+// of the first dispatch-tree leaf their frontends may use (leafKey); once every port whose
+// key comes before a leaf is rendered, that leaf's rules are known and it is written, with
+// the per-port chains it jumps to in the same input where possible (iptables-nft-restore
+// asks the kernel about every jump target the input does not declare). Pieces end at such
+// points, after about fs.pieceRules rules (0: one piece).
+func (fs *familyState) planFull(t *model.Table, mark uint32, missing []jump, emit func(fullInput) bool) *change {
+	known := fs.chains
+	fs.chains = map[string]chainState{}
+	fs.resetMirror()
+	p := &fullPlanner{fs: fs, c: newChange(true), emit: emit, placed: map[string]bool{}}
+	r := newRenderer(fs.x, t.Node(), mark)
+	fixed, late := splitFixed(r.fixedChains(fs.x))
+	for _, fc := range fixed {
+		p.write(fc.table, fc.name, fc.rules)
+	}
+	ports := keyedPorts(t)
+	for i, kp := range ports {
+		if plan := p.c.renderPort(r, kp.sp, fs.refused[kp.sp.Name]); plan != nil {
+			fs.applyPort(p.c, kp.sp.Name, nil, plan)
+			p.noteWritten(plan)
+		}
+		if i+1 < len(ports) && ports[i+1].key != kp.key && !p.leavesBefore(ports[i+1].key) {
+			return p.c
+		}
+	}
+	for _, ch := range []string{chainServices, chainNodePorts, chainNodePortsEmpty} {
+		p.c.dirty[ch] = true
+	}
+	for _, fc := range late {
+		p.write(fc.table, fc.name, fc.rules)
+	}
+	p.finish(known, missing)
+	return p.c
+}
+
+// splitFixed returns the fixed chains that jump only to fixed chains of the first list
+// (the per-port chains jump to them: they go first) and the others, which jump to a
+// chain written at the end of a full sync (PORTICO-CHECKS to PORTICO-NP-EMPTY).
+func splitFixed(all []fixedChain) (first, late []fixedChain) {
+	isLate := map[string]bool{}
+	fixed := map[string]bool{}
+	for _, fc := range all {
+		fixed[fc.name] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, fc := range all {
+			for _, rule := range fc.rules {
+				t := jumpTarget(rule)
+				if !isLate[fc.name] && strings.HasPrefix(t, chainPrefix) && (!fixed[t] || isLate[t]) {
+					isLate[fc.name], changed = true, true
+				}
+			}
+		}
+	}
+	for _, fc := range all {
+		if isLate[fc.name] {
+			late = append(late, fc)
+		} else {
+			first = append(first, fc)
+		}
+	}
+	return first, late
+}
+
+// keyedPort is a Service port and the first dispatch-tree leaf its frontends may use.
+type keyedPort struct {
+	key string
+	sp  *model.ServicePort
+}
+
+// keyedPorts returns t's ports in the order of their keys, then of their names.
+func keyedPorts(t *model.Table) []keyedPort {
+	var out []keyedPort
+	for sp := range t.All() {
+		out = append(out, keyedPort{leafKey(sp), sp})
+	}
+	slices.SortFunc(out, func(a, b keyedPort) int {
+		return cmp.Or(strings.Compare(a.key, b.key), a.sp.Name.Compare(b.sp.Name))
+	})
+	return out
+}
+
+// leafKey returns the smallest name of the dispatch-tree leaves that sp's frontends may
+// put rules in (dispatchRule): no leaf of a larger name holds a rule of sp.
+func leafKey(sp *model.ServicePort) string {
+	key := ""
+	for i, f := range sp.Frontends {
+		var leaf string
+		if f.Kind == model.NodePort {
+			leaf = portLeaf(sp.Name.Protocol, f.Port)
+		} else {
+			leaf = addrLeaf(f.Addr)
+		}
+		if i == 0 || leaf < key {
+			key = leaf
+		}
+	}
+	return key
+}
+
+// write writes a chain into the pending piece.
+func (p *fullPlanner) write(table, name string, rules []string) {
+	p.fs.writeChain(p.c, table, name, rules)
+	p.add(name)
+}
+
+// add puts a chain that c writes into the pending piece.
+func (p *fullPlanner) add(name string) {
+	p.placed[name] = true
+	p.pending.write = append(p.pending.write, name)
+	p.pending.rules += len(p.c.write[name].rules) + 1
+}
+
+// noteWritten puts a rendered port's chains into the pending piece.
+func (p *fullPlanner) noteWritten(plan *portPlan) {
+	for _, ch := range plan.chains {
+		p.add(ch.name)
+	}
+}
+
+// leavesBefore writes every dirty leaf whose name is smaller than key (all their rules are
+// known), then hands the pending piece over if it is large enough. It returns false when
+// the consumer asked to stop.
+func (p *fullPlanner) leavesBefore(key string) bool {
+	var ready []string
+	for ch := range p.c.dirty {
+		if r, _ := p.fs.x.rankOf(ch); r == rankLeaf && ch < key {
+			ready = append(ready, ch)
+		}
+	}
+	slices.Sort(ready)
+	for _, ch := range ready {
+		delete(p.c.dirty, ch)
+		p.fs.rewriteShared(p.c, ch)
+		if _, ok := p.c.write[ch]; ok {
+			p.add(ch)
+		}
+	}
+	if p.fs.pieceRules == 0 || p.pending.rules < p.fs.pieceRules {
+		return true
+	}
+	return p.flush()
+}
+
+// flush hands the pending piece over.
+func (p *fullPlanner) flush() bool {
+	in := p.pending.input(p.c, p.fs.x.descending)
+	p.pending = piece{}
+	return p.emit(fullInput{data: in})
+}
+
+// finish writes the remaining shared chains, deletes the chains the kernel held that t
+// no longer needs, and hands over the sets and the last piece (with the missing jumps).
+func (p *fullPlanner) finish(known map[string]chainState, missing []jump) {
+	p.fs.finishShared(p.c)
+	for _, ch := range slices.Sorted(maps.Keys(p.c.write)) {
+		if !p.placed[ch] {
+			p.add(ch)
+		}
+	}
+	for name, st := range known {
+		if _, ok := p.fs.chains[name]; !ok {
+			p.c.remove[name] = st.table
+			p.pending.remove = append(p.pending.remove, name)
+		}
+	}
+	slices.Sort(p.pending.remove)
+	p.pending.jumps = missing
+	p.c.jumps = missing
+	if !p.emit(fullInput{sets: true, data: p.fs.fullSetsInput()}) {
+		return
+	}
+	p.flush()
+}
