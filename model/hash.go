@@ -107,5 +107,6 @@ func (sp *ServicePort) computeHash() uint64 {
 		h.u64(uint64(p.Bits()))
 	}
 	h.u64(uint64(sp.HealthCheckNodePort))
+	h.str(sp.Scheduler)
 	return h.sum
 }

@@ -53,6 +53,10 @@ type ServicePort struct {
 	// HealthCheckNodePort is the port of the node's health check server for an
 	// externalTrafficPolicy: Local LoadBalancer Service; 0 when there is none.
 	HealthCheckNodePort uint16
+	// Scheduler is the IPVS scheduler the Service asks for with the annotation
+	// portico.dev/ipvs-scheduler, one of IPVSSchedulers; empty means the configured
+	// default. Only the ipvs mode reads it.
+	Scheduler string
 
 	// Hash identifies the content above; equal hashes mean equal rules. Set by Seal.
 	Hash uint64

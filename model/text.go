@@ -85,6 +85,9 @@ func (sp *ServicePort) writeText(b *strings.Builder) {
 	if sp.HealthCheckNodePort != 0 {
 		fmt.Fprintf(b, "    healthCheckNodePort %d\n", sp.HealthCheckNodePort)
 	}
+	if sp.Scheduler != "" {
+		fmt.Fprintf(b, "    ipvs scheduler %s\n", sp.Scheduler)
+	}
 }
 
 func writeEndpoints(b *strings.Builder, label string, eps []Endpoint) {

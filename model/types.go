@@ -258,6 +258,10 @@ func (v Verdict) String() string {
 	return "Verdict(" + strconv.Itoa(int(v)) + ")"
 }
 
+// IPVSSchedulers are the schedulers of Linux's IPVS (net/netfilter/ipvs, ip_vs_*.c):
+// the values ServicePort.Scheduler may take. A kernel may lack some of their modules.
+var IPVSSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
 // Affinity is the session affinity of a Service port.
 type Affinity struct {
 	// Timeout is how long a client stays with its endpoint after its last new connection;

@@ -28,7 +28,7 @@ func ScalePort(i, e, gen int) *model.ServicePort {
 		Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeOffCluster, Empty: model.Reject},
 	}
 	for j := range e {
-		sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: netip.AddrFrom4([4]byte{10, byte(240 + i>>14), byte(i >> 6), byte(i<<2 | j>>3)}),
+		sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: netip.AddrFrom4([4]byte{10, byte(240 + i>>12), byte(i >> 4), byte(i<<4 | j&0xf)}),
 			Port: uint16(8080 + gen), Ready: true, Serving: true})
 	}
 	return sp.Seal()

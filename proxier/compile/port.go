@@ -33,6 +33,7 @@ func (c *serviceCompiler) port(i int, fam model.Family, clusterIP netip.Addr, s 
 		Frontends:           c.frontends(fam, clusterIP, uint16(p.Port), uint16(p.NodePort), s),
 		Affinity:            s.affinity,
 		HealthCheckNodePort: s.healthCheck,
+		Scheduler:           s.scheduler,
 	}
 	if len(s.lbIPs) > 0 && len(s.sourceRanges) > 0 {
 		sp.SourceRanges = allowedSources(s)

@@ -2,6 +2,7 @@ package compile_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -64,6 +65,48 @@ func TestProblems(t *testing.T) {
 		}
 		if err.Error() != want[i].text {
 			t.Errorf("problem %d reads %q, want %q", i, err.Error(), want[i].text)
+		}
+	}
+}
+
+// TestSchedulerAnnotation checks portico.dev/ipvs-scheduler: a known scheduler goes into
+// every port of both families; an unknown one is one problem naming the annotation and
+// the value, and the ports get the default ("").
+func TestSchedulerAnnotation(t *testing.T) {
+	cfg := backendtest.NodeA()
+	cfg.Families = []model.Family{model.IPv4, model.IPv6}
+	node := compile.ResolveNode(cfg, nil, backendtest.NodeAddrs(), nil)
+	for _, tc := range []struct{ value, want, problem string }{
+		{"sh", "sh", ""},
+		{" mh ", "mh", ""},
+		{"fastest", "", `service ns/web: metadata.annotations[portico.dev/ipvs-scheduler]: "fastest" is not an IPVS scheduler`},
+	} {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Annotations: map[string]string{compile.SchedulerAnnotation: tc.value}},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10", "fd00:10:96::10"},
+				IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
+				Ports: []corev1.ServicePort{{Name: "a", Protocol: corev1.ProtocolTCP, Port: 80}, {Name: "b", Protocol: corev1.ProtocolUDP, Port: 53}},
+			},
+		}
+		res, errs := compile.Service(svc, nil, node)
+		n := 0
+		for _, ports := range res.Ports {
+			for _, sp := range ports {
+				n++
+				if sp.Scheduler != tc.want {
+					t.Errorf("%q: port %s has scheduler %q, want %q", tc.value, sp.Name, sp.Scheduler, tc.want)
+				}
+			}
+		}
+		if n != 4 {
+			t.Errorf("%q: %d ports compiled, want 4", tc.value, n)
+		}
+		switch {
+		case tc.problem == "" && len(errs) > 0:
+			t.Errorf("%q: problems %v, want none", tc.value, errs)
+		case tc.problem != "" && (len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tc.problem)):
+			t.Errorf("%q: problems %v, want one starting %q", tc.value, errs, tc.problem)
 		}
 	}
 }

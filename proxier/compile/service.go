@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +83,8 @@ type serviceCompiler struct {
 	name model.ServiceName
 	node NodeInfo
 	errs []error
+	// schedulerReported is set once an unknown IPVS scheduler was reported.
+	schedulerReported bool
 }
 
 func (c *serviceCompiler) fail(path string, value any, reason string) {
@@ -135,6 +138,7 @@ type shared struct {
 	externalLocal bool
 	affinity      model.Affinity
 	healthCheck   uint16
+	scheduler     string
 }
 
 func (c *serviceCompiler) sharedFields(fam model.Family) shared {
@@ -145,6 +149,7 @@ func (c *serviceCompiler) sharedFields(fam model.Family) shared {
 		sourceRanges:  c.sourceRanges(fam),
 		internalLocal: spec.InternalTrafficPolicy != nil && *spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
 		affinity:      c.affinity(),
+		scheduler:     c.scheduler(),
 	}
 	external := len(s.externalIPs) > 0 || len(s.lbIPs) > 0 || c.hasNodePorts()
 	s.externalLocal = external && spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
@@ -213,6 +218,29 @@ func (c *serviceCompiler) sourceRanges(fam model.Family) []netip.Prefix {
 		out = append(out, p.Masked())
 	}
 	return out
+}
+
+// SchedulerAnnotation names the IPVS scheduler of a Service's virtual servers in ipvs
+// mode, instead of ipvs.scheduler.
+const SchedulerAnnotation = "portico.dev/ipvs-scheduler"
+
+// scheduler returns the IPVS scheduler the Service asks for ("" for the default). An
+// unknown one is reported (once, whatever the families) and replaced by the default.
+func (c *serviceCompiler) scheduler() string {
+	v, ok := c.svc.Annotations[SchedulerAnnotation]
+	if !ok {
+		return ""
+	}
+	v = strings.TrimSpace(v)
+	if slices.Contains(model.IPVSSchedulers, v) {
+		return v
+	}
+	if !c.schedulerReported {
+		c.schedulerReported = true
+		c.fail("metadata.annotations["+SchedulerAnnotation+"]", v,
+			"is not an IPVS scheduler (one of "+strings.Join(model.IPVSSchedulers, ", ")+"); using the default scheduler")
+	}
+	return ""
 }
 
 func (c *serviceCompiler) affinity() model.Affinity {

@@ -1,0 +1,192 @@
+// Package ipvs is the ipvs mode's backend: one IPVS virtual server per Service frontend
+// (address, protocol, port) with the frontend's endpoints as real servers, the frontend
+// addresses bound to a dummy interface, written with github.com/moby/ipvs and
+// github.com/vishvananda/netlink. See README.md for the layout and for what differs from
+// the other modes.
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moby/ipvs"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/model"
+)
+
+// Name is the proxy mode this backend implements.
+const Name = "ipvs"
+
+// Backend renders model tables into IPVS. Create it with New; it touches the kernel only
+// from Prepare or the first Sync.
+type Backend struct {
+	opts  backends.Options
+	open  func() (Handle, error)
+	links Links
+	now   func() time.Time
+
+	mu   sync.Mutex
+	h    Handle
+	fams map[model.Family]*familyState
+}
+
+// New returns a Backend for opts. It has no side effects.
+func New(opts backends.Options) (*Backend, error) {
+	if opts.IPVS.Scheduler == "" {
+		opts.IPVS.Scheduler = "rr"
+	}
+	return &Backend{
+		opts:  opts,
+		open:  func() (Handle, error) { return ipvs.New("") },
+		links: netlinkLinks{},
+		now:   time.Now,
+		fams:  map[model.Family]*familyState{},
+	}, nil
+}
+
+// Name implements backends.Backend.
+func (b *Backend) Name() string { return Name }
+
+// ErrNoIPVS is the error of a kernel without IPVS.
+var ErrNoIPVS = errors.New("the kernel has no IPVS (the ip_vs module is not loaded and cannot be): " +
+	"load it (modprobe ip_vs) or use mode: nftables, which needs nothing but nftables")
+
+// Prepare implements backends.Preparer: it opens the IPVS netlink handle, which fails
+// without the ip_vs module, and sets the connection timeouts of the configuration.
+func (b *Backend) Prepare(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err := b.handle()
+	return err
+}
+
+// handle opens the IPVS handle on first use and applies the configured timeouts.
+func (b *Backend) handle() (Handle, error) {
+	if b.h != nil {
+		return b.h, nil
+	}
+	h, err := b.open()
+	if err != nil {
+		return nil, &backends.MissingToolError{Mode: Name, Tool: backends.Tool{Name: "ip_vs", Module: true,
+			Install: "modprobe ip_vs; the module ships with Debian's kernel"}, Err: fmt.Errorf("%w: %w", ErrNoIPVS, err),
+			Working: []string{"nftables"}}
+	}
+	o := b.opts.IPVS
+	if o.TCPTimeout+o.TCPFinTimeout+o.UDPTimeout > 0 {
+		if err := h.SetConfig(&ipvs.Config{TimeoutTCP: o.TCPTimeout, TimeoutTCPFin: o.TCPFinTimeout, TimeoutUDP: o.UDPTimeout}); err != nil {
+			return nil, fmt.Errorf("setting the IPVS timeouts: %w", err)
+		}
+	}
+	b.h = h
+	return h, nil
+}
+
+// kernel returns what a sync writes to.
+func (b *Backend) kernel() (kernel, error) {
+	h, err := b.handle()
+	if err != nil {
+		return kernel{}, err
+	}
+	return kernel{h: h, links: b.links, now: b.now, excluded: b.excluded}, nil
+}
+
+// excluded reports whether a is in ipvs.excludeCIDRs.
+func (b *Backend) excluded(a netip.Addr) bool {
+	return slices.ContainsFunc(b.opts.IPVS.ExcludeCIDRs, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+func (b *Backend) family(f model.Family) *familyState {
+	fs, ok := b.fams[f]
+	if !ok {
+		fs = newFamilyState(f)
+		b.fams[f] = fs
+	}
+	return fs
+}
+
+// Sync implements backends.Backend. IPVS has no transactions: a failure half-way leaves
+// the virtual servers written before it; the backend then forgets its mirror and the next
+// sync (which the proxier makes full) compares every wanted virtual server with the
+// kernel's and repairs it. Real servers that left a virtual server are drained (drain.go).
+func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, err := b.kernel()
+	if err != nil {
+		return err
+	}
+	fs := b.family(t.Family())
+	r := renderer{node: t.Node(), defaultScheduler: b.opts.IPVS.Scheduler}
+	if d.Full || !fs.ready {
+		if err = b.links.Ensure(ctx); err == nil {
+			err = fs.fullSync(ctx, k, r, t)
+		}
+	} else {
+		err = fs.partialSync(ctx, k, r, t, d)
+	}
+	if err == nil {
+		err = fs.drain(k)
+	}
+	if err != nil {
+		fs.reset()
+		return err
+	}
+	fs.ready = true
+	return nil
+}
+
+// PendingWork implements backends.Deferrer: while real servers drain, the proxier calls
+// Sync again soon, which deletes the ones whose connections ended.
+func (b *Backend) PendingWork(f model.Family) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fs, ok := b.fams[f]
+	return ok && fs.pending()
+}
+
+// Dump implements backends.Backend: the virtual servers portico wrote, with their real
+// servers and connection counts, and the dummy interface's addresses.
+func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, err := b.kernel()
+	if err != nil {
+		return err
+	}
+	return dump(ctx, k, w)
+}
+
+// Cleanup implements backends.Backend: it deletes the virtual servers whose address is
+// bound to the dummy interface or is one of the node's own (NodePorts), except in
+// ipvs.excludeCIDRs, then the interface. Without IPVS there is nothing to remove.
+func (b *Backend) Cleanup(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, err := b.kernel()
+	if err != nil {
+		if backends.IsNotInstalled(err) {
+			return nil
+		}
+		return err
+	}
+	if err := cleanup(ctx, k, localAddrs); err != nil {
+		return err
+	}
+	for _, fs := range b.fams {
+		fs.reset()
+	}
+	return b.links.Remove(ctx)
+}
+
+var (
+	_ backends.Backend  = (*Backend)(nil)
+	_ backends.Preparer = (*Backend)(nil)
+	_ backends.Deferrer = (*Backend)(nil)
+)

@@ -1,0 +1,188 @@
+package ipvs
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/moby/ipvs"
+
+	"github.com/portico-dev/portico/model"
+)
+
+// kernel is what a sync writes to: IPVS and the dummy interface.
+type kernel struct {
+	h     Handle
+	links Links
+	now   func() time.Time
+	// excluded reports whether a virtual server's address belongs to someone else
+	// (ipvs.excludeCIDRs): portico never deletes it.
+	excluded func(netip.Addr) bool
+}
+
+// applyVS makes the kernel's virtual server vs.key match vs, given the real servers it
+// holds (have, with their weights; nil when the virtual server does not exist yet).
+// Real servers vs no longer wants are kept with weight 0 and drained (drain.go).
+func (fs *familyState) applyVS(k kernel, vs virtualServer, port model.ServicePortName, have map[netip.AddrPort]int, exists, same bool) error {
+	svc := service(vs.key, &vs)
+	switch {
+	case !exists:
+		if err := k.h.NewService(svc); err != nil {
+			return fmt.Errorf("creating IPVS virtual server %s for %s: %w", vs.key, port, err)
+		}
+	case !same:
+		if err := k.h.UpdateService(svc); err != nil {
+			return fmt.Errorf("updating IPVS virtual server %s for %s: %w", vs.key, port, err)
+		}
+	}
+	fs.vs[vs.key] = owned{virtualServer: vs, port: port}
+	for _, ap := range vs.dests {
+		w, ok := have[ap]
+		var err error
+		switch {
+		case !ok:
+			err = k.h.NewDestination(svc, destination(ap, 1))
+		case w != 1:
+			err = k.h.UpdateDestination(svc, destination(ap, 1))
+		}
+		if err != nil {
+			return fmt.Errorf("adding real server %s to IPVS virtual server %s for %s: %w", ap, vs.key, port, err)
+		}
+		fs.stopDraining(vs.key, ap)
+	}
+	return fs.drainLeavers(k, vs, have)
+}
+
+// drainLeavers sets weight 0 on the real servers of have that vs no longer wants, so that
+// new connections go elsewhere at once while established ones go on.
+func (fs *familyState) drainLeavers(k kernel, vs virtualServer, have map[netip.AddrPort]int) error {
+	for ap, w := range have {
+		if slices.Contains(vs.dests, ap) {
+			continue
+		}
+		if w != 0 {
+			if err := k.h.UpdateDestination(service(vs.key, nil), destination(ap, 0)); err != nil {
+				return fmt.Errorf("draining real server %s of IPVS virtual server %s: %w", ap, vs.key, err)
+			}
+		}
+		fs.startDraining(vs.key, ap, k.now())
+	}
+	return nil
+}
+
+// deleteVS deletes a virtual server (its connections go with it, as the Service port's
+// frontend went) and forgets its draining real servers.
+func (fs *familyState) deleteVS(k kernel, key vsKey) error {
+	if err := k.h.DelService(service(key, nil)); err != nil {
+		return fmt.Errorf("deleting IPVS virtual server %s: %w", key, err)
+	}
+	delete(fs.vs, key)
+	delete(fs.draining, key)
+	return nil
+}
+
+// String returns "TCP 10.96.0.10:80".
+func (k vsKey) String() string {
+	return fmt.Sprintf("%s %s", k.proto, netip.AddrPortFrom(k.addr, k.port))
+}
+
+// partialSync writes the virtual servers of the Service ports d names, from the mirror.
+func (fs *familyState) partialSync(ctx context.Context, k kernel, r renderer, t *model.Table, d model.Diff) error {
+	for _, name := range slices.Concat(d.Changed, d.Removed) {
+		var next []virtualServer
+		if sp, ok := t.Get(name); ok {
+			next = r.render(sp)
+		}
+		if err := fs.movePort(ctx, k, name, next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// movePort replaces the virtual servers of one port with next: the new and changed ones
+// are written and their addresses bound before the ones it no longer has are unbound and
+// deleted.
+func (fs *familyState) movePort(ctx context.Context, k kernel, name model.ServicePortName, next []virtualServer) error {
+	var keys []vsKey
+	for _, vs := range next {
+		old, exists := fs.vs[vs.key]
+		if exists && old.port != name {
+			continue // another port's frontend (a conflict compile reports); the first keeps it
+		}
+		if err := fs.applyVS(k, vs, name, fs.weights(vs.key), exists, exists && old.sameSettings(vs)); err != nil {
+			return err
+		}
+		if !exists && vs.bound {
+			if err := fs.bind(ctx, k, vs.key.addr); err != nil {
+				return err
+			}
+		}
+		keys = append(keys, vs.key)
+	}
+	for _, key := range fs.ports[name] {
+		if slices.Contains(keys, key) {
+			continue
+		}
+		if err := fs.dropVS(ctx, k, key); err != nil {
+			return err
+		}
+	}
+	if len(keys) == 0 {
+		delete(fs.ports, name)
+	} else {
+		fs.ports[name] = keys
+	}
+	return nil
+}
+
+// sameSettings reports whether a written virtual server has vs's scheduler and
+// persistence.
+func (o owned) sameSettings(vs virtualServer) bool {
+	return o.scheduler == vs.scheduler && o.timeout == vs.timeout
+}
+
+// dropVS unbinds a written virtual server's address (when no other uses it) and deletes it.
+func (fs *familyState) dropVS(ctx context.Context, k kernel, key vsKey) error {
+	if fs.vs[key].bound {
+		if err := fs.unbind(ctx, k, key.addr); err != nil {
+			return err
+		}
+	}
+	return fs.deleteVS(k, key)
+}
+
+// bind counts one more virtual server on address a, putting a on the dummy interface for
+// the first.
+func (fs *familyState) bind(ctx context.Context, k kernel, a netip.Addr) error {
+	fs.addrs[a]++
+	if fs.addrs[a] > 1 {
+		return nil
+	}
+	if err := k.links.AddAddr(ctx, a); err != nil {
+		return fmt.Errorf("binding %s to %s: %w", a, DeviceName, err)
+	}
+	return nil
+}
+
+// unbind counts one virtual server less on address a, taking a off the dummy interface
+// after the last.
+func (fs *familyState) unbind(ctx context.Context, k kernel, a netip.Addr) error {
+	fs.addrs[a]--
+	if fs.addrs[a] > 0 {
+		return nil
+	}
+	delete(fs.addrs, a)
+	if err := k.links.DelAddr(ctx, a); err != nil {
+		return fmt.Errorf("unbinding %s from %s: %w", a, DeviceName, err)
+	}
+	return nil
+}
+
+// listed is the kernel's view of one virtual server.
+type listed struct {
+	svc   *ipvs.Service
+	dests map[netip.AddrPort]int
+}
