@@ -15,7 +15,7 @@ DEB_PACKAGES := nftables iptables ipset conntrack iproute2
 
 KEEP         ?=
 
-.PHONY: all build test unit e2e lint demo demo-down deps cluster-bins bench clean
+.PHONY: all build test unit e2e vm-ipvs lint demo demo-down deps cluster-bins bench clean
 
 all: build
 
@@ -68,6 +68,7 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+	$(GO) vet -tags ipvsvm ./backends/ipvs/
 	cd bench && $(GO) vet ./...
 
 ## unit: the fast tests (no root, no kernel)
@@ -89,8 +90,16 @@ e2e: build deps cluster-bins
 	PORTICO_MODE=iptables PORTICO_IPTABLES=legacy PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/ -run '^($(E2E_BACKEND_TESTS))$$'
 
-## test: every test (unit, then e2e)
-test: lint unit e2e
+## vm-ipvs: the ipvs backend's kernel tests, in a VM (this machine's kernel has no IPVS):
+##      a static test binary run as root on Debian's cloud kernel under qemu (e2e/vm/run.sh;
+##      the first run installs qemu and downloads the kernel into .cache/vm)
+vm-ipvs:
+	mkdir -p .cache/vm
+	CGO_ENABLED=0 $(GO) test -c -tags ipvsvm -o .cache/vm/ipvs.test ./backends/ipvs/
+	e2e/vm/run.sh -- .cache/vm/ipvs.test -test.v -test.count=1
+
+## test: every test (unit, then e2e, then the VM tests)
+test: lint unit e2e vm-ipvs
 
 ## clean: remove build outputs (the binary cache in .cache is kept; `rm -rf .cache` drops it)
 clean:

@@ -205,6 +205,10 @@ type Flow struct {
 	Sticky bool `json:"sticky,omitempty"`
 	// Probes overrides the number of connections the e2e suite opens.
 	Probes int `json:"probes,omitempty"`
+	// Unsupported marks the flow as one a proxy mode cannot pass, with the reason (mode →
+	// reason, e.g. ipvs: "IPVS cannot choose real servers by source"): in that mode the
+	// flow must fail, and passing is an error (the mark is then stale).
+	Unsupported map[string]string `json:"unsupported,omitempty"`
 }
 
 // Peers a flow may require.

@@ -20,6 +20,9 @@ import (
 
 // Subject is a backend under test of RunFlows.
 type Subject struct {
+	// Mode is the backend's proxy mode: a flow the table marks unsupported in that mode
+	// (Flow.Unsupported) must fail, with the reason logged.
+	Mode string
 	// Tweak adapts the compile settings to the backend's mode (nil: none); the table's
 	// configuration is applied first.
 	Tweak func(*compile.NodeConfig)
@@ -50,7 +53,7 @@ func RunFlows(t *testing.T, s Subject) {
 				}
 			}
 			for _, f := range sc.Flows {
-				t.Run(f.Name, func(t *testing.T) { w.trace(t, tracer, host, f) })
+				t.Run(f.Name, func(t *testing.T) { w.trace(t, tracer, host, f, f.Unsupported[s.Mode]) })
 			}
 		})
 	}
@@ -134,7 +137,7 @@ func (w *world) compile(tweak func(*compile.NodeConfig)) *model.State {
 }
 
 // trace traces flow f and checks the result against its expectation.
-func (w *world) trace(t *testing.T, tracer func(model.Family) Tracer, host Host, f Flow) {
+func (w *world) trace(t *testing.T, tracer func(model.Family) Tracer, host Host, f Flow, unsupported string) {
 	svc := w.services[f.To]
 	dst, err := Destination(w.spec, svc, f)
 	if err != nil {
@@ -154,7 +157,13 @@ func (w *world) trace(t *testing.T, tracer func(model.Family) Tracer, host Host,
 	if err != nil {
 		t.Fatalf("tracing %s: %v", p, err)
 	}
-	if msg := CheckResult(f, ExpectedEndpoints(w.spec, svc, f), host, p, r); msg != "" {
+	msg := CheckResult(f, ExpectedEndpoints(w.spec, svc, f), host, p, r)
+	switch {
+	case unsupported != "" && msg == "":
+		t.Errorf("%s: the flow passes, but the table marks it unsupported in this mode (%s): remove the mark", p, unsupported)
+	case unsupported != "":
+		t.Logf("%s: unsupported in this mode, as the table says (%s): %s", p, unsupported, msg)
+	case msg != "":
 		t.Errorf("%s: %s", p, msg)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
+	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/model"
@@ -27,13 +28,15 @@ const Name = "ipvs"
 // Backend renders model tables into IPVS. Create it with New; it touches the kernel only
 // from Prepare or the first Sync.
 type Backend struct {
-	opts  backends.Options
-	open  func() (Handle, error)
-	links Links
-	now   func() time.Time
+	opts   backends.Options
+	open   func() (Handle, error)
+	newNFT func(model.Family) (knftables.Interface, error)
+	links  Links
+	now    func() time.Time
 
 	mu   sync.Mutex
 	h    Handle
+	nfts map[model.Family]knftables.Interface
 	fams map[model.Family]*familyState
 }
 
@@ -43,11 +46,13 @@ func New(opts backends.Options) (*Backend, error) {
 		opts.IPVS.Scheduler = "rr"
 	}
 	return &Backend{
-		opts:  opts,
-		open:  func() (Handle, error) { return ipvs.New("") },
-		links: netlinkLinks{},
-		now:   time.Now,
-		fams:  map[model.Family]*familyState{},
+		opts:   opts,
+		open:   func() (Handle, error) { return ipvs.New("") },
+		newNFT: realNFT,
+		links:  netlinkLinks{},
+		now:    time.Now,
+		nfts:   map[model.Family]knftables.Interface{},
+		fams:   map[model.Family]*familyState{},
 	}, nil
 }
 
@@ -88,13 +93,46 @@ func (b *Backend) handle() (Handle, error) {
 	return h, nil
 }
 
-// kernel returns what a sync writes to.
-func (b *Backend) kernel() (kernel, error) {
+// kernel returns what a sync of family f writes to (f 0: IPVS and the links only).
+func (b *Backend) kernel(f model.Family) (kernel, error) {
 	h, err := b.handle()
 	if err != nil {
 		return kernel{}, err
 	}
-	return kernel{h: h, links: b.links, now: b.now, excluded: b.excluded}, nil
+	k := kernel{h: h, links: b.links, now: b.now, excluded: b.excluded, mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark())}
+	if f != 0 {
+		if k.nft, err = b.nft(f); err != nil {
+			return kernel{}, err
+		}
+	}
+	return k, nil
+}
+
+// nft returns the nftables interface of family f, creating it on first use (knftables
+// probes the nft binary).
+func (b *Backend) nft(f model.Family) (knftables.Interface, error) {
+	if n, ok := b.nfts[f]; ok {
+		return n, nil
+	}
+	n, err := b.newNFT(f)
+	if err != nil {
+		return nil, err
+	}
+	b.nfts[f] = n
+	return n, nil
+}
+
+// realNFT returns knftables over the nft binary for portico's ipvs-mode table of f.
+func realNFT(f model.Family) (knftables.Interface, error) {
+	fam := knftables.IPv4Family
+	if f == model.IPv6 {
+		fam = knftables.IPv6Family
+	}
+	n, err := knftables.New(fam, TableName)
+	if err != nil {
+		return nil, fmt.Errorf("nftables is not usable: %w", err)
+	}
+	return n, nil
 }
 
 // excluded reports whether a is in ipvs.excludeCIDRs.
@@ -118,7 +156,7 @@ func (b *Backend) family(f model.Family) *familyState {
 func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k, err := b.kernel()
+	k, err := b.kernel(t.Family())
 	if err != nil {
 		return err
 	}
@@ -156,7 +194,7 @@ func (b *Backend) PendingWork(f model.Family) bool {
 func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k, err := b.kernel()
+	k, err := b.kernel(0)
 	if err != nil {
 		return err
 	}
@@ -169,7 +207,10 @@ func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
 func (b *Backend) Cleanup(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k, err := b.kernel()
+	if err := b.removeTables(ctx); err != nil {
+		return err
+	}
+	k, err := b.kernel(0)
 	if err != nil {
 		if backends.IsNotInstalled(err) {
 			return nil
@@ -183,6 +224,23 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 		fs.reset()
 	}
 	return b.links.Remove(ctx)
+}
+
+// removeTables deletes portico's ipvs-mode nftables tables (a missing one, or a node
+// without nft, has nothing to remove).
+func (b *Backend) removeTables(ctx context.Context) error {
+	for _, f := range []model.Family{model.IPv4, model.IPv6} {
+		n, err := b.nft(f)
+		if err != nil {
+			continue
+		}
+		tx := n.NewTransaction()
+		tx.Delete(&knftables.Table{})
+		if err := n.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+			return fmt.Errorf("deleting nftables table %s %s: %w", newNFTFamily(f).ip, TableName, err)
+		}
+	}
+	return nil
 }
 
 var (

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/knftables"
+
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/ipvs/ipvstest"
 	"github.com/portico-dev/portico/model"
@@ -70,6 +72,7 @@ type testEnv struct {
 	h     *ipvstest.Fake
 	links *fakeLinks
 	clock *fakeClock
+	nft   map[model.Family]*knftables.Fake
 }
 
 func newEnv(t *testing.T, opts backends.Options) *testEnv {
@@ -80,6 +83,11 @@ func newEnv(t *testing.T, opts backends.Options) *testEnv {
 	}
 	e := &testEnv{b: b, h: ipvstest.New(), links: &fakeLinks{addrs: map[netip.Addr]bool{}}, clock: &fakeClock{time.Unix(1e9, 0)}}
 	b.open = func() (Handle, error) { return e.h, nil }
+	e.nft = map[model.Family]*knftables.Fake{
+		model.IPv4: knftables.NewFake(knftables.IPv4Family, TableName),
+		model.IPv6: knftables.NewFake(knftables.IPv6Family, TableName),
+	}
+	b.newNFT = func(f model.Family) (knftables.Interface, error) { return e.nft[f], nil }
 	b.links, b.now = e.links, e.clock.now
 	return e
 }
@@ -98,6 +106,9 @@ func (e *testEnv) dump() string {
 	b.WriteString(e.h.Dump())
 	for _, a := range slices.SortedFunc(maps.Keys(e.links.addrs), netip.Addr.Compare) {
 		fmt.Fprintf(&b, "%s %s\n", DeviceName, a)
+	}
+	for _, f := range []model.Family{model.IPv4, model.IPv6} {
+		b.WriteString(e.nft[f].Dump())
 	}
 	return b.String()
 }

@@ -6,6 +6,9 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
+
+	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/model"
 )
@@ -25,6 +28,9 @@ func (fs *familyState) fullSync(ctx context.Context, k kernel, r renderer, t *mo
 	if err != nil {
 		return fmt.Errorf("listing the addresses of %s: %w", DeviceName, err)
 	}
+	if err := fs.writeTable(ctx, k, r, t); err != nil {
+		return err
+	}
 	for _, o := range fs.plan(r, t) {
 		l, exists := kern[o.key]
 		if err := fs.applyVS(k, o.virtualServer, o.port, l.dests, exists, exists && sameSettings(l.svc, &o.virtualServer)); err != nil {
@@ -43,6 +49,28 @@ func (fs *familyState) fullSync(ctx context.Context, k kernel, r renderer, t *mo
 		}
 	}
 	return fs.removeStale(ctx, k, kern, bound, t.Node())
+}
+
+// writeTable rewrites the family's nftables table in one transaction: its chains, and
+// every port's set elements.
+func (fs *familyState) writeTable(ctx context.Context, k kernel, r renderer, t *model.Table) error {
+	tx := k.nft.NewTransaction()
+	skeleton(tx, fs.f, k.mark, t.Node())
+	for _, p := range t.Node().ServiceCIDRs {
+		tx.Add(&knftables.Element{Set: setServiceCIDRs, Key: []string{p.String()}})
+	}
+	for sp := range t.All() {
+		es := r.elements(sp)
+		adds, _ := fs.moveElements(nil, es)
+		fs.setPortElements(sp.Name, es)
+		for _, e := range adds {
+			tx.Add(&knftables.Element{Set: e.set, Key: strings.Split(e.key, " . ")})
+		}
+	}
+	if err := k.nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("writing nftables table %s %s: %w", newNFTFamily(fs.f).ip, TableName, err)
+	}
+	return nil
 }
 
 // plan renders every port of t; a frontend two ports claim goes to the first by name.

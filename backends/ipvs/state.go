@@ -19,6 +19,10 @@ type familyState struct {
 	vs map[vsKey]owned
 	// addrs counts the virtual servers using each address bound to the dummy interface.
 	addrs map[netip.Addr]int
+	// portElems holds each Service port's set elements; elems counts the ports using
+	// each element (a ClusterIP address is shared by the Service's ports).
+	portElems map[model.ServicePortName][]element
+	elems     map[element]int
 	// draining holds the real servers kept with weight 0 since they left their virtual
 	// server, until their connections end (drain.go).
 	draining map[vsKey]map[netip.AddrPort]time.Time
@@ -42,6 +46,8 @@ func (fs *familyState) reset() {
 	fs.ports = map[model.ServicePortName][]vsKey{}
 	fs.vs = map[vsKey]owned{}
 	fs.addrs = map[netip.Addr]int{}
+	fs.portElems = map[model.ServicePortName][]element{}
+	fs.elems = map[element]int{}
 	if fs.draining == nil {
 		fs.draining = map[vsKey]map[netip.AddrPort]time.Time{}
 	}

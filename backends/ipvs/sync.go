@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
+	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/model"
 )
@@ -15,6 +16,8 @@ import (
 // kernel is what a sync writes to: IPVS and the dummy interface.
 type kernel struct {
 	h     Handle
+	nft   knftables.Interface
+	mark  string // the masquerade bit, "0x4000"
 	links Links
 	now   func() time.Time
 	// excluded reports whether a virtual server's address belongs to someone else
@@ -88,18 +91,39 @@ func (k vsKey) String() string {
 	return fmt.Sprintf("%s %s", k.proto, netip.AddrPortFrom(k.addr, k.port))
 }
 
-// partialSync writes the virtual servers of the Service ports d names, from the mirror.
+// partialSync writes the virtual servers and set elements of the Service ports d names,
+// from the mirror: the elements that appear are added before IPVS changes, the ones that
+// go deleted after, so that no frontend is ever refused for want of an element.
 func (fs *familyState) partialSync(ctx context.Context, k kernel, r renderer, t *model.Table, d model.Diff) error {
+	var adds, dels []element
+	next := map[model.ServicePortName][]virtualServer{}
 	for _, name := range slices.Concat(d.Changed, d.Removed) {
-		var next []virtualServer
+		var es []element
 		if sp, ok := t.Get(name); ok {
-			next = r.render(sp)
+			next[name], es = r.render(sp), r.elements(sp)
 		}
-		if err := fs.movePort(ctx, k, name, next); err != nil {
+		a, dl := fs.moveElements(fs.portElems[name], es)
+		adds, dels = append(adds, a...), append(dels, dl...)
+		fs.setPortElements(name, es)
+	}
+	if err := runElements(ctx, k.nft, adds, false); err != nil {
+		return err
+	}
+	for _, name := range slices.Concat(d.Changed, d.Removed) {
+		if err := fs.movePort(ctx, k, name, next[name]); err != nil {
 			return err
 		}
 	}
-	return nil
+	return runElements(ctx, k.nft, dels, true)
+}
+
+// setPortElements records a port's elements (none: forgets the port).
+func (fs *familyState) setPortElements(name model.ServicePortName, es []element) {
+	if len(es) == 0 {
+		delete(fs.portElems, name)
+		return
+	}
+	fs.portElems[name] = es
 }
 
 // movePort replaces the virtual servers of one port with next: the new and changed ones

@@ -9,27 +9,31 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends/backendtest"
+	"github.com/portico-dev/portico/model"
 )
 
 // hookChains are the base chains of each hook, in the order the kernel runs them.
 type hookChains map[knftables.BaseChainHook][]*knftables.FakeChain
 
+// priorities are the base chains' priorities.
+type priorities map[*knftables.FakeChain]int
+
 // orderHooks gathers the base chains of tbl by hook and sorts them by priority (by name
 // where priorities are equal). A hook, chain type or policy the tracer does not model is an
 // error.
-func orderHooks(tbl *knftables.FakeTable, fam knftables.Family) (hookChains, error) {
+func orderHooks(tbl *knftables.FakeTable, fam knftables.Family) (hookChains, priorities, error) {
 	hc := hookChains{}
-	prio := map[*knftables.FakeChain]int{}
+	prio := priorities{}
 	for _, ch := range tbl.Chains {
 		if ch.Hook == nil {
 			continue
 		}
 		if err := checkBase(ch); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		p, err := knftables.ParsePriority(fam, string(*ch.Priority))
 		if err != nil {
-			return nil, fmt.Errorf("base chain %s: %w", ch.Name, err)
+			return nil, nil, fmt.Errorf("base chain %s: %w", ch.Name, err)
 		}
 		prio[ch] = p
 		hc[*ch.Hook] = append(hc[*ch.Hook], ch)
@@ -39,7 +43,7 @@ func orderHooks(tbl *knftables.FakeTable, fam knftables.Family) (hookChains, err
 			return cmp.Or(cmp.Compare(prio[a], prio[b]), cmp.Compare(a.Name, b.Name))
 		})
 	}
-	return hc, nil
+	return hc, prio, nil
 }
 
 // checkBase reports a base chain the tracer cannot run as the kernel would.
@@ -78,8 +82,11 @@ type run struct {
 	t     *tracer
 	tbl   *knftables.FakeTable
 	hooks hookChains
+	prio  priorities
 	pick  *chooser
 	pkt   packet
+	// resent is set when a stage rewrote the packet in input: node-a sends it on.
+	resent bool
 	// stop is where the path ended: VerdictDrop or VerdictReject, else VerdictAccept.
 	stop backendtest.Verdict
 	// base is the base chain being run; natted is set when a NAT statement of it ran.
@@ -111,8 +118,10 @@ func (r *run) traverse() error {
 			return err
 		}
 		if r.local() {
-			_, err := r.hook(knftables.InputHook, true)
-			return err
+			if stopped, err := r.hook(knftables.InputHook, true); stopped || err != nil || !r.resent {
+				return err
+			}
+			return r.hooksInOrder(true, knftables.OutputHook, knftables.PostroutingHook)
 		}
 		return r.hooksInOrder(true, knftables.ForwardHook, knftables.PostroutingHook)
 	}
@@ -143,7 +152,14 @@ func (r *run) hooksInOrder(nat bool, hooks ...knftables.BaseChainHook) error {
 // of them has NATed the packet) and reports whether the packet was dropped or rejected.
 func (r *run) hook(h knftables.BaseChainHook, nat bool) (bool, error) {
 	natDone := false
+	stages := r.t.stagesAt(h)
 	for _, ch := range r.hooks[h] {
+		for len(stages) > 0 && stages[0].Priority < r.prio[ch] {
+			if err := r.stage(h, stages[0]); err != nil {
+				return true, err
+			}
+			stages = stages[1:]
+		}
 		isNAT := *ch.Type == knftables.NATType
 		if isNAT && (!nat || natDone) {
 			continue
@@ -162,7 +178,49 @@ func (r *run) hook(h knftables.BaseChainHook, nat bool) (bool, error) {
 		}
 		natDone = natDone || isNAT && r.natted
 	}
+	for _, st := range stages {
+		if err := r.stage(h, st); err != nil {
+			return true, err
+		}
+	}
 	return false, nil
+}
+
+// stagesAt returns the stages of hook h, by priority.
+func (t *tracer) stagesAt(h knftables.BaseChainHook) []Stage {
+	var out []Stage
+	for _, s := range t.stages {
+		if s.Hook == h {
+			out = append(out, s)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Stage) int { return cmp.Compare(a.Priority, b.Priority) })
+	return out
+}
+
+// stage runs a stage on a packet whose destination nothing rewrote yet.
+func (r *run) stage(h knftables.BaseChainHook, s Stage) error {
+	if r.pkt.dnat {
+		return nil
+	}
+	var proto model.Protocol
+	for p, n := range protoNumbers {
+		if n == r.pkt.proto {
+			proto = p
+		}
+	}
+	targets, sticky, ok := s.Lookup(proto, r.pkt.dst)
+	if !ok || len(targets) == 0 {
+		return nil
+	}
+	i, err := r.pick.choose(len(targets))
+	if err != nil {
+		return err
+	}
+	r.pkt.dst, r.pkt.dnat = targets[i], true
+	r.pkt.sticky = r.pkt.sticky || sticky
+	r.resent = h == knftables.InputHook
+	return nil
 }
 
 // runBase runs a base chain; a packet that leaves it without a verdict meets its policy.

@@ -17,10 +17,33 @@ const maxPaths = 4096
 
 // tracer follows packets through the table of one family that a knftables.Fake holds.
 type tracer struct {
-	fake  *knftables.Fake
-	fam   model.Family
-	host  backendtest.Host
-	rules *ruleCache
+	fake   *knftables.Fake
+	fam    model.Family
+	host   backendtest.Host
+	rules  *ruleCache
+	stages []Stage
+}
+
+// Stage is a step of the kernel outside the traced table that rewrites destinations at
+// one hook, between the table's base chains by priority: IPVS, which takes packets
+// addressed to its virtual servers in local input (priority 98) and local output (-98).
+// A packet a stage rewrote in input is sent on from node-a: it then traverses output and
+// postrouting, as IPVS's transmitted packets do.
+type Stage struct {
+	// Hook and Priority place the stage.
+	Hook     knftables.BaseChainHook
+	Priority int
+	// Lookup returns the destinations a packet to dst may be rewritten to (each becomes a
+	// path of its own) and whether the choice is remembered per client; ok is false when
+	// the stage leaves the packet alone (no virtual server, or one without destinations).
+	Lookup func(proto model.Protocol, dst netip.AddrPort) (targets []netip.AddrPort, sticky, ok bool)
+}
+
+// NewWithStages is New with stages of the kernel outside the table (see Stage).
+func NewWithStages(fake *knftables.Fake, fam model.Family, host backendtest.Host, stages ...Stage) backendtest.Tracer {
+	t := New(fake, fam, host).(*tracer)
+	t.stages = stages
+	return t
 }
 
 // New returns a Tracer over the rules that fake (a *knftables.Fake holding portico's table
@@ -56,14 +79,14 @@ func (t *tracer) follow(start packet) ([]outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	hooks, err := orderHooks(tbl, knftFamily(t.fam))
+	hooks, prio, err := orderHooks(tbl, knftFamily(t.fam))
 	if err != nil {
 		return nil, err
 	}
 	pick := &chooser{}
 	var outs []outcome
 	for {
-		r := &run{t: t, tbl: tbl, hooks: hooks, pick: pick, pkt: start}
+		r := &run{t: t, tbl: tbl, hooks: hooks, prio: prio, pick: pick, pkt: start}
 		o, err := r.walk()
 		if err != nil {
 			return nil, err

@@ -1,0 +1,156 @@
+//go:build ipvsvm
+
+package ipvs
+
+// These tests need a kernel with IPVS: `make test-ipvs-vm` builds them into a static
+// binary and runs it as root in a VM booted from Debian's cloud kernel (e2e/vm/run.sh),
+// because the machine's own kernel has none. They build the e2e harness's network
+// namespaces inside the VM, program node-a's IPVS with the backend and send real TCP
+// connections through it.
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/e2e/harness/netns"
+	"github.com/portico-dev/portico/e2e/harness/traffic"
+	"github.com/portico-dev/portico/model"
+)
+
+// vmEnv is the namespaces, the servers in pod-a1 and pod-b1, and a backend for node-a.
+type vmEnv struct {
+	topo *netns.Topology
+	b    *Backend
+	eps  []netip.AddrPort
+}
+
+func newVMEnv(t *testing.T, opts backends.Options) *vmEnv {
+	t.Helper()
+	topo := netns.New(netns.DefaultSpec(netns.RandomPrefix()))
+	if err := topo.Create(context.Background()); err != nil {
+		t.Fatalf("creating the namespaces: %v", err)
+	}
+	t.Cleanup(func() { _ = topo.Destroy() })
+	e := &vmEnv{topo: topo}
+	for _, pod := range []string{netns.PodA1, netns.PodB1} {
+		ip := topo.PodIP(pod, netns.IPv4)
+		srv, err := traffic.Serve(topo, pod, []netip.Addr{ip}, []traffic.PortSpec{{Port: 8080, Protocol: traffic.TCP}})
+		if err != nil {
+			t.Fatalf("serving in %s: %v", pod, err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		e.eps = append(e.eps, netip.AddrPortFrom(ip, 8080))
+	}
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b = b
+	return e
+}
+
+var clusterIP = netip.AddrPortFrom(netip.MustParseAddr("10.96.0.10"), 80)
+
+// table returns node-a's table with one ClusterIP Service served by eps.
+func (e *vmEnv) table(eps ...netip.AddrPort) *model.Table {
+	sp := &model.ServicePort{
+		Name:      model.ServicePortName{Namespace: "vm", Name: "web", Protocol: model.TCP},
+		Frontends: []model.Frontend{{Kind: model.ClusterIP, Addr: clusterIP.Addr(), Port: clusterIP.Port()}},
+		Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeNever, Empty: model.Reject},
+	}
+	for _, ap := range eps {
+		sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: ap.Addr(), Port: ap.Port(), Ready: true, Serving: true})
+	}
+	node := model.Node{Name: netns.NodeA}
+	return model.NewTable(model.IPv4, node).Update(node, []*model.ServicePort{sp.Seal()}, nil)
+}
+
+// sync syncs tbl into node-a.
+func (e *vmEnv) sync(t *testing.T, tbl *model.Table, d model.Diff) {
+	t.Helper()
+	if err := e.topo.Do(netns.NodeA, func() error { return e.b.Sync(context.Background(), tbl, d) }); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+}
+
+// dump returns node-a's IPVS state as the backend dumps it.
+func (e *vmEnv) dump(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := e.topo.Do(netns.NodeA, func() error { return e.b.Dump(context.Background(), &buf) }); err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	return buf.String()
+}
+
+// probe opens n connections from pod-a2 to the ClusterIP and returns who answered.
+func (e *vmEnv) probe(n int) traffic.Stats {
+	return traffic.ProbeN(context.Background(), e.topo, netns.PodA2, netip.Addr{}, clusterIP, traffic.TCP, 2*time.Second, n)
+}
+
+// TestVMClusterIP sends connections from a pod to a ClusterIP through IPVS: both
+// endpoints answer, on node-a and on node-b.
+func TestVMClusterIP(t *testing.T) {
+	e := newVMEnv(t, backends.Options{})
+	if err := e.topo.Do(netns.NodeA, func() error { return e.b.Prepare(context.Background()) }); err != nil {
+		t.Fatalf("Prepare in a kernel with IPVS: %v", err)
+	}
+	e.sync(t, e.table(e.eps...), model.Diff{Full: true})
+	st := e.probe(20)
+	if st.OK() != st.Sent || len(st.Servers) != 2 {
+		t.Fatalf("want every probe answered by both endpoints, got %s\n%s", st, e.dump(t))
+	}
+	t.Logf("ClusterIP through IPVS: %s", st)
+}
+
+// TestVMGracefulTermination opens a long-lived connection, removes its endpoint and
+// checks that the connection goes on while new connections go to the other endpoint; once
+// it is closed (and IPVS's FIN timeout, set to 2 s, passed) a sync deletes the real server.
+func TestVMGracefulTermination(t *testing.T) {
+	e := newVMEnv(t, backends.Options{IPVS: backends.IPVSOptions{TCPFinTimeout: 2 * time.Second}})
+	full := e.table(e.eps...)
+	e.sync(t, full, model.Diff{Full: true})
+	conn, err := traffic.Dial(context.Background(), e.topo, netns.PodA2, netip.Addr{}, clusterIP, traffic.TCP, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	first := conn.Ask(2 * time.Second)
+	if first.Outcome != traffic.OK {
+		t.Fatalf("the long-lived connection got no answer: %v", first.Err)
+	}
+	var other netip.AddrPort
+	for _, ap := range e.eps {
+		if ap != first.Server {
+			other = ap
+		}
+	}
+	less := e.table(other)
+	e.sync(t, less, model.Compare(full, less))
+	if d := e.dump(t); !strings.Contains(d, first.Server.String()+" (weight 0") {
+		t.Fatalf("the removed endpoint %s is not kept at weight 0:\n%s", first.Server, d)
+	}
+	if r := conn.Ask(2 * time.Second); r.Outcome != traffic.OK || r.Server != first.Server {
+		t.Fatalf("the long-lived connection to the removed endpoint was cut: %s %v", r.Outcome, r.Err)
+	}
+	if st := e.probe(10); st.OK() != st.Sent || st.Servers[other] != st.Sent {
+		t.Fatalf("new connections must all go to %s, got %s", other, st)
+	}
+	if !e.b.PendingWork(model.IPv4) {
+		t.Error("no pending work while a real server drains")
+	}
+	_ = conn.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Contains(e.dump(t), first.Server.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the drained real server %s was not deleted within 20 s of the close:\n%s", first.Server, e.dump(t))
+		}
+		time.Sleep(500 * time.Millisecond)
+		e.sync(t, less, model.Diff{})
+	}
+}
