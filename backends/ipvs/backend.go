@@ -198,30 +198,39 @@ func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return dump(ctx, k, w)
+	own, err := b.ownership(ctx, k)
+	if err != nil {
+		return err
+	}
+	return dump(ctx, k, own, w)
 }
 
-// Cleanup implements backends.Backend: it deletes the virtual servers whose address is
-// bound to the dummy interface or is one of the node's own (NodePorts), except in
-// ipvs.excludeCIDRs, then the interface. Without IPVS there is nothing to remove.
+// Cleanup implements backends.Backend: it deletes the virtual servers portico owns (on
+// addresses bound to the dummy interface, or listed as frontends by its nftables tables),
+// except in ipvs.excludeCIDRs, then the tables and the interface. Without IPVS only the
+// tables can be left to remove.
 func (b *Backend) Cleanup(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.removeTables(ctx); err != nil {
-		return err
-	}
 	k, err := b.kernel(0)
 	if err != nil {
 		if backends.IsNotInstalled(err) {
-			return nil
+			return b.removeTables(ctx)
 		}
 		return err
 	}
-	if err := cleanup(ctx, k, localAddrs); err != nil {
+	own, err := b.ownership(ctx, k)
+	if err != nil {
+		return err
+	}
+	if err := cleanup(k, own); err != nil {
 		return err
 	}
 	for _, fs := range b.fams {
 		fs.reset()
+	}
+	if err := b.removeTables(ctx); err != nil {
+		return err
 	}
 	return b.links.Remove(ctx)
 }

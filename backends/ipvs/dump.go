@@ -9,63 +9,54 @@ import (
 	"slices"
 
 	"github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/portico-dev/portico/model"
 )
 
-// owners returns the addresses whose virtual servers portico owns: those bound to the
-// dummy interface and, for NodePorts, the node's own (from addrs).
-func owners(ctx context.Context, k kernel, addrs func() ([]netip.Addr, error)) (map[netip.Addr]bool, error) {
-	out := map[netip.Addr]bool{}
+// ownership is what portico owns in IPVS: the virtual servers on the addresses bound to
+// its dummy interface, and the frontends its nftables tables list (NodePorts on the
+// node's own addresses included).
+type ownership struct {
+	bound  map[netip.Addr]bool
+	listed map[vsKey]bool
+}
+
+func (o ownership) owns(k vsKey) bool { return o.bound[k.addr] || o.listed[k] }
+
+// ownership reads what portico owns from the kernel: the dummy interface's addresses and
+// both families' tables (a family whose table cannot be read lists nothing).
+func (b *Backend) ownership(ctx context.Context, k kernel) (ownership, error) {
+	o := ownership{bound: map[netip.Addr]bool{}, listed: map[vsKey]bool{}}
 	for _, f := range []model.Family{model.IPv4, model.IPv6} {
 		bound, err := k.links.Addrs(ctx, f)
 		if err != nil {
-			return nil, fmt.Errorf("listing the addresses of %s: %w", DeviceName, err)
+			return o, fmt.Errorf("listing the addresses of %s: %w", DeviceName, err)
 		}
 		for _, a := range bound {
-			out[a] = true
+			o.bound[a] = true
 		}
-	}
-	local, err := addrs()
-	if err != nil {
-		return nil, fmt.Errorf("listing the node's addresses: %w", err)
-	}
-	for _, a := range local {
-		out[a] = true
-	}
-	return out, nil
-}
-
-// localAddrs lists the addresses of every interface of the node.
-func localAddrs() ([]netip.Addr, error) {
-	list, err := netlink.AddrList(nil, unix.AF_UNSPEC)
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Addr
-	for _, a := range list {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			out = append(out, ip.Unmap())
+		nft, err := b.nft(f)
+		if err != nil {
+			continue
 		}
+		listed, err := tableFrontends(ctx, nft)
+		if err != nil {
+			return o, err
+		}
+		maps.Copy(o.listed, listed)
 	}
-	return out, nil
+	return o, nil
 }
 
 // ownedServices lists the kernel's virtual servers that portico owns, sorted by key.
-func ownedServices(ctx context.Context, k kernel, addrs func() ([]netip.Addr, error)) ([]*ipvs.Service, error) {
-	own, err := owners(ctx, k, addrs)
-	if err != nil {
-		return nil, err
-	}
+func ownedServices(k kernel, own ownership) ([]*ipvs.Service, error) {
 	svcs, err := k.h.GetServices()
 	if err != nil {
 		return nil, fmt.Errorf("listing the IPVS virtual servers: %w", err)
 	}
 	var out []*ipvs.Service
 	for _, s := range svcs {
-		if key, ok := keyOf(s); ok && own[key.addr] && !k.excluded(key.addr) {
+		if key, ok := keyOf(s); ok && own.owns(key) && !k.excluded(key.addr) {
 			out = append(out, s)
 		}
 	}
@@ -78,8 +69,8 @@ func ownedServices(ctx context.Context, k kernel, addrs func() ([]netip.Addr, er
 }
 
 // cleanup deletes every virtual server portico owns.
-func cleanup(ctx context.Context, k kernel, addrs func() ([]netip.Addr, error)) error {
-	svcs, err := ownedServices(ctx, k, addrs)
+func cleanup(k kernel, own ownership) error {
+	svcs, err := ownedServices(k, own)
 	if err != nil {
 		return err
 	}
@@ -94,13 +85,8 @@ func cleanup(ctx context.Context, k kernel, addrs func() ([]netip.Addr, error)) 
 
 // dump writes the virtual servers portico owns, in the style of ipvsadm -Ln, and the
 // dummy interface's addresses.
-func dump(ctx context.Context, k kernel, w io.Writer) error {
-	return dumpWith(ctx, k, w, localAddrs)
-}
-
-// dumpWith is dump with the node's addresses from addrs.
-func dumpWith(ctx context.Context, k kernel, w io.Writer, addrs func() ([]netip.Addr, error)) error {
-	svcs, err := ownedServices(ctx, k, addrs)
+func dump(ctx context.Context, k kernel, own ownership, w io.Writer) error {
+	svcs, err := ownedServices(k, own)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package ipvs
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -115,4 +117,49 @@ func runElements(ctx context.Context, nft knftables.Interface, es []element, del
 		return fmt.Errorf("nftables table %s: updating %d set elements: %w", TableName, len(es), err)
 	}
 	return nil
+}
+
+// tableFrontends returns the frontends the family's table in the kernel lists: the
+// virtual servers an earlier sync (or run) of portico wrote, which it owns. A missing
+// table lists none.
+func tableFrontends(ctx context.Context, nft knftables.Interface) (map[vsKey]bool, error) {
+	els, err := nft.ListElements(ctx, "set", setFrontends)
+	if knftables.IsNotFound(err) {
+		return map[vsKey]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing nftables set %s of table %s: %w", setFrontends, TableName, err)
+	}
+	out := map[vsKey]bool{}
+	for _, el := range els {
+		if k, ok := parseFrontend(el.Key); ok {
+			out[k] = true
+		}
+	}
+	return out, nil
+}
+
+// parseFrontend parses the key of a frontends element (address, protocol as a name or a
+// number, port).
+func parseFrontend(key []string) (vsKey, bool) {
+	if len(key) == 1 {
+		key = strings.Split(key[0], " . ")
+	}
+	if len(key) != 3 {
+		return vsKey{}, false
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(key[0]))
+	port, perr := strconv.ParseUint(strings.TrimSpace(key[2]), 10, 16)
+	if err != nil || perr != nil {
+		return vsKey{}, false
+	}
+	p, err := model.ParseProtocol(strings.ToUpper(strings.TrimSpace(key[1])))
+	if err != nil {
+		n, nerr := strconv.ParseUint(strings.TrimSpace(key[1]), 10, 16)
+		var known bool
+		if p, known = modelProto(uint16(n)); nerr != nil || !known {
+			return vsKey{}, false
+		}
+	}
+	return vsKey{a.Unmap(), p, uint16(port)}, true
 }

@@ -112,3 +112,12 @@ func (e *testEnv) dump() string {
 	}
 	return b.String()
 }
+
+// restart returns a new backend (a restarted portico) over e's fake kernel.
+func (e *testEnv) restart(t *testing.T, opts backends.Options) *testEnv {
+	t.Helper()
+	r := newEnv(t, opts)
+	r.h, r.links, r.nft, r.clock = e.h, e.links, e.nft, e.clock
+	r.b.links, r.b.now = e.links, e.clock.now
+	return r
+}

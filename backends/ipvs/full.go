@@ -28,6 +28,10 @@ func (fs *familyState) fullSync(ctx context.Context, k kernel, r renderer, t *mo
 	if err != nil {
 		return fmt.Errorf("listing the addresses of %s: %w", DeviceName, err)
 	}
+	prev, err := tableFrontends(ctx, k.nft)
+	if err != nil {
+		return err
+	}
 	if err := fs.writeTable(ctx, k, r, t); err != nil {
 		return err
 	}
@@ -48,7 +52,7 @@ func (fs *familyState) fullSync(ctx context.Context, k kernel, r renderer, t *mo
 			}
 		}
 	}
-	return fs.removeStale(ctx, k, kern, bound, t.Node())
+	return fs.removeStale(ctx, k, kern, bound, prev)
 }
 
 // writeTable rewrites the family's nftables table in one transaction: its chains, and
@@ -115,14 +119,15 @@ func (fs *familyState) listKernel(k kernel) (map[vsKey]listed, error) {
 
 // removeStale deletes the virtual servers the kernel holds that portico owns and no longer
 // wants, and unbinds the addresses no wanted virtual server uses. portico owns a virtual
-// server whose address is bound to its dummy interface or is one of the node's addresses
-// (a NodePort), unless ipvs.excludeCIDRs holds the address.
-func (fs *familyState) removeStale(ctx context.Context, k kernel, kern map[vsKey]listed, bound []netip.Addr, node model.Node) error {
+// server whose address is bound to its dummy interface, or that its nftables table listed
+// as a frontend before this sync (a NodePort on a node address), unless
+// ipvs.excludeCIDRs holds the address; any other is someone else's.
+func (fs *familyState) removeStale(ctx context.Context, k kernel, kern map[vsKey]listed, bound []netip.Addr, prev map[vsKey]bool) error {
 	for _, key := range slices.SortedFunc(maps.Keys(kern), vsKey.compare) {
 		if _, ok := fs.vs[key]; ok || k.excluded(key.addr) {
 			continue
 		}
-		if !slices.Contains(bound, key.addr) && !slices.Contains(node.Addrs, key.addr) {
+		if !slices.Contains(bound, key.addr) && !prev[key] {
 			continue
 		}
 		if err := fs.deleteVS(k, key); err != nil {

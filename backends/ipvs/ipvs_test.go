@@ -52,8 +52,7 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 			t.Fatalf("after state %d the kernel differs from a fresh sync:\n%s", i, backendtest.FirstDiff(want, got))
 		}
 	}
-	restarted := newEnv(t, backends.Options{})
-	restarted.h, restarted.links = e.h, e.links
+	restarted := e.restart(t, backends.Options{})
 	before, ops := e.dump(), e.h.Ops
 	for _, tbl := range prev {
 		restarted.sync(t, tbl, model.Diff{Full: true})
@@ -224,5 +223,64 @@ func TestNoIPVS(t *testing.T) {
 	}
 	if err := b.Cleanup(context.Background()); err != nil {
 		t.Errorf("Cleanup without IPVS = %v, want nothing to do", err)
+	}
+}
+
+// everyKind syncs the test kit's every-kind scenario into e.
+func everyKind(t *testing.T, e *testEnv) *model.State {
+	t.Helper()
+	st := backendtest.Compile(t, nil, backendtest.ObjectFiles...)
+	backendtest.SyncAll(t, e.b, nil, st)
+	return st
+}
+
+// foreignNodePort adds a virtual server on a node address that portico did not write.
+func foreignNodePort(t *testing.T, e *testEnv) string {
+	t.Helper()
+	a := backendtest.NodeAddrs()[0]
+	if err := e.h.NewService(service(vsKey{a, model.TCP, 30999}, &virtualServer{scheduler: "rr"})); err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(a, 30999).String()
+}
+
+// TestRestartRemovesWhatItOwned restarts the backend over the every-kind scenario's
+// kernel state with no Service left: a full sync deletes every virtual server portico
+// wrote (NodePorts on the node's addresses included, known from its nftables table) and
+// keeps one on a node address that it did not write.
+func TestRestartRemovesWhatItOwned(t *testing.T) {
+	e := newEnv(t, backends.Options{})
+	st := everyKind(t, e)
+	foreign := foreignNodePort(t, e)
+	restarted := e.restart(t, backends.Options{})
+	for _, tbl := range st.Tables {
+		restarted.sync(t, model.NewTable(tbl.Family(), tbl.Node()), model.Diff{Full: true})
+	}
+	got := e.h.Dump()
+	if !strings.Contains(got, foreign) || strings.Count(got, "\n") != 1 || len(e.links.addrs) != 0 {
+		t.Errorf("after a restart with no Service, want only the foreign %s and no address, got:\n%s%v", foreign, got, e.links.addrs)
+	}
+}
+
+// TestCleanup removes everything portico wrote (virtual servers, addresses, tables, the
+// interface) and nothing else.
+func TestCleanup(t *testing.T) {
+	e := newEnv(t, backends.Options{})
+	everyKind(t, e)
+	foreign := foreignNodePort(t, e)
+	if err := e.b.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := e.h.Dump()
+	if !strings.Contains(got, foreign) || strings.Count(got, "\n") != 1 {
+		t.Errorf("after Cleanup want only the foreign %s, got:\n%s", foreign, got)
+	}
+	if e.links.exists || len(e.links.addrs) > 0 {
+		t.Errorf("the dummy interface or its addresses are left: %v", e.links.addrs)
+	}
+	for f, n := range e.nft {
+		if n.Table != nil && len(n.Tables[n.Table.Family]) > 0 {
+			t.Errorf("the %s table is left:\n%s", f, n.Dump())
+		}
 	}
 }
