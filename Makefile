@@ -96,7 +96,7 @@ e2e: build deps cluster-bins
 vm-ipvs:
 	mkdir -p .cache/vm
 	CGO_ENABLED=0 $(GO) test -c -tags ipvsvm -o .cache/vm/ipvs.test ./backends/ipvs/
-	e2e/vm/run.sh -- .cache/vm/ipvs.test -test.v -test.count=1
+	e2e/vm/run.sh --with $$(command -v nft) -- .cache/vm/ipvs.test -test.v -test.count=1 -test.run '^TestVM'
 
 ## test: every test (unit, then e2e, then the VM tests)
 test: lint unit e2e vm-ipvs

@@ -33,6 +33,8 @@ type Backend struct {
 	newNFT func(model.Family) (knftables.Interface, error)
 	links  Links
 	now    func() time.Time
+	// drainBound is how long a removed real server may keep connections (drainBound).
+	drainBound time.Duration
 
 	mu   sync.Mutex
 	h    Handle
@@ -46,13 +48,14 @@ func New(opts backends.Options) (*Backend, error) {
 		opts.IPVS.Scheduler = "rr"
 	}
 	return &Backend{
-		opts:   opts,
-		open:   func() (Handle, error) { return ipvs.New("") },
-		newNFT: realNFT,
-		links:  netlinkLinks{},
-		now:    time.Now,
-		nfts:   map[model.Family]knftables.Interface{},
-		fams:   map[model.Family]*familyState{},
+		opts:       opts,
+		open:       func() (Handle, error) { return ipvs.New("") },
+		newNFT:     realNFT,
+		links:      netlinkLinks{},
+		now:        time.Now,
+		drainBound: drainBound,
+		nfts:       map[model.Family]knftables.Interface{},
+		fams:       map[model.Family]*familyState{},
 	}, nil
 }
 
@@ -99,7 +102,8 @@ func (b *Backend) kernel(f model.Family) (kernel, error) {
 	if err != nil {
 		return kernel{}, err
 	}
-	k := kernel{h: h, links: b.links, now: b.now, excluded: b.excluded, mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark())}
+	k := kernel{h: h, links: b.links, now: b.now, excluded: b.excluded, drainBound: b.drainBound,
+		mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark())}
 	if f != 0 {
 		if k.nft, err = b.nft(f); err != nil {
 			return kernel{}, err

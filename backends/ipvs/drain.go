@@ -9,7 +9,10 @@ import (
 )
 
 // drainBound is how long a removed real server may keep its connections before it is
-// deleted anyway: IPVS's own idle timeout of an established TCP connection (900 s).
+// deleted anyway (Backend.drainBound's default): IPVS's own idle timeout of an
+// established TCP connection (900 s). A closed TCP connection stays in IPVS's table as
+// inactive for its TIME_WAIT (2 minutes), so a real server whose clients all closed goes
+// about 2 minutes after the last close.
 const drainBound = 15 * time.Minute
 
 // drain deletes the draining real servers whose connections ended (no active and no
@@ -28,7 +31,7 @@ func (fs *familyState) drain(k kernel) error {
 		}
 		for ap, since := range fs.draining[key] {
 			n, present := conns[ap]
-			if present && n > 0 && now.Sub(since) < drainBound {
+			if present && n > 0 && now.Sub(since) < k.drainBound {
 				continue
 			}
 			if present {

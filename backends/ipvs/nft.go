@@ -43,7 +43,7 @@ func newNFTFamily(f model.Family) nftFamily {
 
 // chainReject refuses a connection: a TCP reset (at once, where ICMP errors are
 // rate-limited), else ICMP port unreachable.
-const chainReject = "reject"
+const chainReject = "refuse"
 
 // skeleton adds the table's sets and chains to tx, with their rules; the elements come
 // from elements(). mark is the masquerade bit ("0x4000"); node is the family's settings.

@@ -23,6 +23,8 @@ type kernel struct {
 	// excluded reports whether a virtual server's address belongs to someone else
 	// (ipvs.excludeCIDRs): portico never deletes it.
 	excluded func(netip.Addr) bool
+	// drainBound is how long a real server may drain (drain.go).
+	drainBound time.Duration
 }
 
 // applyVS makes the kernel's virtual server vs.key match vs, given the real servers it

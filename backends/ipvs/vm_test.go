@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,10 @@ type vmEnv struct {
 	eps  []netip.AddrPort
 }
 
-func newVMEnv(t *testing.T, opts backends.Options) *vmEnv {
+// newVMEnv builds the namespaces with servers on port 8080 of pod-a1 and pod-b1: echo
+// servers, which keep a connection open for more questions, when echo is set, else the
+// probe servers of traffic.ProbeN.
+func newVMEnv(t *testing.T, opts backends.Options, echo bool) *vmEnv {
 	t.Helper()
 	topo := netns.New(netns.DefaultSpec(netns.RandomPrefix()))
 	if err := topo.Create(context.Background()); err != nil {
@@ -39,12 +43,25 @@ func newVMEnv(t *testing.T, opts backends.Options) *vmEnv {
 	e := &vmEnv{topo: topo}
 	for _, pod := range []string{netns.PodA1, netns.PodB1} {
 		ip := topo.PodIP(pod, netns.IPv4)
-		srv, err := traffic.Serve(topo, pod, []netip.Addr{ip}, []traffic.PortSpec{{Port: 8080, Protocol: traffic.TCP}})
+		var srv interface{ Close() error }
+		var err error
+		if echo {
+			srv, err = traffic.ServeEcho(topo, pod, []netip.Addr{ip}, 8080)
+		} else {
+			srv, err = traffic.Serve(topo, pod, []netip.Addr{ip}, []traffic.PortSpec{{Port: 8080, Protocol: traffic.TCP}})
+		}
 		if err != nil {
 			t.Fatalf("serving in %s: %v", pod, err)
 		}
 		t.Cleanup(func() { _ = srv.Close() })
 		e.eps = append(e.eps, netip.AddrPortFrom(ip, 8080))
+	}
+	// IPVS keeps conntrack entries for what it forwards, so that nftables can masquerade
+	// it (the node set-up writes this in ipvs mode).
+	if err := topo.Do(netns.NodeA, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/vs/conntrack", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatalf("net.ipv4.vs.conntrack in node-a: %v", err)
 	}
 	b, err := New(opts)
 	if err != nil {
@@ -56,17 +73,24 @@ func newVMEnv(t *testing.T, opts backends.Options) *vmEnv {
 
 var clusterIP = netip.AddrPortFrom(netip.MustParseAddr("10.96.0.10"), 80)
 
-// table returns node-a's table with one ClusterIP Service served by eps.
+var nodePort = netip.AddrPortFrom(netip.MustParseAddr("192.168.50.10"), 30080)
+
+// table returns node-a's table with one Service served by eps: a ClusterIP, and a
+// NodePort on node-a's LAN address; outside clients are masqueraded, pods are not.
 func (e *vmEnv) table(eps ...netip.AddrPort) *model.Table {
+	forward := model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeOffCluster, Empty: model.Reject}
 	sp := &model.ServicePort{
-		Name:      model.ServicePortName{Namespace: "vm", Name: "web", Protocol: model.TCP},
-		Frontends: []model.Frontend{{Kind: model.ClusterIP, Addr: clusterIP.Addr(), Port: clusterIP.Port()}},
-		Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeNever, Empty: model.Reject},
+		Name: model.ServicePortName{Namespace: "vm", Name: "web", Protocol: model.TCP},
+		Frontends: []model.Frontend{
+			{Kind: model.ClusterIP, Addr: clusterIP.Addr(), Port: clusterIP.Port()},
+			{Kind: model.NodePort, Addr: nodePort.Addr(), Port: nodePort.Port()},
+		},
+		Internal: forward, External: forward, ExternalFromPods: forward, ExternalFromNode: forward,
 	}
 	for _, ap := range eps {
 		sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: ap.Addr(), Port: ap.Port(), Ready: true, Serving: true})
 	}
-	node := model.Node{Name: netns.NodeA}
+	node := model.Node{Name: netns.NodeA, LocalTraffic: model.LocalTraffic{CIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}}
 	return model.NewTable(model.IPv4, node).Update(node, []*model.ServicePort{sp.Seal()}, nil)
 }
 
@@ -96,7 +120,7 @@ func (e *vmEnv) probe(n int) traffic.Stats {
 // TestVMClusterIP sends connections from a pod to a ClusterIP through IPVS: both
 // endpoints answer, on node-a and on node-b.
 func TestVMClusterIP(t *testing.T) {
-	e := newVMEnv(t, backends.Options{})
+	e := newVMEnv(t, backends.Options{}, false)
 	if err := e.topo.Do(netns.NodeA, func() error { return e.b.Prepare(context.Background()) }); err != nil {
 		t.Fatalf("Prepare in a kernel with IPVS: %v", err)
 	}
@@ -108,11 +132,33 @@ func TestVMClusterIP(t *testing.T) {
 	t.Logf("ClusterIP through IPVS: %s", st)
 }
 
+// TestVMNodePortMasqueraded sends connections from the client (outside the cluster) to
+// the NodePort: both endpoints answer, and they see node-a's address (the nftables
+// table marked the packets before IPVS, and masqueraded them after), not the client's.
+func TestVMNodePortMasqueraded(t *testing.T) {
+	e := newVMEnv(t, backends.Options{MasqueradeBit: 14}, false)
+	e.sync(t, e.table(e.eps...), model.Diff{Full: true})
+	client := e.topo.ClientIPs(netns.IPv4)[0]
+	st := traffic.ProbeN(context.Background(), e.topo, netns.Client, client, nodePort, traffic.TCP, 2*time.Second, 20)
+	if st.OK() != st.Sent || len(st.Servers) != 2 {
+		t.Fatalf("want every probe answered by both endpoints, got %s\n%s", st, e.dump(t))
+	}
+	for peer := range st.Peers {
+		if peer == client {
+			t.Errorf("an endpoint saw the client's own address %s: not masqueraded (%s)", client, st)
+		}
+	}
+	t.Logf("NodePort through IPVS: %s, peers %v", st, st.Peers)
+}
+
 // TestVMGracefulTermination opens a long-lived connection, removes its endpoint and
-// checks that the connection goes on while new connections go to the other endpoint; once
-// it is closed (and IPVS's FIN timeout, set to 2 s, passed) a sync deletes the real server.
+// checks that the connection goes on while new connections go to the other endpoint. Once
+// it is closed, a sync deletes the real server: IPVS keeps a closed connection as inactive
+// for its TIME_WAIT (2 minutes), so the test bounds draining at 8 s (15 minutes in
+// production) instead of waiting; the count of connections is checked by the unit tests.
 func TestVMGracefulTermination(t *testing.T) {
-	e := newVMEnv(t, backends.Options{IPVS: backends.IPVSOptions{TCPFinTimeout: 2 * time.Second}})
+	e := newVMEnv(t, backends.Options{IPVS: backends.IPVSOptions{TCPFinTimeout: 2 * time.Second}}, true)
+	e.b.drainBound = 8 * time.Second
 	full := e.table(e.eps...)
 	e.sync(t, full, model.Diff{Full: true})
 	conn, err := traffic.Dial(context.Background(), e.topo, netns.PodA2, netip.Addr{}, clusterIP, traffic.TCP, 2*time.Second)
@@ -138,8 +184,16 @@ func TestVMGracefulTermination(t *testing.T) {
 	if r := conn.Ask(2 * time.Second); r.Outcome != traffic.OK || r.Server != first.Server {
 		t.Fatalf("the long-lived connection to the removed endpoint was cut: %s %v", r.Outcome, r.Err)
 	}
-	if st := e.probe(10); st.OK() != st.Sent || st.Servers[other] != st.Sent {
-		t.Fatalf("new connections must all go to %s, got %s", other, st)
+	for i := range 10 {
+		c, err := traffic.Dial(context.Background(), e.topo, netns.PodA2, netip.Addr{}, clusterIP, traffic.TCP, 2*time.Second)
+		if err != nil {
+			t.Fatalf("new connection %d: %v", i, err)
+		}
+		r := c.Ask(2 * time.Second)
+		_ = c.Close()
+		if r.Outcome != traffic.OK || r.Server != other {
+			t.Fatalf("new connection %d: want an answer from %s, got %s from %s (%v)", i, other, r.Outcome, r.Server, r.Err)
+		}
 	}
 	if !e.b.PendingWork(model.IPv4) {
 		t.Error("no pending work while a real server drains")

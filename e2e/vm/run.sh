@@ -32,7 +32,7 @@ prog=$1; shift
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${VM_CACHE:-$root/.cache/vm}
-modules="nf_conntrack nf_nat nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_reject nft_reject_inet nft_numgen nft_compat nf_conntrack_netlink ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_mh ip_vs_dh ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_lblc ip_vs_lblcr ip_vs_twos dummy veth bridge br_netfilter sctp"
+modules="xfrm_user nf_conntrack nf_nat nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_reject nft_reject_inet nft_reject_ipv4 nft_reject_ipv6 nft_numgen nft_compat nf_conntrack_netlink ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_mh ip_vs_dh ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_lblc ip_vs_lblcr ip_vs_twos dummy veth bridge br_netfilter sctp"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 if ! have qemu-system-x86_64 || [ ! -x /bin/busybox ] || ! have cpio || ! have depmod; then
