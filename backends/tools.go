@@ -40,10 +40,11 @@ var modeTools = map[string][]Tool{
 		{Name: "iptables-save", Install: "apt-get install iptables"},
 		{Name: "ipset", Install: "apt-get install ipset"},
 	},
+	// portico's ipvs mode does with nftables what kube-proxy's does with ipset and
+	// iptables (backends/ipvs/README.md).
 	"ipvs": {
 		{Name: "ip_vs", Module: true, Install: "modprobe ip_vs; the module ships with Debian's kernel"},
-		{Name: "ipset", Install: "apt-get install ipset"},
-		{Name: "iptables-restore", Install: "apt-get install iptables"},
+		{Name: "nft", Install: "apt-get install nftables"},
 	},
 }
 

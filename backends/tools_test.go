@@ -60,7 +60,7 @@ func TestToolProbeMissingNft(t *testing.T) {
 	}
 	want := "nftables mode needs the nft binary (Debian: apt-get install nftables), which is not installed " +
 		`(exec: "nft": executable file not found in $PATH); ` +
-		"modes that would work here: iptables (not in this build), ipvs (not in this build)"
+		"modes that would work here: iptables (not in this build)"
 	if err.Error() != want {
 		t.Errorf("error\n%s\nwant\n%s", err, want)
 	}
@@ -70,6 +70,8 @@ func TestToolProbeMissingNft(t *testing.T) {
 }
 
 func TestToolProbeWorkingModes(t *testing.T) {
+	// iptables mode without ipset: the error lists the other modes that would work, ipvs
+	// depending on its kernel module (and nft).
 	for _, tc := range []struct {
 		name     string
 		programs []string
@@ -77,16 +79,15 @@ func TestToolProbeWorkingModes(t *testing.T) {
 		want     string
 	}{
 		{"nothing", nil, "none", "modes that would work here: none"},
-		{"iptables in this build", []string{"iptables-restore", "iptables-save", "ipset"}, "none", "modes that would work here: iptables"},
-		{"iptables without ipset", []string{"iptables-restore", "iptables-save"}, "none", "modes that would work here: none"},
-		{"ipvs without its module", []string{"iptables-restore", "iptables-save", "ipset"}, "other", "modes that would work here: iptables"},
-		{"ipvs module installed", []string{"iptables-restore", "iptables-save", "ipset"}, "installed", "modes that would work here: iptables, ipvs (not in this build)"},
-		{"ipvs module built in", []string{"iptables-restore", "ipset", "iptables-save"}, "builtin", "modes that would work here: iptables, ipvs (not in this build)"},
-		{"ipvs without ipset", []string{"iptables-restore", "iptables-save"}, "loaded", "modes that would work here: none"},
+		{"nftables", []string{"nft"}, "none", "modes that would work here: nftables"},
+		{"ipvs without its module", []string{"nft", "iptables-restore"}, "other", "modes that would work here: nftables"},
+		{"ipvs module installed", []string{"nft"}, "installed", "modes that would work here: nftables, ipvs (not in this build)"},
+		{"ipvs module built in", []string{"nft"}, "builtin", "modes that would work here: nftables, ipvs (not in this build)"},
+		{"ipvs without nft", []string{"iptables-restore", "iptables-save"}, "loaded", "modes that would work here: none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			probe := ToolProbe{LookPath: pathOf(tc.programs...), Root: moduleRoot(t, tc.module)}
-			err := probe.Check("nftables", allModes, []string{"nftables", "iptables"})
+			err := probe.Check("iptables", allModes, []string{"nftables", "iptables"})
 			if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
 				t.Errorf("Check: %v, want it to end in %q", err, tc.want)
 			}

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
@@ -24,6 +27,9 @@ import (
 
 // Name is the proxy mode this backend implements.
 const Name = "ipvs"
+
+// Factory is the backends.Factory of the ipvs mode.
+func Factory(opts backends.Options) (backends.Backend, error) { return New(opts) }
 
 // Backend renders model tables into IPVS. Create it with New; it touches the kernel only
 // from Prepare or the first Sync.
@@ -49,7 +55,7 @@ func New(opts backends.Options) (*Backend, error) {
 	}
 	return &Backend{
 		opts:       opts,
-		open:       func() (Handle, error) { return ipvs.New("") },
+		open:       openIPVS,
 		newNFT:     realNFT,
 		links:      netlinkLinks{},
 		now:        time.Now,
@@ -73,6 +79,19 @@ func (b *Backend) Prepare(context.Context) error {
 	defer b.mu.Unlock()
 	_, err := b.handle()
 	return err
+}
+
+// openIPVS checks that the kernel has IPVS (its generic netlink family; the module loads
+// on that request when it can) and opens a handle in the calling thread's network
+// namespace: moby/ipvs would open one anyway and send its requests to the wrong family.
+// moby/ipvs reports its own failures through logrus; portico reports them itself, so
+// logrus is silenced.
+func openIPVS() (Handle, error) {
+	if _, err := netlink.GenlFamilyGet("IPVS"); err != nil {
+		return nil, fmt.Errorf("generic netlink family IPVS: %w", err)
+	}
+	logrus.SetOutput(io.Discard)
+	return ipvs.New("")
 }
 
 // handle opens the IPVS handle on first use and applies the configured timeouts.
@@ -103,7 +122,7 @@ func (b *Backend) kernel(f model.Family) (kernel, error) {
 		return kernel{}, err
 	}
 	k := kernel{h: h, links: b.links, now: b.now, excluded: b.excluded, drainBound: b.drainBound,
-		mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark())}
+		mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark()), scheduler: b.opts.IPVS.Scheduler, logger: klog.Background()}
 	if f != 0 {
 		if k.nft, err = b.nft(f); err != nil {
 			return kernel{}, err
@@ -164,6 +183,7 @@ func (b *Backend) Sync(ctx context.Context, t *model.Table, d model.Diff) error 
 	if err != nil {
 		return err
 	}
+	k.logger = klog.FromContext(ctx)
 	fs := b.family(t.Family())
 	r := renderer{node: t.Node(), defaultScheduler: b.opts.IPVS.Scheduler}
 	if d.Full || !fs.ready {

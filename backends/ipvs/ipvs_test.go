@@ -210,6 +210,14 @@ func TestSchedulers(t *testing.T) {
 	if strings.Count(e.dump(), " sh\n") != 1 || strings.Count(e.dump(), " rr\n") != 1 {
 		t.Errorf("one port asks for sh, the other has the default rr:\n%s", e.dump())
 	}
+
+	// A scheduler the kernel lacks: that port gets the default, the others sync.
+	e = newEnv(t, backends.Options{})
+	e.h.Schedulers = []string{"rr"}
+	e.sync(t, next, model.Diff{Full: true})
+	if strings.Count(e.dump(), " rr\n") != 2 {
+		t.Errorf("a scheduler the kernel lacks: want the default rr on both ports:\n%s", e.dump())
+	}
 }
 
 // TestNoIPVS checks the error of a kernel without IPVS: it says so, suggests nftables,
@@ -282,5 +290,24 @@ func TestCleanup(t *testing.T) {
 		if n.Table != nil && len(n.Tables[n.Table.Family]) > 0 {
 			t.Errorf("the %s table is left:\n%s", f, n.Dump())
 		}
+	}
+}
+
+// TestUDPRealServerGoesAtOnce checks that a UDP endpoint that leaves is deleted at once,
+// even with connections counted, and never drains.
+func TestUDPRealServerGoesAtOnce(t *testing.T) {
+	e := newEnv(t, backends.Options{})
+	sp := backendtest.ScalePort(0, 2, 0)
+	sp.Name.Protocol = model.UDP
+	tbl := model.NewTable(model.IPv4, model.Node{Name: "node-a"}).Update(model.Node{Name: "node-a"}, []*model.ServicePort{sp.Seal()}, nil)
+	e.sync(t, tbl, model.Diff{Full: true})
+	gone := sp.Cluster[0].AddrPort().String()
+	e.h.SetConnections("17/"+sp.Frontends[0].Addr.String()+"/80", gone, 0, 3)
+	less := *sp
+	less.Cluster = sp.Cluster[1:]
+	next := tbl.Update(tbl.Node(), []*model.ServicePort{less.Seal()}, nil)
+	e.sync(t, next, model.Diff{Changed: []model.ServicePortName{sp.Name}})
+	if strings.Contains(e.dump(), gone) || e.b.PendingWork(model.IPv4) {
+		t.Errorf("a UDP endpoint that left is still there or draining:\n%s", e.dump())
 	}
 }

@@ -2,12 +2,15 @@ package ipvs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/moby/ipvs"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/model"
@@ -25,23 +28,20 @@ type kernel struct {
 	excluded func(netip.Addr) bool
 	// drainBound is how long a real server may drain (drain.go).
 	drainBound time.Duration
+	// scheduler is the default scheduler (ipvs.scheduler, else rr).
+	scheduler string
+	logger    klog.Logger
 }
 
 // applyVS makes the kernel's virtual server vs.key match vs, given the real servers it
 // holds (have, with their weights; nil when the virtual server does not exist yet).
 // Real servers vs no longer wants are kept with weight 0 and drained (drain.go).
 func (fs *familyState) applyVS(k kernel, vs virtualServer, port model.ServicePortName, have map[netip.AddrPort]int, exists, same bool) error {
-	svc := service(vs.key, &vs)
-	switch {
-	case !exists:
-		if err := k.h.NewService(svc); err != nil {
-			return fmt.Errorf("creating IPVS virtual server %s for %s: %w", vs.key, port, err)
-		}
-	case !same:
-		if err := k.h.UpdateService(svc); err != nil {
-			return fmt.Errorf("updating IPVS virtual server %s for %s: %w", vs.key, port, err)
-		}
+	vs, err := k.writeService(vs, port, exists, same)
+	if err != nil {
+		return err
 	}
+	svc := service(vs.key, &vs)
 	fs.vs[vs.key] = owned{virtualServer: vs, port: port}
 	for _, ap := range vs.dests {
 		w, ok := have[ap]
@@ -60,11 +60,46 @@ func (fs *familyState) applyVS(k kernel, vs virtualServer, port model.ServicePor
 	return fs.drainLeavers(k, vs, have)
 }
 
+// writeService creates or updates a virtual server's settings, unless they are the same.
+// A scheduler the kernel does not have (its ip_vs_<name> module missing: ENOENT) is
+// logged and replaced by the default one, so that one Service's annotation never fails
+// the sync of the others; the virtual server as written is returned.
+func (k kernel) writeService(vs virtualServer, port model.ServicePortName, exists, same bool) (virtualServer, error) {
+	if exists && same {
+		return vs, nil
+	}
+	write, verb := k.h.NewService, "creating"
+	if exists {
+		write, verb = k.h.UpdateService, "updating"
+	}
+	err := write(service(vs.key, &vs))
+	if errors.Is(err, syscall.ENOENT) && vs.scheduler != k.scheduler {
+		k.logger.Error(err, "The kernel has no such IPVS scheduler (is its module ip_vs_<name> missing?); using the default",
+			"servicePort", port, "scheduler", vs.scheduler, "default", k.scheduler)
+		vs.scheduler = k.scheduler
+		err = write(service(vs.key, &vs))
+	}
+	if err != nil {
+		return vs, fmt.Errorf("%s IPVS virtual server %s for %s: %w", verb, vs.key, port, err)
+	}
+	return vs, nil
+}
+
 // drainLeavers sets weight 0 on the real servers of have that vs no longer wants, so that
-// new connections go elsewhere at once while established ones go on.
+// new connections go elsewhere at once while established ones go on. UDP has no end of
+// connection to wait for: a UDP real server is deleted at once, and with
+// net.ipv4.vs.expire_nodest_conn (set in ipvs mode) IPVS drops its entries on their next
+// packet, so that a client's flow moves to a live endpoint (as kube-proxy does).
 func (fs *familyState) drainLeavers(k kernel, vs virtualServer, have map[netip.AddrPort]int) error {
 	for ap, w := range have {
 		if slices.Contains(vs.dests, ap) {
+			continue
+		}
+		if vs.key.proto == model.UDP {
+			if err := k.h.DelDestination(service(vs.key, nil), destination(ap, 0)); err != nil {
+				return fmt.Errorf("deleting real server %s of IPVS virtual server %s: %w", ap, vs.key, err)
+			}
+			fs.stopDraining(vs.key, ap)
 			continue
 		}
 		if w != 0 {

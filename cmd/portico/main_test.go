@@ -58,10 +58,13 @@ func TestInvalidConfigurationExitsTwo(t *testing.T) {
 	}
 }
 
-func TestUnavailableModeFailsClearly(t *testing.T) {
+// TestModeWithoutItsKernelModuleFailsClearly starts ipvs mode on a host without the ip_vs
+// module (the test's host root has no modules): portico exits at start, naming the
+// module, how to get it and the modes that would work.
+func TestModeWithoutItsKernelModuleFailsClearly(t *testing.T) {
 	code, msg, _ := run(t, "--config="+writeConfig(t, "mode: ipvs\n"), "--hostname-override=node-a")
-	if code != exitError || !strings.Contains(msg, `mode "ipvs"`) || !strings.Contains(msg, "available: iptables, nftables") {
-		t.Errorf("exit %d, error %q: want exit %d naming the mode and the available ones", code, msg, exitError)
+	if code != exitError || !strings.Contains(msg, "ipvs mode needs the ip_vs kernel module") || !strings.Contains(msg, "modes that would work here: iptables, nftables") {
+		t.Errorf("exit %d, error %q: want exit %d naming the module and the modes that would work", code, msg, exitError)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/iptables"
+	"github.com/portico-dev/portico/backends/ipvs"
 	"github.com/portico-dev/portico/backends/nftables"
 	"github.com/portico-dev/portico/config"
 )
@@ -20,6 +21,7 @@ func registry() *backends.Registry {
 	r := backends.NewRegistry(config.Modes...)
 	r.Register(nftables.Mode, nftables.Factory)
 	r.Register(iptables.Mode, iptables.Factory)
+	r.Register(ipvs.Name, ipvs.Factory)
 	return r
 }
 
