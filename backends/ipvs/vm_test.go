@@ -208,3 +208,35 @@ func TestVMGracefulTermination(t *testing.T) {
 		e.sync(t, less, model.Diff{})
 	}
 }
+
+// TestVMClusterIPv6 sends connections from a pod to an IPv6 ClusterIP through IPVS: the
+// address is bound to the dummy interface, which stays down; both endpoints must answer.
+func TestVMClusterIPv6(t *testing.T) {
+	e := newVMEnv(t, backends.Options{}, false)
+	vip := netip.AddrPortFrom(netip.MustParseAddr("fd00:96::10"), 80)
+	var eps []netip.AddrPort
+	for _, pod := range []string{netns.PodA1, netns.PodB1} {
+		ip := e.topo.PodIP(pod, netns.IPv6)
+		srv, err := traffic.Serve(e.topo, pod, []netip.Addr{ip}, []traffic.PortSpec{{Port: 8080, Protocol: traffic.TCP}})
+		if err != nil {
+			t.Fatalf("serving in %s: %v", pod, err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		eps = append(eps, netip.AddrPortFrom(ip, 8080))
+	}
+	sp := &model.ServicePort{
+		Name:      model.ServicePortName{Namespace: "vm", Name: "web6", Protocol: model.TCP},
+		Frontends: []model.Frontend{{Kind: model.ClusterIP, Addr: vip.Addr(), Port: vip.Port()}},
+		Internal:  model.Traffic{Endpoints: model.ClusterEndpoints, Masquerade: model.MasqueradeNever, Empty: model.Reject},
+	}
+	for _, ap := range eps {
+		sp.Cluster = append(sp.Cluster, model.Endpoint{Addr: ap.Addr(), Port: ap.Port(), Ready: true, Serving: true})
+	}
+	node := model.Node{Name: netns.NodeA}
+	e.sync(t, model.NewTable(model.IPv6, node).Update(node, []*model.ServicePort{sp.Seal()}, nil), model.Diff{Full: true})
+	st := traffic.ProbeN(context.Background(), e.topo, netns.PodA2, netip.Addr{}, vip, traffic.TCP, 2*time.Second, 20)
+	if st.OK() != st.Sent || len(st.Servers) != 2 {
+		t.Fatalf("want every probe answered by both endpoints, got %s\n%s", st, e.dump(t))
+	}
+	t.Logf("IPv6 ClusterIP through IPVS: %s", st)
+}
