@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +42,8 @@ type Backend struct {
 	now    func() time.Time
 	// drainBound is how long a removed real server may keep connections (drainBound).
 	drainBound time.Duration
+	// listTable lists a family's nftables table for Dump.
+	listTable func(context.Context, model.Family) (string, error)
 
 	mu   sync.Mutex
 	h    Handle
@@ -60,6 +63,7 @@ func New(opts backends.Options) (*Backend, error) {
 		links:      netlinkLinks{},
 		now:        time.Now,
 		drainBound: drainBound,
+		listTable:  nftListTable,
 		nfts:       map[model.Family]knftables.Interface{},
 		fams:       map[model.Family]*familyState{},
 	}, nil
@@ -214,7 +218,7 @@ func (b *Backend) PendingWork(f model.Family) bool {
 }
 
 // Dump implements backends.Backend: the virtual servers portico wrote, with their real
-// servers and connection counts, and the dummy interface's addresses.
+// servers and connection counts, the dummy interface's addresses and the nftables tables.
 func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -226,7 +230,27 @@ func (b *Backend) Dump(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return dump(ctx, k, own, w)
+	if err := dump(ctx, k, own, w); err != nil {
+		return err
+	}
+	for _, f := range []model.Family{model.IPv4, model.IPv6} {
+		text, err := b.listTable(ctx, f)
+		if err != nil {
+			fmt.Fprintf(w, "# nftables table %s %s: %v\n", newNFTFamily(f).ip, TableName, err)
+			continue
+		}
+		fmt.Fprint(w, text)
+	}
+	return nil
+}
+
+// nftListTable lists one of portico's ipvs-mode nftables tables with the nft command.
+func nftListTable(ctx context.Context, f model.Family) (string, error) {
+	out, err := exec.CommandContext(ctx, "nft", "list", "table", newNFTFamily(f).ip, TableName).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nft list table: %w: %s", err, out)
+	}
+	return string(out), nil
 }
 
 // Cleanup implements backends.Backend: it deletes the virtual servers portico owns (on

@@ -88,6 +88,7 @@ func newEnv(t *testing.T, opts backends.Options) *testEnv {
 		model.IPv6: knftables.NewFake(knftables.IPv6Family, TableName),
 	}
 	b.newNFT = func(f model.Family) (knftables.Interface, error) { return e.nft[f], nil }
+	b.listTable = func(_ context.Context, f model.Family) (string, error) { return e.nft[f].Dump(), nil }
 	b.links, b.now = e.links, e.clock.now
 	return e
 }

@@ -311,3 +311,20 @@ func TestUDPRealServerGoesAtOnce(t *testing.T) {
 		t.Errorf("a UDP endpoint that left is still there or draining:\n%s", e.dump())
 	}
 }
+
+// TestDump checks that the dump holds what portico owns: the virtual servers with their
+// real servers, the bound addresses and both families' tables.
+func TestDump(t *testing.T) {
+	e := newEnv(t, backends.Options{})
+	everyKind(t, e)
+	var b strings.Builder
+	if err := e.b.Dump(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TCP 10.96.0.10:80 rr\n", "  -> 10.244.1.10:8080 (weight 1, active 0, inactive 0)\n",
+		DeviceName + " 10.96.0.10\n", "add table ip " + TableName, "add table ip6 " + TableName} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the dump lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -130,6 +130,9 @@ func TestVMClusterIP(t *testing.T) {
 		t.Fatalf("want every probe answered by both endpoints, got %s\n%s", st, e.dump(t))
 	}
 	t.Logf("ClusterIP through IPVS: %s", st)
+	if d := e.dump(t); !strings.Contains(d, "table ip "+TableName) || !strings.Contains(d, DeviceName+" 10.96.0.10") {
+		t.Errorf("the dump lacks the nftables table or the bound address:\n%s", d)
+	}
 }
 
 // TestVMNodePortMasqueraded sends connections from the client (outside the cluster) to
