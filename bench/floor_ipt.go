@@ -137,18 +137,11 @@ func iptFloorSteps(d *iptDump, wrapDir, v string) []floorStep {
 // it; it returns the time from the first start to the last exit and the runs the wrapper
 // logged (to logPath).
 func loadSteps(ctx context.Context, topo *netns.Topology, steps []floorStep, logPath string) (time.Duration, NFTRuns, error) {
-	name := floorNS(topo)
-	_ = deleteFloorNS(topo)
-	waitQuiet(true)
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return 0, NFTRuns{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
-	}
-	defer deleteFloorNS(topo)
-	h, err := vnetns.GetFromName(name)
+	h, done, err := floorNamespace(ctx, topo)
 	if err != nil {
 		return 0, NFTRuns{}, err
 	}
-	defer h.Close()
+	defer done()
 	off := fileSize(logPath)
 	start := time.Now()
 	for _, s := range steps {

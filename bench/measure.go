@@ -663,22 +663,12 @@ func deleteFloorNS(topo *netns.Topology) error {
 // through the wrapper, as the proxies' nft runs do: started straight from this (large)
 // process, a child's maxrss would count this process's RSS at the moment of exec.
 func loadOnce(ctx context.Context, topo *netns.Topology, nt nftTools, path string) (time.Duration, NFTRuns, error) {
-	name := floorNS(topo)
-	_ = deleteFloorNS(topo)
-	waitQuiet(true) // the previous load's namespace is freed in the background
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return 0, NFTRuns{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
-	}
-	defer deleteFloorNS(topo)
-	h, err := vnetns.GetFromName(name)
+	h, done, err := floorNamespace(ctx, topo)
 	if err != nil {
 		return 0, NFTRuns{}, err
 	}
-	defer h.Close()
-	var off int64
-	if st, err := os.Stat(nt.log); err == nil {
-		off = st.Size()
-	}
+	defer done()
+	off := fileSize(nt.log)
 	cmd := exec.CommandContext(ctx, nt.wrapper, "-f", path)
 	cmd.Env = append(os.Environ(), "NFTWRAP_LOG="+nt.log, "NFTWRAP_REAL="+nt.real)
 	var stderr strings.Builder
@@ -694,6 +684,24 @@ func loadOnce(ctx context.Context, topo *netns.Topology, nt nftTools, path strin
 		return el, NFTRuns{}, fmt.Errorf("nft -f: %w: %s", err, lastLines(stderr.String(), 5))
 	}
 	return el, readWrapLog(nt.log, off), nil
+}
+
+// floorNamespace creates the fresh, empty namespace a floor load runs in, once the
+// machine is quiet (the previous load's namespace is freed in the background); done
+// closes its handle and deletes it.
+func floorNamespace(ctx context.Context, topo *netns.Topology) (h vnetns.NsHandle, done func(), err error) {
+	name := floorNS(topo)
+	_ = deleteFloorNS(topo)
+	waitQuiet(true)
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return 0, nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
+	}
+	h, err = vnetns.GetFromName(name)
+	if err != nil {
+		_ = deleteFloorNS(topo)
+		return 0, nil, err
+	}
+	return h, func() { h.Close(); _ = deleteFloorNS(topo) }, nil
 }
 
 // nftTools are the nft wrapper, its log for the floor's runs and the real nft.

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/moby/ipvs"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
@@ -64,5 +63,3 @@ func ipvsStages(h *ipvstest.Fake) []nfttrace.Stage {
 		{Hook: knftables.OutputHook, Priority: -98, Lookup: lookup},
 	}
 }
-
-var _ = ipvs.ConnectionFlagMasq

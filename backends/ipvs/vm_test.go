@@ -13,6 +13,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +243,40 @@ func TestVMClusterIPv6(t *testing.T) {
 		t.Fatalf("want every probe answered by both endpoints, got %s\n%s", st, e.dump(t))
 	}
 	t.Logf("IPv6 ClusterIP through IPVS: %s", st)
+}
+
+// TestVMRestartRemovesWhatItOwned restarts the backend (a new one, a full sync with no
+// Service) over a node that the first one programmed: the NodePort's virtual server on
+// node-a's own address goes too, known from the frontends of portico's nftables table as
+// the real nft lists them, while a virtual server on a node address that portico did not
+// write stays.
+func TestVMRestartRemovesWhatItOwned(t *testing.T) {
+	e := newVMEnv(t, backends.Options{}, false)
+	tbl := e.table(e.eps...)
+	e.sync(t, tbl, model.Diff{Full: true})
+	foreign := netip.AddrPortFrom(nodePort.Addr(), 30999)
+	if err := e.topo.Do(netns.NodeA, func() error {
+		return e.b.h.NewService(service(vsKey{foreign.Addr(), model.TCP, foreign.Port()}, &virtualServer{scheduler: "rr"}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := New(backends.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b = restarted
+	e.sync(t, model.NewTable(model.IPv4, tbl.Node()), model.Diff{Full: true})
+	svcs, err := e.b.h.GetServices() // every virtual server, not only portico's
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []vsKey
+	for _, s := range svcs {
+		if k, ok := keyOf(s); ok {
+			left = append(left, k)
+		}
+	}
+	if want := []vsKey{{foreign.Addr(), model.TCP, foreign.Port()}}; !slices.Equal(left, want) {
+		t.Errorf("after a restart with no Service, IPVS holds %v, want only the foreign %v", left, want)
+	}
 }
