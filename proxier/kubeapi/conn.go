@@ -1,6 +1,7 @@
 package kubeapi
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,14 +76,36 @@ func endLostWatches(rt http.RoundTripper) http.RoundTripper { return lostWatchEn
 // lostWatchEnder is endLostWatches' round tripper.
 type lostWatchEnder struct{ rt http.RoundTripper }
 
-// RoundTrip sends req and, for a watch, wraps the response body in lostAsEOF.
+// RoundTrip sends req and, for a watch, wraps the response body in lostAsEOF, read
+// through a buffer (watchBody).
 func (l lostWatchEnder) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := l.rt.RoundTrip(req)
 	if err != nil || req.URL.Query().Get("watch") != "true" {
 		return resp, err
 	}
-	resp.Body = lostAsEOF{resp.Body}
+	resp.Body = newWatchBody(lostAsEOF{resp.Body})
 	return resp, nil
+}
+
+// watchReadBuffer is the size of a watch body's read buffer.
+const watchReadBuffer = 64 << 10
+
+// watchBody reads a watch's response body through a buffer. client-go reads a watch one
+// event at a time, in reads of the frame's length and then of its body (about 1 KiB for
+// an EndpointSlice), and Go's HTTP/2 client sends the API server a WINDOW_UPDATE frame,
+// a TLS record and a write system call, for every 4 KiB that reads consume. The initial
+// events of a watch-list at 10,000 Services are 15 MB: some 3,700 writes, which took
+// about 0.15 s of CPU on each start. Through the buffer, one read takes whatever the
+// connection has received (up to watchReadBuffer) and the updates are that much fewer.
+// bufio.Reader reads the body at most once per call, so an event is never held back
+// waiting for more.
+type watchBody struct {
+	*bufio.Reader
+	io.Closer
+}
+
+func newWatchBody(body io.ReadCloser) watchBody {
+	return watchBody{Reader: bufio.NewReaderSize(body, watchReadBuffer), Closer: body}
 }
 
 // WrappedRoundTripper returns the wrapped round tripper (client-go walks wrappers with

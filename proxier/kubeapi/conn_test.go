@@ -1,9 +1,12 @@
 package kubeapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -197,5 +200,64 @@ func TestSourcesShareOneConnection(t *testing.T) {
 	}
 	if n := proxy.accepted.Load(); n != 1 {
 		t.Errorf("%d connections to the API server, want 1", n)
+	}
+}
+
+// sizeRecorder is a body that records the buffer size of each Read and answers it with
+// at most chunk bytes of what is left.
+type sizeRecorder struct {
+	data  []byte
+	chunk int
+	asked []int
+}
+
+func (s *sizeRecorder) Read(p []byte) (int, error) {
+	s.asked = append(s.asked, len(p))
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), s.chunk)], s.data)
+	s.data = s.data[n:]
+	return n, nil
+}
+
+func (s *sizeRecorder) Close() error { return nil }
+
+// TestWatchBodyReadsInLargePieces: read the way client-go reads a watch (a 4-byte length,
+// then the frame), a watch body asks the connection for watchReadBuffer bytes at a time,
+// so that the HTTP/2 client acknowledges the data in few WINDOW_UPDATE frames, and asks it
+// at most once per read, so that an event is never held back waiting for more.
+func TestWatchBodyReadsInLargePieces(t *testing.T) {
+	const frames, size = 200, 1000
+	var stream []byte
+	for i := range frames {
+		stream = binary.BigEndian.AppendUint32(stream, size)
+		stream = append(stream, bytes.Repeat([]byte{byte(i)}, size)...)
+	}
+	rec := &sizeRecorder{data: stream, chunk: 16 << 10}
+	body := newWatchBody(rec)
+	hdr, frame := make([]byte, 4), make([]byte, size)
+	for i := range frames {
+		before := len(rec.asked)
+		if _, err := io.ReadFull(body, hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(body, frame); err != nil {
+			t.Fatal(err)
+		}
+		if binary.BigEndian.Uint32(hdr) != size || frame[0] != byte(i) || frame[size-1] != byte(i) {
+			t.Fatalf("frame %d read wrong", i)
+		}
+		if reads := len(rec.asked) - before; reads > 2 {
+			t.Fatalf("frame %d took %d reads of the connection, want at most 2", i, reads)
+		}
+	}
+	for i, n := range rec.asked {
+		if n < watchReadBuffer/2 {
+			t.Errorf("read %d of the connection asked for %d bytes, want about %d", i, n, watchReadBuffer)
+		}
+	}
+	if want := len(stream)/(16<<10) + 1; len(rec.asked) > want {
+		t.Errorf("%d reads of the connection for %d bytes in chunks of 16 KiB, want at most %d", len(rec.asked), len(stream), want)
 	}
 }
