@@ -45,6 +45,24 @@ type Deferrer interface {
 	PendingWork(f model.Family) bool
 }
 
+// Warner is implemented by backends that may program a Service port otherwise than the
+// model asked, because the kernel cannot do what it asked (an IPVS scheduler whose module
+// the node lacks: the default one is used). The port works, so the Sync succeeds; the
+// proxier takes the warnings after each Sync and reports them on the Services.
+type Warner interface {
+	// TakeWarnings returns the warnings of the Syncs since the last call, and forgets
+	// them.
+	TakeWarnings() []PortWarning
+}
+
+// PortWarning is one Service port programmed otherwise than the model asked, and how.
+type PortWarning struct {
+	// Name is the Service port.
+	Name model.ServicePortName
+	// Err says what the backend did instead, and why.
+	Err error
+}
+
 // Preparer is implemented by backends with start-up work that reads but never changes the
 // kernel (probing tools, opening handles). The proxier runs Prepare while its informer
 // caches fill, so that the first Sync, and with it a restarted node's rules, does not wait

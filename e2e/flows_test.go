@@ -4,9 +4,7 @@ package e2e
 
 import (
 	"context"
-	"maps"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/e2e/harness/env"
-	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
 
@@ -36,46 +33,35 @@ func pods(names ...string) backendtest.Expect { return backendtest.Expect{Pods: 
 // refused is the expectation of an immediate refusal.
 var refused = backendtest.Expect{Outcome: backendtest.Refused}
 
-// probes per flow kind.
+// probes per flow kind (backendtest.Prober's).
 const (
-	probesBalanced = 24
-	probesRefused  = 3
-	probeTimeout   = 2 * time.Second
-	dropTimeout    = 1500 * time.Millisecond
+	probesBalanced = backendtest.ProbesBalanced
+	probesRefused  = backendtest.ProbesRefused
+	probeTimeout   = backendtest.ProbeTimeout
+	dropTimeout    = backendtest.DropTimeout
 )
+
+// prober runs flows with real packets in the suite's namespaces.
+func prober() backendtest.Prober { return backendtest.Prober{Topo: suite.Topo} }
 
 // runFlow probes one flow and checks its expectation.
 func runFlow(ctx context.Context, t *testing.T, svcs map[string]*corev1.Service, f Flow) {
 	t.Helper()
 	svc := svcs[f.To]
-	if f.To != "" && svc == nil {
-		t.Fatalf("flow %q: no Service %q in the scenario", f.Name, f.To)
+	if f.Protocol() == "SCTP" {
+		dst, err := backendtest.Destination(suite.Topo.Spec(), svc, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSCTP(t, f, source(t, f, dst), dst, backendtest.ExpectedEndpoints(suite.Topo.Spec(), svc, f))
+		return
 	}
-	dst, err := backendtest.Destination(suite.Topo.Spec(), svc, f)
+	msg, err := prober().Check(ctx, svc, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := source(t, f, dst)
-	switch {
-	case f.Protocol() == "SCTP":
-		checkSCTP(t, f, src, dst, backendtest.ExpectedEndpoints(suite.Topo.Spec(), svc, f))
-	case len(f.Expect.Pods) > 0:
-		n := probesBalanced
-		if f.Probes > 0 {
-			n = f.Probes
-		}
-		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, f.Protocol(), probeTimeout, n)
-		checkAnswered(t, f, dst, st)
-	case f.Expect.Outcome == backendtest.Dropped:
-		r := traffic.Probe(ctx, suite.Topo, f.From, src, dst, f.Protocol(), dropTimeout)
-		if r.Outcome != traffic.Timeout {
-			t.Errorf("%s %s %s: want a timeout (DROP), got %s (%v)", f.From, f.Protocol(), dst, r.Outcome, r.Err)
-		}
-	default:
-		st := traffic.ProbeN(ctx, suite.Topo, f.From, src, dst, f.Protocol(), probeTimeout, probesRefused)
-		if st.Outcomes[traffic.Refused] != st.Sent || st.Sent == 0 {
-			t.Errorf("%s %s %s: want every probe refused, got %s", f.From, f.Protocol(), dst, st)
-		}
+	if msg != "" {
+		t.Error(msg)
 	}
 }
 
@@ -101,78 +87,23 @@ const (
 // a pod's own address; node-a lets the kernel choose.
 func source(t *testing.T, f Flow, dst netip.AddrPort) netip.Addr {
 	t.Helper()
-	if f.From == nodeA {
-		return netip.Addr{}
-	}
-	src, _, err := backendtest.Source(suite.Topo.Spec(), f, dst.Addr())
+	src, err := prober().Source(f, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return src
 }
 
+// checkAnswered checks the probes of a flow that expects endpoints.
 func checkAnswered(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
 	t.Helper()
-	if st.OK() != st.Sent || st.Sent == 0 {
-		t.Errorf("%s -> %s: want every probe answered, got %s", f.From, dst, st)
-		return
-	}
-	want := map[netip.Addr]bool{}
-	for _, p := range f.Expect.Pods {
-		want[suite.Topo.PodIP(p, f.Fam())] = true
-	}
-	got := map[netip.Addr]bool{}
-	for s := range st.Servers {
-		got[s.Addr()] = true
-	}
-	if f.Sticky {
-		if len(got) != 1 || !want[slices.Collect(maps.Keys(got))[0]] {
-			t.Errorf("%s -> %s: answering endpoints %v, want a single one of %v (session affinity) (%s)", f.From, dst, sortedAddrs(got), sortedAddrs(want), st)
-		}
-		checkPeers(t, f, dst, st)
-		return
-	}
-	if !maps.Equal(want, got) {
-		t.Errorf("%s -> %s: answering endpoints %v, want exactly %v (%s)", f.From, dst, sortedAddrs(got), sortedAddrs(want), st)
-	}
-	checkPeers(t, f, dst, st)
-}
-
-func checkPeers(t *testing.T, f Flow, dst netip.AddrPort, st traffic.Stats) {
-	t.Helper()
-	nodeAddrs := nodeAddresses(netns.NodeA)
-	for peer := range st.Peers {
-		switch f.Peer {
-		case backendtest.PeerClient:
-			want := source(t, f, dst)
-			if want.IsValid() && peer != want || slices.Contains(nodeAddrs, peer) {
-				t.Errorf("%s: endpoint saw %s, want the client's own address %s (not masqueraded)", f.Name, peer, want)
-			}
-		case backendtest.PeerNode:
-			if !slices.Contains(nodeAddrs, peer) {
-				t.Errorf("%s: endpoint saw %s, want one of node-a's addresses %v (masqueraded)", f.Name, peer, nodeAddrs)
-			}
-		}
+	if msg := prober().Answered(f, dst, st); msg != "" {
+		t.Error(msg)
 	}
 }
 
-// nodeAddresses returns every address of a node: its LAN and bridge addresses (a
-// masqueraded packet carries one of them, depending on the way out).
-func nodeAddresses(node string) []netip.Addr {
-	var out []netip.Addr
-	for _, n := range suite.Topo.Spec().Nodes {
-		if n.Name == node {
-			out = append(out, n.IPv4.Addr(), n.IPv6.Addr(), n.BridgeIPv4.Addr(), n.BridgeIPv6.Addr())
-		}
-	}
-	return out
-}
-
-func sortedAddrs(m map[netip.Addr]bool) []netip.Addr {
-	out := slices.Collect(maps.Keys(m))
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
+// sortedAddrs returns the keys of a set of addresses in order.
+func sortedAddrs(m map[netip.Addr]bool) []netip.Addr { return backendtest.SortedAddrs(m) }
 
 // ServiceSetup is one Service of a scenario: the object, its endpoints and its load
 // balancer ingress IPs.

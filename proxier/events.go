@@ -25,6 +25,9 @@ const (
 	EventReasonInvalidField = "InvalidField"
 	// EventReasonSkipped: the backend could not program (part of) a Service.
 	EventReasonSkipped = "Skipped"
+	// EventReasonSubstituted: the backend programmed a Service port otherwise than asked,
+	// because the kernel cannot do what was asked (backends.Warner).
+	EventReasonSubstituted = "Substituted"
 )
 
 // ObjectRef names the API object an Event is about.
@@ -74,6 +77,21 @@ func (p *Proxier) reportProblem(err error) {
 func (p *Proxier) reportSkipped(fam model.Family, sp backends.SkippedPort) {
 	note := fmt.Sprintf("%v: not programmed (%s backend, %s)", sp, p.backend.Name(), fam)
 	p.warnService(sp.Name.Service(), EventReasonSkipped, note)
+}
+
+// reportWarnings logs the backend's warnings (backends.Warner) and sends each as a
+// warning on its Service.
+func (p *Proxier) reportWarnings(ctx context.Context, fam model.Family) {
+	w, ok := p.backend.(backends.Warner)
+	if !ok {
+		return
+	}
+	for _, pw := range w.TakeWarnings() {
+		klog.FromContext(ctx).Error(pw.Err, "The backend programmed a Service port otherwise than asked",
+			"servicePort", pw.Name.String(), "family", fam, "backend", p.backend.Name())
+		note := fmt.Sprintf("Service port %s: %v (%s backend, %s)", pw.Name, pw.Err, p.backend.Name(), fam)
+		p.warnService(pw.Name.Service(), EventReasonSubstituted, note)
+	}
 }
 
 // nopEvents is the Events of a Proxier without Options.Events.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,4 +173,64 @@ func TestSkippedPortGetsOneEvent(t *testing.T) {
 func tableHas(c syncCall, n model.ServicePortName) bool {
 	_, ok := c.Table.Get(n)
 	return ok
+}
+
+// warningBackend is a recordingBackend that, like the ipvs backend with a scheduler the
+// kernel lacks, programs one Service port otherwise than asked in every Sync whose table
+// holds it, and says so through backends.Warner.
+type warningBackend struct {
+	*recordingBackend
+	port model.ServicePortName
+	mu   sync.Mutex
+	warn []backends.PortWarning
+}
+
+// Sync records the call and a warning about port when the table holds it.
+func (b *warningBackend) Sync(ctx context.Context, t *model.Table, d model.Diff) error {
+	if err := b.recordingBackend.Sync(ctx, t, d); err != nil {
+		return err
+	}
+	if _, ok := t.Get(b.port); ok {
+		b.mu.Lock()
+		b.warn = append(b.warn, backends.PortWarning{Name: b.port, Err: errors.New(`the kernel has no IPVS scheduler "mh": the default "rr" is used`)})
+		b.mu.Unlock()
+	}
+	return nil
+}
+
+// TakeWarnings returns the warnings and forgets them.
+func (b *warningBackend) TakeWarnings() []backends.PortWarning {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.warn
+	b.warn = nil
+	return w
+}
+
+// TestBackendWarningGetsOneEvent: a Service port that the backend programs otherwise than
+// asked gives one Event on the Service (reason Substituted) naming the port and what the
+// backend did, however many syncs warn again; the sync succeeds.
+func TestBackendWarningGetsOneEvent(t *testing.T) {
+	t.Parallel()
+	sink, out := &fakeSink{}, &outcomes{n: map[string]int{}}
+	port := portName("sched", "a", model.TCP)
+	e := startEnvWithEvents(t, sink, out, func(r *recordingBackend) backends.Backend {
+		return &warningBackend{recordingBackend: r, port: port}
+	})
+	svc := newService("sched", "10.96.5.3", svcPort("a", corev1.ProtocolTCP, 80))
+	svc.UID = "2a6b7a4e-2d1c-4e8f-9a3b-5c7d9e1f2a4c"
+	e.resync(func() { e.create(svc) })
+	e.resync(func() { e.updateService("sched", func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 }) })
+	eventually(t, "an Event", func() bool { return len(sink.Events()) >= 1 }, func() string { return out.String() })
+	e.settle(fastSync + 50*time.Millisecond)
+
+	got := sink.Events()
+	ref := ObjectRef{Kind: "Service", Namespace: testNS, Name: "sched", UID: types.UID(svc.UID)}
+	note := `Service port ` + port.String() + `: the kernel has no IPVS scheduler "mh": the default "rr" is used (recording backend, IPv4)`
+	if len(got) != 1 || got[0].Regarding != ref || got[0].Reason != EventReasonSubstituted || got[0].Note != note {
+		t.Fatalf("Events %+v, want one about %+v, reason %s, note %q (outcomes %s)", got, ref, EventReasonSubstituted, note, out)
+	}
+	if n := out.get(EventDuplicate); n < 1 {
+		t.Errorf("%d duplicate warnings, want at least 1 (the later sync)", n)
+	}
 }

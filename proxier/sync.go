@@ -148,6 +148,7 @@ func (p *Proxier) syncFamily(ctx context.Context, t *model.Table, full bool) (bo
 		}
 		err = nil
 	}
+	p.reportWarnings(ctx, fam)
 	if err != nil {
 		p.needFull[fam] = true
 		p.opts.Recorder.IncSyncError(p.backend.Name(), fam)

@@ -210,13 +210,15 @@ func CheckResult(f Flow, want []netip.AddrPort, host Host, p Packet, r Result) s
 // Allocate gives svc the addresses the API server would: cluster IPs from the flow
 // table's Service CIDRs (outside the static band the table's unallocated-address flows
 // use), node ports, a health check node port and its load-balancer status. n makes them
-// unique among the Services traced together.
+// unique among the Services traced together (n < 60,000).
 func Allocate(svc *corev1.Service, n int) *corev1.Service {
 	svc = svc.DeepCopy()
 	for _, f := range svc.Spec.IPFamilies {
 		ip := fmt.Sprintf("10.96.%d.%d", 16+n/250, 1+n%250)
 		if f == corev1.IPv6Protocol {
-			ip = fmt.Sprintf("fd00:96::%x:%x", 16+n/250, 1+n%250)
+			// The same two octets in the last 16 bits: fd00:96::/112 is the range the
+			// topology routes to node-a.
+			ip = fmt.Sprintf("fd00:96::%x", (16+n/250)<<8|(1+n%250))
 		}
 		svc.Spec.ClusterIPs = append(svc.Spec.ClusterIPs, ip)
 	}

@@ -40,6 +40,15 @@ type Host struct {
 	LocalAddrs []netip.Addr
 }
 
+// Martian reports whether node-a drops p before any rule sees it: a packet arriving from
+// outside with one of node-a's own addresses as its source fails the kernel's source
+// validation (a "martian source"). In ipvs mode the frontends are node-a's addresses too
+// (bound to the dummy interface), so a client using a load-balancer ingress IP as its
+// source is one.
+func (h Host) Martian(p Packet) bool {
+	return p.InIface != "" && h.IsLocal(p.Src)
+}
+
 // IsLocal reports whether a is an address of node-a.
 func (h Host) IsLocal(a netip.Addr) bool {
 	a = a.Unmap()

@@ -45,6 +45,11 @@ type Backend struct {
 	// listTable lists a family's nftables table for Dump.
 	listTable func(context.Context, model.Family) (string, error)
 
+	// warnings are the ports programmed otherwise than asked since TakeWarnings
+	// (backends.Warner); wmu guards them (a Sync holds mu while it adds).
+	wmu      sync.Mutex
+	warnings []backends.PortWarning
+
 	mu   sync.Mutex
 	h    Handle
 	nfts map[model.Family]knftables.Interface
@@ -126,13 +131,30 @@ func (b *Backend) kernel(f model.Family) (kernel, error) {
 		return kernel{}, err
 	}
 	k := kernel{h: h, links: b.links, now: b.now, excluded: b.excluded, drainBound: b.drainBound,
-		mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark()), scheduler: b.opts.IPVS.Scheduler, logger: klog.Background()}
+		mark: fmt.Sprintf("0x%x", b.opts.MasqueradeMark()), scheduler: b.opts.IPVS.Scheduler, logger: klog.Background(), warn: b.warn}
 	if f != 0 {
 		if k.nft, err = b.nft(f); err != nil {
 			return kernel{}, err
 		}
 	}
 	return k, nil
+}
+
+// warn records a port programmed otherwise than asked.
+func (b *Backend) warn(w backends.PortWarning) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.warnings = append(b.warnings, w)
+}
+
+// TakeWarnings returns the ports programmed otherwise than asked since the last call (a
+// scheduler the kernel lacks replaced by the default one) and forgets them.
+func (b *Backend) TakeWarnings() []backends.PortWarning {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	w := b.warnings
+	b.warnings = nil
+	return w
 }
 
 // nft returns the nftables interface of family f, creating it on first use (knftables

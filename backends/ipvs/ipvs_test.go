@@ -218,6 +218,14 @@ func TestSchedulers(t *testing.T) {
 	if strings.Count(e.dump(), " rr\n") != 2 {
 		t.Errorf("a scheduler the kernel lacks: want the default rr on both ports:\n%s", e.dump())
 	}
+	// ... and a warning about that port, for an Event on its Service, taken once.
+	w := e.b.TakeWarnings()
+	if len(w) != 1 || w[0].Name != sp.Name || !strings.Contains(w[0].Err.Error(), `"sh"`) || !strings.Contains(w[0].Err.Error(), `"rr"`) {
+		t.Errorf("warnings = %v, want one about %s naming the scheduler sh and the default rr", w, sp.Name)
+	}
+	if w := e.b.TakeWarnings(); len(w) != 0 {
+		t.Errorf("warnings taken twice: %v", w)
+	}
 }
 
 // TestNoIPVS checks the error of a kernel without IPVS: it says so, suggests nftables,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/knftables"
 
+	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/model"
 )
 
@@ -31,6 +32,8 @@ type kernel struct {
 	// scheduler is the default scheduler (ipvs.scheduler, else rr).
 	scheduler string
 	logger    klog.Logger
+	// warn records a port programmed otherwise than asked (nil: only logged).
+	warn func(backends.PortWarning)
 }
 
 // applyVS makes the kernel's virtual server vs.key match vs, given the real servers it
@@ -62,8 +65,9 @@ func (fs *familyState) applyVS(k kernel, vs virtualServer, port model.ServicePor
 
 // writeService creates or updates a virtual server's settings, unless they are the same.
 // A scheduler the kernel does not have (its ip_vs_<name> module missing: ENOENT) is
-// logged and replaced by the default one, so that one Service's annotation never fails
-// the sync of the others; the virtual server as written is returned.
+// replaced by the default one, logged and recorded as a warning (an Event on the
+// Service), so that one Service's annotation never fails the sync of the others; the
+// virtual server as written is returned.
 func (k kernel) writeService(vs virtualServer, port model.ServicePortName, exists, same bool) (virtualServer, error) {
 	if exists && same {
 		return vs, nil
@@ -76,6 +80,10 @@ func (k kernel) writeService(vs virtualServer, port model.ServicePortName, exist
 	if errors.Is(err, syscall.ENOENT) && vs.scheduler != k.scheduler {
 		k.logger.Error(err, "The kernel has no such IPVS scheduler (is its module ip_vs_<name> missing?); using the default",
 			"servicePort", port, "scheduler", vs.scheduler, "default", k.scheduler)
+		if k.warn != nil {
+			k.warn(backends.PortWarning{Name: port, Err: fmt.Errorf("the kernel has no IPVS scheduler %q (is the module ip_vs_%s loaded?): "+
+				"IPVS virtual server %s uses the default scheduler %q: %w", vs.scheduler, vs.scheduler, vs.key, k.scheduler, err)})
+		}
 		vs.scheduler = k.scheduler
 		err = write(service(vs.key, &vs))
 	}

@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/portico-dev/portico/backends"
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 	"github.com/portico-dev/portico/model"
+	"github.com/portico-dev/portico/proxier/nodesetup"
 )
 
 // vmEnv is the namespaces, the servers in pod-a1 and pod-b1, and a backend for node-a.
@@ -279,4 +281,24 @@ func TestVMRestartRemovesWhatItOwned(t *testing.T) {
 	if want := []vsKey{{foreign.Addr(), model.TCP, foreign.Port()}}; !slices.Equal(left, want) {
 		t.Errorf("after a restart with no Service, IPVS holds %v, want only the foreign %v", left, want)
 	}
+}
+
+// TestVMFlows runs the shared packet-flow table with real packets through IPVS and the
+// backend's nftables table in node-a (backendtest.RunKernelFlows): every scenario's
+// Services programmed in turn by one backend, the marked flows failing as the table
+// says.
+func TestVMFlows(t *testing.T) {
+	backendtest.RunKernelFlows(t, backendtest.KernelSubject{
+		Mode: Name,
+		Prepare: func(ctx context.Context) error {
+			return nodesetup.New("/").Apply(ctx, nodesetup.Settings{IPVS: true})
+		},
+		New: func(t *testing.T) backends.Backend {
+			b, err := New(backends.Options{MasqueradeBit: 14})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+	})
 }

@@ -36,6 +36,9 @@ func New(rs *restoretest.Ruleset, sets *ipsettest.Sets, f model.Family, host bac
 
 // Trace follows p through every path the rules allow and gathers their outcome.
 func (t *tracer) Trace(p backendtest.Packet) (backendtest.Result, error) {
+	if t.host.Martian(p) {
+		return backendtest.Result{Verdict: backendtest.VerdictDrop}, nil
+	}
 	res, err := t.trace(p)
 	if err != nil {
 		return backendtest.Result{}, fmt.Errorf("tracing %s: %w", p, err)

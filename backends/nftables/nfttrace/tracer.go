@@ -55,6 +55,9 @@ func New(fake *knftables.Fake, fam model.Family, host backendtest.Host) backendt
 
 // Trace follows p through every path the rules allow and gathers their outcome.
 func (t *tracer) Trace(p backendtest.Packet) (backendtest.Result, error) {
+	if t.host.Martian(p) {
+		return backendtest.Result{Verdict: backendtest.VerdictDrop}, nil
+	}
 	start, err := t.packet(p)
 	if err != nil {
 		return backendtest.Result{}, fmt.Errorf("tracing %s: %w", p, err)
