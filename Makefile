@@ -15,13 +15,31 @@ DEB_PACKAGES := nftables iptables ipset conntrack iproute2
 
 KEEP         ?=
 
-.PHONY: all build test unit e2e vm-ipvs lint demo demo-down deps cluster-bins bench clean
+.PHONY: all build test unit e2e vm-ipvs lint demo demo-down deps cluster-bins bench clean image image-push
 
 all: build
 
 ## build: build bin/portico
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/portico ./cmd/portico
+
+IMAGE        ?= ghcr.io/portico-dev/portico
+IMAGE_TAG    ?= $(VERSION)
+IMAGE_TAR    := bin/portico-image.tar
+
+## image: the container image, built without Docker (mmdebstrap + umoci, installed with
+##        apt-get when missing): a Debian root filesystem with portico, nft, iptables (nft
+##        and legacy), ipset, conntrack; written as an OCI archive to bin/portico-image.tar
+image:
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/portico-static ./cmd/portico
+	deploy/image/build.sh bin/portico-static $(IMAGE_TAR) $(IMAGE_TAG)
+
+## image-push: push the image to REGISTRY (REGISTRY=host[:port]/path; skopeo, installed
+##             with apt-get when missing): $(REGISTRY)/portico:$(IMAGE_TAG)
+image-push: image
+	@[ -n "$(REGISTRY)" ] || { echo "set REGISTRY=host[:port][/path]" >&2; exit 2; }
+	@dpkg -s skopeo >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null; }
+	skopeo copy $(if $(INSECURE),--dest-tls-verify=false) oci-archive:$(IMAGE_TAR):$(IMAGE_TAG) docker://$(REGISTRY)/portico:$(IMAGE_TAG)
 
 ## deps: install the Debian packages the e2e tests and the demo need (nft, iptables, conntrack, ip)
 deps:

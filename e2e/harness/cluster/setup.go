@@ -176,6 +176,8 @@ func (c *Cluster) apiServerArgv() []string {
 		"--service-account-signing-key-file=" + filepath.Join(c.dir, "sa.key"),
 		"--token-auth-file=" + filepath.Join(c.dir, "tokens.csv"),
 		"--authorization-mode=RBAC",
+		// As kubeadm sets it: node agents such as kube-proxy and portico run privileged.
+		"--allow-privileged=true",
 	}
 	return append(argv, c.opts.ExtraAPIServerFlags...)
 }
