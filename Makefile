@@ -11,11 +11,11 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -X main.version=$(VERSION)
 MODE         ?= nftables
 E2E_TIMEOUT  ?= 40m
-DEB_PACKAGES := nftables iptables ipset conntrack iproute2
+DEB_PACKAGES := nftables iptables ipset conntrack iproute2 mmdebstrap umoci
 
 KEEP         ?=
 
-.PHONY: all build test unit e2e vm-ipvs lint demo demo-down deps cluster-bins bench clean image image-push
+.PHONY: all build test unit e2e vm-ipvs lint demo demo-down deps cluster-bins node-bins bench clean image image-push
 
 all: build
 
@@ -41,7 +41,8 @@ image-push: image
 	@dpkg -s skopeo >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null; }
 	skopeo copy $(if $(INSECURE),--dest-tls-verify=false) oci-archive:$(IMAGE_TAR):$(IMAGE_TAG) docker://$(REGISTRY)/portico:$(IMAGE_TAG)
 
-## deps: install the Debian packages the e2e tests and the demo need (nft, iptables, conntrack, ip)
+## deps: install the Debian packages the e2e tests and the demo need (nft, iptables, conntrack,
+##       ip; mmdebstrap and umoci for the container image the real-node test runs)
 deps:
 	@missing=""; \
 	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -53,6 +54,11 @@ deps:
 ## cluster-bins: build the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl)
 cluster-bins:
 	e2e/tools/build.sh $(CLUSTER_BINS) etcd kube-apiserver kube-controller-manager kubectl
+
+## node-bins: build the real node's binaries (kubelet, kube-scheduler, containerd 2.x with its
+##            runc shim and ctr, runc) for e2e/node, pinned like cluster-bins
+node-bins:
+	e2e/tools/build.sh $(CLUSTER_BINS) kubelet kube-scheduler containerd containerd-shim-runc-v2 ctr runc
 
 ## demo: a local cluster on this machine, portico on node-a, example Services answering (root)
 ##       MODE=<mode> picks the backend (default nftables); KEEP=1 leaves it running
@@ -98,9 +104,10 @@ unit:
 E2E_BACKEND_TESTS := TestServiceSemantics|TestModeSwitch|TestRulesRepaired|TestServiceRemoval|TestRestartKeepsConnections|TestAPIServerOutage|TestSessionAffinityTimeout|TestStaleUDPConntrack|TestStaleUDPAfterRestart|TestTerminatingFallbackDynamic|TestSliceMovesBetweenServices|TestManualEndpoints|TestPodsThroughEndpointSliceController|TestLongNames|TestInitOnly
 
 ## e2e: the end-to-end tests: real kube-apiserver + etcd, real kernel, real traffic (root).
-##      The whole suite (nftables mode), then E2E_BACKEND_TESTS in iptables mode twice: node-a
-##      marked as an iptables-nft host, then as an iptables-legacy one (kubelet's hint chain)
-e2e: build deps cluster-bins
+##      The whole suite (nftables mode, with e2e/node: portico's DaemonSet from deploy/ run by
+##      a real kubelet from its container image), then E2E_BACKEND_TESTS in iptables mode
+##      twice: node-a marked as an iptables-nft host, then as an iptables-legacy one
+e2e: build deps cluster-bins node-bins
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/... ./backends/... ./proxier/...
 	PORTICO_MODE=iptables PORTICO_IPTABLES=nft PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \

@@ -77,6 +77,7 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	go watchPermissions(gctx, cfg, ph)
 	g.Go(func() error { return p.Run(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil {

@@ -53,6 +53,9 @@ type Report struct {
 	Healthy bool `json:"healthy"`
 	// Status is the health of each family, keyed "IPv4" or "IPv6".
 	Status map[string]FamilyHealth `json:"status,omitempty"`
+	// MissingPermissions is set in /healthz answers only: the API permissions portico
+	// needs and lacks ("list endpointslices.discovery.k8s.io"); any makes it 503.
+	MissingPermissions []string `json:"missingPermissions,omitempty"`
 }
 
 // ProxyHealth tracks whether the proxier keeps the rules up to date, and whether the node
@@ -73,6 +76,8 @@ type ProxyHealth struct {
 	oldestQueued map[model.Family]time.Time
 	missing      map[model.Family]bool
 	nodeEligible bool
+	// permissions are the API permissions portico lacks (SetMissingPermissions).
+	permissions []string
 }
 
 // Option configures a ProxyHealth.
@@ -162,6 +167,15 @@ func (h *ProxyHealth) NodeEligible() bool {
 	return h.nodeEligible
 }
 
+// SetMissingPermissions records the API permissions portico needs and lacks (none: nil).
+// While any is missing, /healthz answers 503 and names them, so that the pod is not Ready;
+// /livez ignores them (a restart would not grant them).
+func (h *ProxyHealth) SetMissingPermissions(perms []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.permissions = perms
+}
+
 // IsHealthy reports whether every family keeps its rules up to date. It ignores node
 // eligibility, as the serviceProxyHealthy field of the Service health checks does.
 func (h *ProxyHealth) IsHealthy() bool { return h.Health().Healthy }
@@ -230,7 +244,10 @@ func (h *ProxyHealth) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	r := h.Health()
 	eligible := h.NodeEligible()
 	r.NodeEligible = &eligible
-	code := writeReport(w, r, r.Healthy && eligible)
+	h.mu.RLock()
+	r.MissingPermissions = h.permissions
+	h.mu.RUnlock()
+	code := writeReport(w, r, r.Healthy && eligible && len(r.MissingPermissions) == 0)
 	if h.recorder != nil {
 		h.recorder.IncHealthz(code)
 	}

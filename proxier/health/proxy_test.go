@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -317,5 +318,27 @@ func TestProxyHealthNotFound(t *testing.T) {
 		if rec.Code != http.StatusNotFound {
 			t.Errorf("%s: status %d, want 404", path, rec.Code)
 		}
+	}
+}
+
+// TestProxyHealthMissingPermissions: while API permissions are missing, /healthz answers
+// 503 and names them (the pod is not Ready), /livez stays 200 (a restart would not grant
+// them); once granted, /healthz is 200 again.
+func TestProxyHealthMissingPermissions(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(start)
+	h := NewProxyHealth(syncPeriod, WithClock(clk))
+	h.SyncNode(readyNode())
+	h.Updated(model.IPv4)
+	h.SetMissingPermissions([]string{"list endpointslices.discovery.k8s.io"})
+	hz := get(t, h.Handler(), "/healthz")
+	if hz.code != http.StatusServiceUnavailable || !strings.Contains(hz.raw, `"missingPermissions":["list endpointslices.discovery.k8s.io"]`) {
+		t.Errorf("/healthz with a missing permission: %d %s, want 503 naming it", hz.code, hz.raw)
+	}
+	if lz := get(t, h.Handler(), "/livez"); lz.code != http.StatusOK || strings.Contains(lz.raw, "missingPermissions") {
+		t.Errorf("/livez with a missing permission: %d %s, want 200 without it", lz.code, lz.raw)
+	}
+	h.SetMissingPermissions(nil)
+	if hz := get(t, h.Handler(), "/healthz"); hz.code != http.StatusOK {
+		t.Errorf("/healthz once granted: %d %s, want 200", hz.code, hz.raw)
 	}
 }

@@ -67,6 +67,11 @@ type Options struct {
 	// NoControllerManager leaves kube-controller-manager out (see
 	// ControllerManagerControllers for what it runs otherwise).
 	NoControllerManager bool
+	// RealNodes readies the control plane for real kubelets (package kubelet): a
+	// kube-scheduler, which binds pods such as a DaemonSet's to their node, and, in
+	// kube-controller-manager, the DaemonSet controller and the publisher of the API
+	// server's CA (the kube-root-ca.crt ConfigMap that pods' ServiceAccount volumes mount).
+	RealNodes bool
 	// ExtraAPIServerFlags are appended to the apiserver's flags.
 	ExtraAPIServerFlags []string
 	// StartTimeout bounds each wait for readiness; default DefaultStartTimeout.
@@ -174,7 +179,13 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	if c.opts.NoControllerManager {
 		return nil
 	}
-	return c.startControllerManager(ctx)
+	if err := c.startControllerManager(ctx); err != nil {
+		return err
+	}
+	if !c.opts.RealNodes {
+		return nil
+	}
+	return c.startScheduler(ctx)
 }
 
 // startProcess creates (or reuses, by name) a process in the api namespace and starts it.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,6 +95,12 @@ func (c *Cluster) prepare() error {
 	}
 	if err := writeServiceAccountKeys(dir); err != nil {
 		return err
+	}
+	if c.opts.RealNodes {
+		ips := []net.IP{c.opts.Topology.APIServerIP().AsSlice(), net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}
+		if err := writeServingCerts(filepath.Join(dir, "certs"), ips); err != nil {
+			return err
+		}
 	}
 	users := append([]User{{Name: AdminUser, Groups: []string{"system:masters"}}}, c.opts.Users...)
 	for i := range users {
@@ -178,6 +185,11 @@ func (c *Cluster) apiServerArgv() []string {
 		"--authorization-mode=RBAC",
 		// As kubeadm sets it: node agents such as kube-proxy and portico run privileged.
 		"--allow-privileged=true",
+	}
+	if c.opts.RealNodes {
+		certs := filepath.Join(c.dir, "certs")
+		argv = append(argv, "--tls-cert-file="+filepath.Join(certs, servingCertFile),
+			"--tls-private-key-file="+filepath.Join(certs, servingKeyFile))
 	}
 	return append(argv, c.opts.ExtraAPIServerFlags...)
 }

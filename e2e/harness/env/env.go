@@ -42,9 +42,16 @@ type Options struct {
 	// every start of portico fails unless its log says it picked that variant. Empty:
 	// no hint, portico picks by itself. Set in another mode, Setup fails.
 	IPTablesVariant string
+	// RealNodes readies the control plane for real kubelets (cluster.Options.RealNodes)
+	// and adds the token user KubeletUser, allowed everything, for them.
+	RealNodes bool
 	// Log receives progress lines (default: discard).
 	Log func(format string, args ...any)
 }
+
+// KubeletUser is the token user of the real kubelets (Options.RealNodes): in the
+// system:nodes group, and in system:masters so that no node authorizer is needed.
+const KubeletUser = "system:node:kubelet"
 
 // Env is a running environment.
 type Env struct {
@@ -113,7 +120,11 @@ func (e *Env) buildNetwork(ctx context.Context) error {
 }
 
 func (e *Env) startControlPlane(ctx context.Context) error {
-	e.Cluster = cluster.New(cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep})
+	copts := cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep, RealNodes: e.opts.RealNodes}
+	if e.opts.RealNodes {
+		copts.Users = []cluster.User{{Name: KubeletUser, Groups: []string{"system:nodes", "system:masters"}}}
+	}
+	e.Cluster = cluster.New(copts)
 	e.opts.Log("starting etcd, kube-apiserver (%s) and kube-controller-manager in %s", e.Cluster.APIServerURL(), e.Topo.Name(netns.API))
 	if err := e.Cluster.Start(ctx); err != nil {
 		return err

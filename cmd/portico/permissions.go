@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/portico-dev/portico/config"
+	"github.com/portico-dev/portico/proxier/health"
+	"github.com/portico-dev/portico/proxier/kubeapi"
+)
+
+// permissionCheckEvery is how often portico asks the API server whether it has the
+// permissions it needs: a role fixed by an administrator makes the pod Ready again
+// within this.
+const permissionCheckEvery = 10 * time.Second
+
+// watchPermissions checks portico's API permissions at start and every
+// permissionCheckEvery until ctx ends: each missing one is logged by name when the set
+// changes, and /healthz fails while any is missing. A check that fails (the API server
+// unreachable) changes nothing.
+func watchPermissions(ctx context.Context, cfg *config.Config, ph *health.ProxyHealth) {
+	logger := klog.FromContext(ctx)
+	rc, err := apiConfig(cfg)
+	if err == nil {
+		rc.UserAgent = "portico/" + version
+	}
+	var checker *kubeapi.PermissionChecker
+	if err == nil {
+		checker, err = kubeapi.NewPermissionChecker(rc)
+	}
+	if err != nil {
+		logger.Error(err, "Cannot check portico's API permissions")
+		return
+	}
+	var last []string
+	for {
+		if missing, err := checker.Missing(ctx); err == nil {
+			last = reportPermissions(logger, ph, last, names(missing))
+		} else if ctx.Err() == nil {
+			logger.V(2).Info("Checking portico's API permissions failed; trying again", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(permissionCheckEvery):
+		}
+	}
+}
+
+// reportPermissions logs a change of the missing permissions and records them in ph; it
+// returns them.
+func reportPermissions(logger klog.Logger, ph *health.ProxyHealth, last, missing []string) []string {
+	switch {
+	case slices.Equal(last, missing):
+	case len(missing) > 0:
+		logger.Error(nil, "portico lacks API permissions it needs; it is not Ready until its ClusterRole grants them (deploy/base/rbac.yaml)",
+			"missing", missing)
+	default:
+		logger.Info("portico has every API permission it needs", "missingBefore", last)
+	}
+	ph.SetMissingPermissions(missing)
+	return missing
+}
+
+// names returns the permissions' names.
+func names(perms []kubeapi.Permission) []string {
+	var out []string
+	for _, p := range perms {
+		out = append(out, p.String())
+	}
+	return out
+}
