@@ -61,11 +61,13 @@ node-bins:
 	e2e/tools/build.sh $(CLUSTER_BINS) kubelet kube-scheduler containerd containerd-shim-runc-v2 ctr runc
 
 ## demo: a local cluster on this machine, portico on node-a, example Services answering (root)
-##       MODE=<mode> picks the backend (default nftables); KEEP=1 leaves it running
-demo: build deps cluster-bins
+##       MODE=<mode> picks the backend (default nftables); KEEP=1 leaves it running;
+##       DEPLOY=daemonset runs portico as the DaemonSet of deploy/ under a real kubelet
+##       (containerd, runc) from its container image instead of as a process
+demo: build deps cluster-bins $(if $(filter daemonset,$(DEPLOY)),node-bins)
 	$(GO) build -o bin/portico-demo ./e2e/demo
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
-		bin/portico-demo -mode $(MODE) $(if $(KEEP),-keep)
+		bin/portico-demo -mode $(MODE) $(if $(KEEP),-keep) $(if $(DEPLOY),-deploy $(DEPLOY))
 
 ## demo-down: stop a demo kept with KEEP=1
 demo-down:

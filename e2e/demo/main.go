@@ -19,6 +19,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.mode, "mode", "nftables", "portico's proxy mode (the ConfigMap's mode field)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the cluster and portico running after the demo")
+	flag.StringVar(&o.deploy, "deploy", "process", "how portico runs on node-a: process, or daemonset (the DaemonSet of deploy/ run by a real kubelet from portico's image)")
 	flag.BoolVar(&o.down, "down", false, "tear down a demo kept with -keep, and exit")
 	flag.StringVar(&o.examples, "examples", "examples", "directory of the example manifests")
 	flag.StringVar(&o.serveAddrs, "addrs", "", "with -serve: comma-separated addresses to listen on")
@@ -43,7 +44,7 @@ func main() {
 }
 
 type options struct {
-	mode, examples         string
+	mode, examples, deploy string
 	keep, down, serve      bool
 	serveAddrs, servePorts string
 }

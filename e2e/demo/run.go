@@ -13,6 +13,7 @@ import (
 
 	"github.com/portico-dev/portico/config"
 	"github.com/portico-dev/portico/e2e/harness/env"
+	"github.com/portico-dev/portico/e2e/harness/kubelet"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 )
 
@@ -23,7 +24,11 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("\033[1mportico demo\033[0m: a kube-proxy replacement programming a real kernel (mode %s)\n", o.mode)
 	start := time.Now()
 	step(1, steps, "Network and control plane")
-	eo := env.Options{Mode: o.mode, NoPortico: true, Keep: o.keep, Log: info}
+	daemonSet, err := deployMode(o)
+	if err != nil {
+		return err
+	}
+	eo := env.Options{Mode: o.mode, NoPortico: true, Keep: o.keep, Log: info, RealNodes: daemonSet}
 	if o.keep {
 		// Kept pods need servers that outlive this process: run them as processes.
 		self, err := os.Executable()
@@ -36,14 +41,23 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	var node *kubelet.Node
 	defer func() {
 		if err != nil || !o.keep {
 			fmt.Println("\nTearing down: stopping portico, kube-apiserver and etcd, deleting the namespaces.")
+			if node != nil {
+				_ = node.Stop()
+			}
 			_ = e.Teardown()
 		}
 	}()
 	describeNetwork(e)
-	if err := startPortico(ctx, e, o); err != nil {
+	if daemonSet {
+		node, err = startDaemonSet(ctx, e, o)
+	} else {
+		err = startPortico(ctx, e, o)
+	}
+	if err != nil {
 		return err
 	}
 	svcs, err := applyExamples(ctx, e, o.examples)
@@ -92,6 +106,49 @@ func startPortico(ctx context.Context, e *env.Env, o options) error {
 	}
 	info("portico --config=<config.conf> --hostname-override=node-a  (pid %d, healthy in %s)", e.Portico.PID(), since(t))
 	return nil
+}
+
+// deployMode reports whether portico runs as a DaemonSet pod (-deploy daemonset) rather
+// than as a process.
+func deployMode(o options) (bool, error) {
+	switch o.deploy {
+	case "", "process":
+		return false, nil
+	case "daemonset":
+		if o.keep {
+			return false, fmt.Errorf("KEEP=1 is not supported with DEPLOY=daemonset: the node's kubelet and containerd stop with the demo")
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("DEPLOY=%q: want process or daemonset", o.deploy)
+}
+
+// startDaemonSet runs portico the way an operator does: a real kubelet with containerd on
+// node-a, portico's image built and imported, deploy/overlays/<mode> applied with
+// `kubectl apply -k`, and the DaemonSet's pod Ready through its readiness probe. It also
+// writes the process harness's configuration, for `portico dump`.
+func startDaemonSet(ctx context.Context, e *env.Env, o options) (*kubelet.Node, error) {
+	step(2, steps, "portico as the DaemonSet of deploy/overlays/%s, run by a real kubelet on node-a", o.mode)
+	t := time.Now()
+	node, err := kubelet.StartNode(ctx, e, filepath.Join(e.Dir, "node-work"), info)
+	if err != nil {
+		return node, err
+	}
+	out, err := kubelet.Apply(ctx, e, filepath.Join(e.Dir, "node-work"), o.mode)
+	if err != nil {
+		return node, err
+	}
+	info("kubectl apply -k deploy/overlays/%s (image and API server address set by a kustomization over it):\n%s", o.mode, indent(out, "        "))
+	pod, err := node.WaitPodReady(ctx, "", 3*time.Minute)
+	if err != nil {
+		return node, err
+	}
+	info("pod %s Ready on %s (%s since the node started)", pod.Name, pod.Spec.NodeName, since(t))
+	info("note: node-a's example pods now belong to that kubelet, which cannot pull their images here (no")
+	info("registry): they stay not Ready, and the pods of node-b (no kubelet: the demo plays it) answer")
+	e.Portico.Reconfigure(map[string]any{"mode": o.mode})
+	_, err = e.Portico.WriteConfig(ctx)
+	return node, err
 }
 
 // exampleConfig reads the KubeProxyConfiguration out of the example ConfigMap.

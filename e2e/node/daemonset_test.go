@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/portico-dev/portico/e2e/harness/cluster"
 	"github.com/portico-dev/portico/e2e/harness/env"
+	"github.com/portico-dev/portico/e2e/harness/kubelet"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 )
@@ -57,39 +56,13 @@ func TestDaemonSetOnARealKubelet(t *testing.T) {
 	waitAnswered(ctx, t, clusterIP)
 }
 
-// apply writes a kustomization over deploy/overlays/<overlay> that sets the image and
-// the API server's address, and applies it with kubectl from node-a.
+// apply applies deploy/overlays/<overlay> with only the image and the API server's
+// address set (kubelet.Apply).
 func apply(ctx context.Context, t *testing.T, overlay string) {
 	t.Helper()
-	root, err := cluster.RepoRoot()
+	out, err := kubelet.Apply(ctx, suite, work, overlay)
 	if err != nil {
 		t.Fatal(err)
-	}
-	dir := filepath.Join(work, "kustomize-"+overlay)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	base, err := filepath.Rel(dir, filepath.Join(root, "deploy", "overlays", overlay))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := fmt.Sprintf(`resources: [%s]
-configMapGenerator:
-- name: portico-apiserver
-  behavior: replace
-  literals: [host=%s, port=%d]
-images:
-- name: ghcr.io/portico-dev/portico
-  newName: %s
-  newTag: %s
-`, base, suite.Topo.APIServerIP(), cluster.APIServerPort, imageName, imageTag)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := suite.Topo.Exec(ctx, netns.NodeA, filepath.Join(root, ".cache", "bin", "kubectl"),
-		"--kubeconfig", suite.Cluster.Kubeconfig(), "apply", "-k", dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl apply -k: %v\n%s", err, out)
 	}
 	t.Logf("kubectl apply -k:\n%s", out)
 }
@@ -97,33 +70,14 @@ images:
 // waitPodReady waits for a Ready portico pod whose UID is not notUID, and returns it.
 func waitPodReady(ctx context.Context, t *testing.T, notUID types.UID) corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	var last, name string
-	for time.Now().Before(deadline) {
-		pods, err := suite.Cluster.Client().CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=portico"})
-		if err == nil {
-			for _, p := range pods.Items {
-				if p.UID != notUID && ready(p) {
-					return p
-				}
-				last, name = fmt.Sprintf("%s: phase %s, conditions %v", p.Name, p.Status.Phase, p.Status.Conditions), p.Name
-			}
-		}
-		time.Sleep(time.Second)
+	p, err := node.WaitPodReady(ctx, notUID, 3*time.Minute)
+	if err != nil {
+		t.Fatalf("%v\nkubelet log:\n%s", err, tail(node.Logs()["kubelet"], 20))
 	}
-	t.Fatalf("no Ready portico pod after 3 minutes (last: %s)\nportico's log:\n%s\nkubelet log:\n%s",
-		last, lastLines(node.ContainerLog("kube-system", name, "portico"), 40), tail(node.Logs()["kubelet"], 20))
-	return corev1.Pod{}
+	return p
 }
 
-func ready(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
+func ready(p corev1.Pod) bool { return kubelet.PodReady(p) }
 
 func deletePod(ctx context.Context, t *testing.T, name string) {
 	t.Helper()
@@ -220,10 +174,7 @@ func tail(path string, n int) string {
 }
 
 // lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
+func lastLines(s string, n int) string { return kubelet.LastLines(s, n) }
 
 // TestMissingPermissionFailsReadiness: under RBAC, portico runs with its ClusterRole only;
 // with `list endpointslices` taken out of it, the restarted pod logs an error naming the
@@ -265,7 +216,7 @@ func TestMissingPermissionFailsReadiness(t *testing.T) {
 func waitNewPod(ctx context.Context, t *testing.T, old types.UID) string {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		pods, err := suite.Cluster.Client().CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=portico"})
+		pods, err := suite.Cluster.Client().CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: kubelet.PodSelector})
 		if err != nil {
 			continue
 		}

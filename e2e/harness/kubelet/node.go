@@ -233,3 +233,9 @@ func (n *Node) ContainerLog(namespace, pod, container string) string {
 	}
 	return string(out)
 }
+
+// LastLines returns the last n lines of s.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
