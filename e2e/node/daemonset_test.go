@@ -254,3 +254,58 @@ func containsAll(s string, words []string) bool {
 	}
 	return true
 }
+
+// TestKubeadmTakeover: with a kube-system/kube-proxy ConfigMap as kubeadm writes it
+// (config.conf naming kubeconfig.conf, which names the API server, the ServiceAccount's
+// CA and token), deploy/overlays/kubeadm-takeover (only the image set) rolls portico's
+// pod over to that configuration, unchanged, and the new pod serves traffic.
+func TestKubeadmTakeover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	apply(ctx, t, "nftables")
+	before := waitPodReady(ctx, t, "")
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: "kube-system"}, Data: map[string]string{
+		"config.conf": `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+bindAddress: 0.0.0.0
+clusterCIDR: 10.244.0.0/16,fd00:244::/44
+clientConnection:
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+`,
+		"kubeconfig.conf": fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+    server: https://%s:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    namespace: default
+    user: default
+  name: default
+current-context: default
+users:
+- name: default
+  user:
+    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+`, suite.Topo.APIServerIP()),
+	}}
+	cms := suite.Cluster.Client().CoreV1().ConfigMaps("kube-system")
+	_ = cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}) // the harness may have written one
+	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubelet.Apply(ctx, suite, work, kubelet.TakeoverOverlay); err != nil {
+		t.Fatal(err)
+	}
+	after := waitPodReady(ctx, t, before.UID)
+	t.Logf("the takeover overlay replaced %s with %s", before.Name, after.Name)
+	if vols := after.Spec.Volumes; len(vols) == 0 || vols[0].ConfigMap == nil || vols[0].ConfigMap.Name != "kube-proxy" {
+		t.Fatalf("the new pod does not mount kube-system/kube-proxy: %+v", vols)
+	}
+	web, _ := createService(ctx, t)
+	waitAnswered(ctx, t, netip.AddrPortFrom(netip.MustParseAddr(web.Spec.ClusterIP), 80))
+}

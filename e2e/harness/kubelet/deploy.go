@@ -78,9 +78,14 @@ func BuildPorticoImage(ctx context.Context, root, work string) (string, error) {
 	return img, nil
 }
 
+// TakeoverOverlay is the overlay that reads kubeadm's kube-system/kube-proxy ConfigMap,
+// whose kubeconfig names the API server: it has no portico-apiserver ConfigMap to set.
+const TakeoverOverlay = "kubeadm-takeover"
+
 // Apply writes, under work, a kustomization over deploy/overlays/<overlay> that sets only
-// the image (ImageName:ImageTag) and the API server's address, and applies it with
-// `kubectl apply -k` from node-a. It returns kubectl's output.
+// the image (ImageName:ImageTag) and, except for TakeoverOverlay, the API server's
+// address, and applies it with `kubectl apply -k` from node-a. It returns kubectl's
+// output.
 func Apply(ctx context.Context, e *env.Env, work, overlay string) (string, error) {
 	root, err := cluster.RepoRoot()
 	if err != nil {
@@ -94,16 +99,12 @@ func Apply(ctx context.Context, e *env.Env, work, overlay string) (string, error
 	if err != nil {
 		return "", err
 	}
-	k := fmt.Sprintf(`resources: [%s]
-configMapGenerator:
-- name: portico-apiserver
-  behavior: replace
-  literals: [host=%s, port=%d]
-images:
-- name: ghcr.io/portico-dev/portico
-  newName: %s
-  newTag: %s
-`, base, e.Topo.APIServerIP(), cluster.APIServerPort, ImageName, ImageTag)
+	k := fmt.Sprintf("resources: [%s]\nimages:\n- name: ghcr.io/portico-dev/portico\n  newName: %s\n  newTag: %s\n",
+		base, ImageName, ImageTag)
+	if overlay != TakeoverOverlay {
+		k += fmt.Sprintf("configMapGenerator:\n- name: portico-apiserver\n  behavior: replace\n  literals: [host=%s, port=%d]\n",
+			e.Topo.APIServerIP(), cluster.APIServerPort)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		return "", err
 	}
