@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
 	"github.com/portico-dev/portico/config"
@@ -17,10 +18,14 @@ import (
 // within this.
 const permissionCheckEvery = 10 * time.Second
 
+// firstCheckRetry is how soon a first check that got no answer is tried again.
+const firstCheckRetry = time.Second
+
 // watchPermissions checks portico's API permissions at start and every
 // permissionCheckEvery until ctx ends: each missing one is logged by name when the set
-// changes, and /healthz fails while any is missing. A check that fails (the API server
-// unreachable) changes nothing.
+// changes, and /healthz fails while any is missing, and until the first check answers
+// (health.WithPermissionCheck). A check that fails (the API server unreachable) changes
+// nothing; an authorizer that refuses access reviews ends the checks, failing nothing.
 func watchPermissions(ctx context.Context, cfg *config.Config, ph *health.ProxyHealth) {
 	logger := klog.FromContext(ctx)
 	rc, err := apiConfig(cfg)
@@ -33,19 +38,33 @@ func watchPermissions(ctx context.Context, cfg *config.Config, ph *health.ProxyH
 	}
 	if err != nil {
 		logger.Error(err, "Cannot check portico's API permissions")
+		ph.SetMissingPermissions(nil)
 		return
 	}
 	var last []string
+	known := false
 	for {
-		if missing, err := checker.Missing(ctx); err == nil {
-			last = reportPermissions(logger, ph, last, names(missing))
-		} else if ctx.Err() == nil {
+		missing, err := checker.Missing(ctx)
+		switch {
+		case err == nil:
+			last, known = reportPermissions(logger, ph, last, names(missing)), true
+		case apierrors.IsForbidden(err):
+			// An authorizer that refuses access reviews: nothing can be checked, and that
+			// must not keep the pod from being Ready.
+			logger.Error(err, "Cannot review portico's API permissions; not checking them")
+			ph.SetMissingPermissions(nil)
+			return
+		case ctx.Err() == nil:
 			logger.V(2).Info("Checking portico's API permissions failed; trying again", "err", err)
+		}
+		wait := permissionCheckEvery
+		if !known {
+			wait = firstCheckRetry // readiness waits for the first answer
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(permissionCheckEvery):
+		case <-time.After(wait):
 		}
 	}
 }

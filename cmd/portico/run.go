@@ -53,7 +53,7 @@ func runProxy(ctx context.Context, cfg *config.Config) error {
 	setOOMScoreAdj(ctx, cfg)
 	firstSync := make(chan struct{})
 	go cleanupOtherModesAfter(ctx, cfg, firstSync)
-	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m))
+	ph := health.NewProxyHealth(cfg.SyncPeriod, health.WithRecorder(m), health.WithPermissionCheck())
 	sh := health.NewServiceHealth(health.Listen, ph.IsHealthy)
 	defer func() { _ = sh.Close() }()
 	p := proxier.New(sources, be, proxier.Options{

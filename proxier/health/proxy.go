@@ -76,8 +76,11 @@ type ProxyHealth struct {
 	oldestQueued map[model.Family]time.Time
 	missing      map[model.Family]bool
 	nodeEligible bool
-	// permissions are the API permissions portico lacks (SetMissingPermissions).
-	permissions []string
+	// permissions are the API permissions portico lacks (SetMissingPermissions);
+	// permsKnown is set by the first call, and with requirePerms (WithPermissionCheck)
+	// /healthz fails until then.
+	permissions              []string
+	permsKnown, requirePerms bool
 }
 
 // Option configures a ProxyHealth.
@@ -91,6 +94,13 @@ func WithClock(c clock.PassiveClock) Option {
 // WithRecorder makes the ProxyHealth count its /healthz and /livez answers in r.
 func WithRecorder(r ProbeRecorder) Option {
 	return func(h *ProxyHealth) { h.recorder = r }
+}
+
+// WithPermissionCheck makes /healthz fail until SetMissingPermissions has been called once:
+// a first sync that completes before portico has learnt whether it may list what it
+// watches must not make the pod Ready for a moment.
+func WithPermissionCheck() Option {
+	return func(h *ProxyHealth) { h.requirePerms = true }
 }
 
 // NewProxyHealth returns a ProxyHealth whose families turn unhealthy when an update waits
@@ -173,7 +183,7 @@ func (h *ProxyHealth) NodeEligible() bool {
 func (h *ProxyHealth) SetMissingPermissions(perms []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.permissions = perms
+	h.permissions, h.permsKnown = perms, true
 }
 
 // IsHealthy reports whether every family keeps its rules up to date. It ignores node
@@ -246,8 +256,9 @@ func (h *ProxyHealth) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	r.NodeEligible = &eligible
 	h.mu.RLock()
 	r.MissingPermissions = h.permissions
+	checked := h.permsKnown || !h.requirePerms
 	h.mu.RUnlock()
-	code := writeReport(w, r, r.Healthy && eligible && len(r.MissingPermissions) == 0)
+	code := writeReport(w, r, r.Healthy && eligible && checked && len(r.MissingPermissions) == 0)
 	if h.recorder != nil {
 		h.recorder.IncHealthz(code)
 	}

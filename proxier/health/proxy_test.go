@@ -342,3 +342,18 @@ func TestProxyHealthMissingPermissions(t *testing.T) {
 		t.Errorf("/healthz once granted: %d %s, want 200", hz.code, hz.raw)
 	}
 }
+
+// TestProxyHealthWaitsForThePermissionCheck: with WithPermissionCheck, /healthz fails until
+// the first check has answered, even with every family synced.
+func TestProxyHealthWaitsForThePermissionCheck(t *testing.T) {
+	h := NewProxyHealth(syncPeriod, WithClock(clocktesting.NewFakePassiveClock(start)), WithPermissionCheck())
+	h.SyncNode(readyNode())
+	h.Updated(model.IPv4)
+	if hz := get(t, h.Handler(), "/healthz"); hz.code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz before the first permission check: %d, want 503", hz.code)
+	}
+	h.SetMissingPermissions(nil)
+	if hz := get(t, h.Handler(), "/healthz"); hz.code != http.StatusOK {
+		t.Errorf("/healthz after a check finding nothing missing: %d %s, want 200", hz.code, hz.raw)
+	}
+}
