@@ -13,18 +13,18 @@ import (
 	"github.com/portico-dev/portico/proxier/kubeapi"
 )
 
-// permissionCheckEvery is how often portico asks the API server whether it has the
-// permissions it needs: a role fixed by an administrator makes the pod Ready again
-// within this.
+// permissionCheckEvery is how often portico asks the API server again while it lacks a
+// permission it needs: a role fixed by an administrator makes the pod Ready again within
+// this.
 const permissionCheckEvery = 10 * time.Second
 
 // firstCheckRetry is how soon a first check that got no answer is tried again.
 const firstCheckRetry = time.Second
 
-// watchPermissions checks portico's API permissions at start and every
-// permissionCheckEvery until ctx ends: each missing one is logged by name when the set
-// changes, and /healthz fails while any is missing, and until the first check answers
-// (health.WithPermissionCheck). A check that fails (the API server unreachable) changes
+// watchPermissions checks portico's API permissions at start, and again every
+// permissionCheckEvery while one is missing, until all are granted or ctx ends: each
+// missing one is logged by name when the set changes, and /healthz fails while any is
+// missing, and until the first check answers (health.WithPermissionCheck). A check that fails (the API server unreachable) changes
 // nothing; an authorizer that refuses access reviews ends the checks, failing nothing.
 func watchPermissions(ctx context.Context, cfg *config.Config, ph *health.ProxyHealth) {
 	logger := klog.FromContext(ctx)
@@ -48,6 +48,12 @@ func watchPermissions(ctx context.Context, cfg *config.Config, ph *health.ProxyH
 		switch {
 		case err == nil:
 			last, known = reportPermissions(logger, ph, last, names(missing)), true
+			if len(last) == 0 {
+				// All granted: stop asking. Every node asking 8 reviews every 10 s would
+				// be thousands of requests a second on a large cluster; a permission
+				// taken away later shows in client-go's logged list/watch errors.
+				return
+			}
 		case apierrors.IsForbidden(err):
 			// An authorizer that refuses access reviews: nothing can be checked, and that
 			// must not keep the pod from being Ready.
