@@ -62,10 +62,15 @@ func (s *scraper) scrape(ctx context.Context) (Scrape, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseScrape(body, s.base)
+}
+
+// parseScrape parses a /metrics answer from base.
+func parseScrape(body []byte, base string) (Scrape, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil {
-		return nil, fmt.Errorf("parsing %s/metrics: %w", s.base, err)
+		return nil, fmt.Errorf("parsing %s/metrics: %w", base, err)
 	}
 	return Scrape(fams), nil
 }

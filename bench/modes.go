@@ -23,14 +23,15 @@ var (
 	ModeIPTablesLegacy = ModeSpec{Mode: "iptables", Variant: "legacy"}
 )
 
-// ParseMode reads a mode's flag name: "nftables", "iptables-nft" or "iptables-legacy".
+// ParseMode reads a mode's flag name: "nftables", "iptables-nft", "iptables-legacy" or
+// "ipvs" (measured in a VM).
 func ParseMode(s string) (ModeSpec, error) {
-	for _, m := range []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy} {
+	for _, m := range []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy, ModeIPVS} {
 		if m.String() == s {
 			return m, nil
 		}
 	}
-	return ModeSpec{}, fmt.Errorf("unknown mode %q (nftables, iptables-nft, iptables-legacy)", s)
+	return ModeSpec{}, fmt.Errorf("unknown mode %q (nftables, iptables-nft, iptables-legacy, ipvs)", s)
 }
 
 // String is the mode's flag name.

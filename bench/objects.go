@@ -372,3 +372,47 @@ func (o *Objects) ClusterIP(i int) netip.Addr {
 	defer s.mu.Unlock()
 	return s.clusterIP
 }
+
+// VMServices returns the bulk Services as the VM's payload needs them: name, cluster IP,
+// port and the endpoints last written.
+func (o *Objects) VMServices() []VMService {
+	o.mu.Lock()
+	svcs := append([]*svcState(nil), o.svcs...)
+	o.mu.Unlock()
+	out := make([]VMService, 0, len(svcs))
+	for _, s := range svcs {
+		s.mu.Lock()
+		v := VMService{Name: s.name, ClusterIP: s.clusterIP.String(), Port: 80}
+		for _, e := range s.slice.Endpoints {
+			v.Endpoints = append(v.Endpoints, e.Addresses[0])
+		}
+		s.mu.Unlock()
+		out = append(out, v)
+	}
+	return out
+}
+
+// ReloadSlices reads every bulk Service's EndpointSlice back from the API server, after
+// someone else (the VM's payload) has changed some of them.
+func (o *Objects) ReloadSlices(ctx context.Context) error {
+	list, err := o.cs.DiscoveryV1().EndpointSlices(Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelManagedBy + "=" + ManagedBy})
+	if err != nil {
+		return err
+	}
+	byName := make(map[string]*discoveryv1.EndpointSlice, len(list.Items))
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
+	o.mu.Lock()
+	svcs := append([]*svcState(nil), o.svcs...)
+	o.mu.Unlock()
+	for _, s := range svcs {
+		s.mu.Lock()
+		if sl := byName[s.name+"-1"]; sl != nil {
+			s.slice = sl
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}

@@ -152,6 +152,7 @@ func Report(r *Results, plot string) string {
 	m.nl()
 	writeTargets(m, r)
 	writeIPTables(m, r)
+	writeIPVS(m, r)
 	writeNotes(m, r)
 	m.p("## Raw data")
 	m.nl()

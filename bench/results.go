@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -29,30 +30,39 @@ type Results struct {
 	// Baseline runs each proxy with only the real Service (and the apiserver's own).
 	Baseline []*ProxyRun `json:"baseline"`
 	Scales   []*ScaleRun `json:"scales"`
-	Notes    []string    `json:"notes,omitempty"`
-	Errors   []string    `json:"errors,omitempty"`
+	// IPVS are the ipvs-mode runs, each inside a VM (this machine's kernel has no IPVS).
+	IPVS   []*IPVSRun `json:"ipvs,omitempty"`
+	Notes  []string   `json:"notes,omitempty"`
+	Errors []string   `json:"errors,omitempty"`
 }
 
 // Settings are the run's parameters.
 type Settings struct {
-	Scales          []int             `json:"scales"`
-	Endpoints       int               `json:"endpoints"`
-	ChangeSamples   int               `json:"change_samples"`
-	ChangeSpacingS  float64           `json:"change_spacing_s"`
-	ChangeTimeoutS  float64           `json:"change_timeout_s"`
-	ChurnRate       float64           `json:"churn_rate"`
-	ChurnSeconds    float64           `json:"churn_seconds"`
-	DataplaneConns  int               `json:"dataplane_conns"`
-	ColdRuns        int               `json:"cold_runs,omitempty"`
-	Modes           []ModeSpec        `json:"modes,omitempty"`
-	IPTablesScales  []int             `json:"iptables_scales,omitempty"`
-	ColdLimitS      float64           `json:"cold_limit_s,omitempty"`
-	ChangeBudgetS   float64           `json:"iptables_change_budget_s,omitempty"`
-	MinSyncPeriod   string            `json:"min_sync_period"`
-	SyncPeriod      string            `json:"sync_period"`
-	Verbosity       string            `json:"verbosity"`
-	ProxyCommands   map[string]string `json:"proxy_commands"`
-	MonitorRcvBufMB int               `json:"monitor_rcvbuf_mib"`
+	Scales         []int      `json:"scales"`
+	Endpoints      int        `json:"endpoints"`
+	ChangeSamples  int        `json:"change_samples"`
+	ChangeSpacingS float64    `json:"change_spacing_s"`
+	ChangeTimeoutS float64    `json:"change_timeout_s"`
+	ChurnRate      float64    `json:"churn_rate"`
+	ChurnSeconds   float64    `json:"churn_seconds"`
+	DataplaneConns int        `json:"dataplane_conns"`
+	ColdRuns       int        `json:"cold_runs,omitempty"`
+	Modes          []ModeSpec `json:"modes,omitempty"`
+	IPTablesScales []int      `json:"iptables_scales,omitempty"`
+	// IPVSScales are the N of the VM's ipvs runs, IPVSChangeSamples their changes per
+	// proxy (within IPVSChangeBudgetS), IPVSColdLimitS a proxy's time for its first sync
+	// there.
+	IPVSScales        []int             `json:"ipvs_scales,omitempty"`
+	IPVSChangeSamples int               `json:"ipvs_change_samples,omitempty"`
+	IPVSColdLimitS    float64           `json:"ipvs_cold_limit_s,omitempty"`
+	IPVSChangeBudgetS float64           `json:"ipvs_change_budget_s,omitempty"`
+	ColdLimitS        float64           `json:"cold_limit_s,omitempty"`
+	ChangeBudgetS     float64           `json:"iptables_change_budget_s,omitempty"`
+	MinSyncPeriod     string            `json:"min_sync_period"`
+	SyncPeriod        string            `json:"sync_period"`
+	Verbosity         string            `json:"verbosity"`
+	ProxyCommands     map[string]string `json:"proxy_commands"`
+	MonitorRcvBufMB   int               `json:"monitor_rcvbuf_mib"`
 }
 
 // ScaleRun is one N: loading the objects, then each proxy in turn.
@@ -452,4 +462,105 @@ func (f *Floor) S() float64 {
 		return f.FastestS
 	}
 	return f.MedianS
+}
+
+// IPVSRun is both proxies in ipvs mode at one N, one after the other in the same VM
+// (Debian's cloud kernel under qemu's software emulation), against the objects of the
+// host's API server.
+type IPVSRun struct {
+	N      int    `json:"n"`
+	Kernel string `json:"kernel"`
+	// VM says how the VM was run (emulation, CPUs, memory); WallS is the VM's whole run,
+	// boot to power-off, on the host's clock.
+	VM      string          `json:"vm,omitempty"`
+	WallS   float64         `json:"wall_s,omitempty"`
+	Proxies []*IPVSProxyRun `json:"proxies"`
+	Errors  []string        `json:"errors,omitempty"`
+	// From, when set, says that this N was measured in another run (MergeIPVS).
+	From string `json:"from_run,omitempty"`
+}
+
+// MergeIPVS replaces r's ipvs runs by those of another run, each marked with where it
+// comes from, and adds that run's ipvs settings.
+func (r *Results) MergeIPVS(other *Results) {
+	kind := "full"
+	if other.Quick {
+		kind = "quick"
+	}
+	from := fmt.Sprintf("the %s run of %s (portico %s, -modes ipvs)", kind, other.Started.UTC().Format("2006-01-02 15:04 MST"), short(other.Machine.PorticoCommit, 12))
+	r.IPVS = nil
+	for _, run := range other.IPVS {
+		if run.From == "" {
+			run.From = from
+		}
+		r.IPVS = append(r.IPVS, run)
+	}
+	s := other.Settings
+	r.Settings.IPVSScales, r.Settings.IPVSChangeSamples = s.IPVSScales, s.IPVSChangeSamples
+	r.Settings.IPVSColdLimitS, r.Settings.IPVSChangeBudgetS = s.IPVSColdLimitS, s.IPVSChangeBudgetS
+	for k, v := range s.ProxyCommands {
+		if strings.HasSuffix(k, "-ipvs") {
+			r.Settings.ProxyCommands[k] = v
+		}
+	}
+}
+
+// Proxy returns the run of a proxy by name (nil if none).
+func (r *IPVSRun) Proxy(name string) *IPVSProxyRun {
+	if r == nil {
+		return nil
+	}
+	for _, p := range r.Proxies {
+		if p.Proxy == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// IPVSProxyRun is one proxy in ipvs mode in the VM.
+type IPVSProxyRun struct {
+	Proxy  string    `json:"proxy"`
+	Cold   *IPVSCold `json:"cold,omitempty"`
+	Change *Latency  `json:"change,omitempty"`
+	// Proc is the proxy at the end of the changes; PeakWithChildrenKiB the largest sum of
+	// the proxy's and its children's RSS sampled every 100 ms, PeakChildKiB the largest
+	// child's RSS in those samples; NFT the tool runs (nft, iptables, ipset) the wrapper
+	// logged, with the exact peak RSS of each.
+	Proc                ProcSample `json:"proc"`
+	PeakWithChildrenKiB int64      `json:"peak_with_children_kib"`
+	PeakChildKiB        int64      `json:"peak_child_kib"`
+	// SettleS is how long the changes waited after the cold sync for the proxy to be
+	// quiet (under 5 % of a CPU over half a second, at most 30 s).
+	SettleS float64 `json:"settle_s"`
+	NFT     NFTRuns `json:"tools"`
+	LogTail string  `json:"log_tail,omitempty"`
+	// Leftovers is what IPVS still held after the proxy's own cleanup (should be empty).
+	Leftovers    string   `json:"leftovers,omitempty"`
+	CleanupError string   `json:"cleanup_error,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
+}
+
+// IPVSCold is a cold sync in the VM, in seconds from the proxy's launch.
+type IPVSCold struct {
+	// S is the result: the later of IPVSS and MetricS.
+	S float64 `json:"s"`
+	// IPVSS is the first read of /proc/net/ip_vs (every PollMS) that showed every bulk
+	// Service's virtual server with all its real servers; FirstVSS the first that showed
+	// one of them.
+	IPVSS    float64 `json:"ipvs_s"`
+	FirstVSS float64 `json:"first_vs_s"`
+	PollMS   int64   `json:"poll_ms"`
+	// MetricS is the proxy's own kubeproxy_sync_proxy_rules_last_timestamp_seconds (every
+	// family) minus the launch.
+	MetricS float64 `json:"metric_s"`
+	// Expected bulk Services, Complete those complete at the end, and the kernel's virtual
+	// and real servers then (the latter counted when IPVS was complete).
+	Expected       int     `json:"expected"`
+	Complete       int     `json:"complete"`
+	VirtualServers int     `json:"virtual_servers"`
+	RealServers    int     `json:"real_servers"`
+	LimitS         float64 `json:"limit_s"`
+	DNF            bool    `json:"did_not_finish,omitempty"`
+	Error          string  `json:"error,omitempty"`
 }

@@ -48,6 +48,14 @@ type Options struct {
 	// (the iptables ones only at the N of IPTablesScales).
 	Modes          []ModeSpec
 	IPTablesScales []int
+	// IPVSScales are the N at which ipvs mode (ModeIPVS in Modes) runs, in a VM;
+	// IPVSChangeSamples the one-endpoint changes per proxy there, and IPVSColdLimit the
+	// time a proxy gets for its first sync under emulation.
+	IPVSScales        []int
+	IPVSChangeSamples int
+	IPVSColdLimit     time.Duration
+	// IPVSChangeBudget bounds each proxy's changes in the VM.
+	IPVSChangeBudget time.Duration
 	// ColdLimit is how long a proxy may take to report its first sync; one that takes
 	// longer did not finish, is stopped, and its other phases at that N are skipped.
 	ColdLimit time.Duration
@@ -78,12 +86,14 @@ func DefaultOptions(quick bool) Options {
 		ChangeSamples: 100, ChangeSpacing: 1200 * time.Millisecond, ChangeTimeout: 15 * time.Second,
 		ChurnRate: 50, ChurnDuration: 20 * time.Second, DataplaneConns: 1000, ColdRuns: 3,
 		Proxies:        []string{"portico", "kube-proxy"},
-		Modes:          []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy},
+		Modes:          []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy, ModeIPVS},
 		IPTablesScales: []int{1000, 10000}, ColdLimit: 3 * time.Minute, IPTablesChangeBudget: 4 * time.Minute,
+		IPVSScales: []int{100, 1000}, IPVSChangeSamples: 20, IPVSColdLimit: 15 * time.Minute, IPVSChangeBudget: 5 * time.Minute,
 	}
 	if quick {
 		o.Scales, o.ChangeSamples, o.ChurnDuration = []int{1000}, 20, 10*time.Second
-		o.IPTablesScales = []int{1000}
+		o.IPTablesScales, o.IPVSScales, o.IPVSChangeSamples, o.IPVSColdLimit = []int{1000}, []int{100}, 10, 5*time.Minute
+		o.IPVSChangeBudget = 2 * time.Minute
 	}
 	return o
 }
@@ -99,8 +109,10 @@ type runner struct {
 	objs    *Objects
 	real    Real
 	proxies []Proxy
-	work    string
-	rng     *rand.Rand
+	// vm is what the ipvs runs ship into the VM (nil without ModeIPVS).
+	vm   *vmKit
+	work string
+	rng  *rand.Rand
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -134,12 +146,23 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 			return res, err
 		}
 	}
-	for _, n := range o.Scales {
+	for _, n := range r.allScales() {
 		if err := r.runScale(ctx, n); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// allScales are the N of the host's modes and of the VM's ipvs runs, in growing order:
+// the objects only grow.
+func (r *runner) allScales() []int {
+	all := append([]int(nil), r.o.Scales...)
+	if r.vm != nil {
+		all = append(all, r.o.IPVSScales...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
 }
 
 // newRunner returns a runner with the results' settings filled in from o.
@@ -151,7 +174,9 @@ func newRunner(o Options) *runner {
 			ChangeSpacingS: o.ChangeSpacing.Seconds(), ChangeTimeoutS: o.ChangeTimeout.Seconds(),
 			ChurnRate: o.ChurnRate, ChurnSeconds: o.ChurnDuration.Seconds(), DataplaneConns: o.DataplaneConns,
 			ColdRuns: max(1, o.ColdRuns), Modes: o.Modes, IPTablesScales: o.IPTablesScales,
-			ColdLimitS: o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
+			IPVSScales: o.IPVSScales, IPVSChangeSamples: o.IPVSChangeSamples, IPVSColdLimitS: o.IPVSColdLimit.Seconds(),
+			IPVSChangeBudgetS: o.IPVSChangeBudget.Seconds(),
+			ColdLimitS:        o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
 			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
 			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
 		}}
@@ -192,7 +217,13 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := r.setupEnv(ctx); err != nil {
 		return err
 	}
-	return r.makeProxies(kubeProxyBin, wrapDir, realNFT)
+	if err := r.makeProxies(kubeProxyBin, wrapDir, realNFT); err != nil {
+		return err
+	}
+	if slices.Contains(r.o.Modes, ModeIPVS) {
+		return r.setupVM(ctx, kubeProxyBin)
+	}
+	return nil
 }
 
 // setupEnv starts the e2e environment and the kernel observer in node-a, and creates the
@@ -232,6 +263,9 @@ func (r *runner) setupEnv(ctx context.Context) error {
 // the iptables commands and ipset (wrap-ipt).
 func (r *runner) makeProxies(kubeProxyBin, wrapDir, realNFT string) error {
 	for _, m := range r.o.Modes {
+		if m == ModeIPVS {
+			continue // run in the VM (ipvs_vm.go)
+		}
 		wd := wrapDir
 		if m.IPTables() {
 			wd = filepath.Join(r.work, "wrap-ipt")
@@ -260,7 +294,6 @@ func (r *runner) makeProxies(kubeProxyBin, wrapDir, realNFT string) error {
 // runScale grows the objects to n Services and runs every proxy against them.
 func (r *runner) runScale(ctx context.Context, n int) error {
 	sr := &ScaleRun{N: n, LoadAvgStart: LoadAvg()}
-	r.res.Scales = append(r.res.Scales, sr)
 	before := r.objs.Count()
 	r.logf("[N=%d] creating Services %d..%d with %d endpoints each", n, before, n-1, r.o.Endpoints)
 	t := time.Now()
@@ -269,6 +302,23 @@ func (r *runner) runScale(ctx context.Context, n int) error {
 	}
 	sr.Created, sr.LoadSeconds = n-before, time.Since(t).Seconds()
 	r.logf("[N=%d] created %d Services and EndpointSlices in %.1fs", n, sr.Created, sr.LoadSeconds)
+	if slices.Contains(r.o.Scales, n) {
+		r.res.Scales = append(r.res.Scales, sr)
+		if err := r.runHostProxies(ctx, sr, n); err != nil {
+			return err
+		}
+	}
+	if r.vm != nil && slices.Contains(r.o.IPVSScales, n) {
+		r.logf("[N=%d] ipvs, both proxies in the VM", n)
+		err := r.runIPVS(ctx, n)
+		r.savePartial()
+		return err
+	}
+	return nil
+}
+
+// runHostProxies runs every proxy of the host's modes at n.
+func (r *runner) runHostProxies(ctx context.Context, sr *ScaleRun, n int) error {
 	for _, p := range r.proxies {
 		if p.Mode().IPTables() && !slices.Contains(r.o.IPTablesScales, n) {
 			continue

@@ -27,6 +27,8 @@ type cliFlags struct {
 	quick, render, profile     bool
 	out, scales, proxies, logs string
 	modes, iptScales, earlier  string
+	ipvsScales, vmPayload      string
+	mergeIPVS                  string
 	coldLimit                  time.Duration
 	samples, conns, coldRuns   int
 	churnSec                   time.Duration
@@ -50,6 +52,9 @@ func parseFlags() cliFlags {
 	flag.StringVar(&f.proxies, "proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
 	flag.StringVar(&f.modes, "modes", "", "comma-separated proxy modes, in order (default nftables,iptables-nft,iptables-legacy)")
 	flag.StringVar(&f.iptScales, "iptables-scales", "", "comma-separated Service counts at which the iptables modes run (default 1000,10000; quick: 1000)")
+	flag.StringVar(&f.ipvsScales, "ipvs-scales", "", "comma-separated Service counts at which ipvs mode runs, in a VM (default 100,1000; quick: 100)")
+	flag.StringVar(&f.mergeIPVS, "merge-ipvs", "", "with -render: first put the ipvs runs of this results file (a run limited to -modes ipvs) into <out>/bench-results.json, marked as from that run")
+	flag.StringVar(&f.vmPayload, "vm-payload", "", "internal: run as the VM's payload with this spec (the host's side starts it)")
 	flag.DurationVar(&f.coldLimit, "cold-limit", 0, "time a proxy gets for its first sync before it counts as not finished (default 3m)")
 	flag.StringVar(&f.logs, "logs", "", "directory to keep the proxies' logs in (default: discarded)")
 	flag.Uint64Var(&f.seed, "seed", 0, "random seed (default: time-based)")
@@ -60,8 +65,15 @@ func parseFlags() cliFlags {
 
 func main() {
 	f := parseFlags()
+	if f.vmPayload != "" {
+		os.Exit(bench.RunVMPayload(context.Background(), f.vmPayload, os.Stdout))
+	}
 	if f.render {
 		if err := mergeEarlier(f.out, f.earlier); err != nil {
+			fmt.Fprintln(os.Stderr, "portico-bench:", err)
+			os.Exit(1)
+		}
+		if err := mergeIPVS(f.out, f.mergeIPVS); err != nil {
 			fmt.Fprintln(os.Stderr, "portico-bench:", err)
 			os.Exit(1)
 		}
@@ -111,6 +123,11 @@ func options(f cliFlags) (bench.Options, error) {
 	}
 	if f.iptScales != "" {
 		if o.IPTablesScales, err = parseInts("iptables-scales", f.iptScales); err != nil {
+			return o, err
+		}
+	}
+	if f.ipvsScales != "" {
+		if o.IPVSScales, err = parseInts("ipvs-scales", f.ipvsScales); err != nil {
 			return o, err
 		}
 	}
@@ -221,6 +238,24 @@ func mergeEarlier(out, earlier string) error {
 		return fmt.Errorf("reading the results: %w", err)
 	}
 	res.MergeEarlier(old)
+	return res.Save(path)
+}
+
+// mergeIPVS puts the ipvs runs of another results file into <out>/bench-results.json.
+func mergeIPVS(out, from string) error {
+	if from == "" {
+		return nil
+	}
+	other, err := bench.LoadResults(from)
+	if err != nil {
+		return fmt.Errorf("reading the ipvs results: %w", err)
+	}
+	path := filepath.Join(out, "bench-results.json")
+	res, err := bench.LoadResults(path)
+	if err != nil {
+		return fmt.Errorf("reading the results: %w", err)
+	}
+	res.MergeIPVS(other)
 	return res.Save(path)
 }
 
