@@ -100,10 +100,11 @@ lint:
 ## unit: the fast tests (no root, no kernel)
 unit:
 	$(GO) test ./...
+	cd bench && $(GO) test ./...
 
 # The e2e tests that exercise a backend's rules (traffic through them, their repair, their
 # removal, restarts and API outages over them): `make e2e` runs them again in iptables mode.
-E2E_BACKEND_TESTS := TestServiceSemantics|TestModeSwitch|TestRulesRepaired|TestServiceRemoval|TestRestartKeepsConnections|TestAPIServerOutage|TestSessionAffinityTimeout|TestStaleUDPConntrack|TestStaleUDPAfterRestart|TestTerminatingFallbackDynamic|TestSliceMovesBetweenServices|TestManualEndpoints|TestPodsThroughEndpointSliceController|TestLongNames|TestInitOnly
+E2E_BACKEND_TESTS := TestServiceSemantics|TestCleanupKubeProxy|TestModeSwitch|TestRulesRepaired|TestServiceRemoval|TestRestartKeepsConnections|TestAPIServerOutage|TestSessionAffinityTimeout|TestStaleUDPConntrack|TestStaleUDPAfterRestart|TestTerminatingFallbackDynamic|TestSliceMovesBetweenServices|TestManualEndpoints|TestPodsThroughEndpointSliceController|TestLongNames|TestInitOnly
 
 ## e2e: the end-to-end tests: real kube-apiserver + etcd, real kernel, real traffic (root).
 ##      The whole suite (nftables mode, with e2e/node: portico's DaemonSet from deploy/ run by
@@ -123,7 +124,7 @@ e2e: build deps cluster-bins node-bins
 vm-ipvs:
 	mkdir -p .cache/vm
 	CGO_ENABLED=0 $(GO) test -c -tags ipvsvm -o .cache/vm/ipvs.test ./backends/ipvs/
-	e2e/vm/run.sh --with $$(command -v nft) -- .cache/vm/ipvs.test -test.v -test.count=1 -test.run '^TestVM'
+	e2e/vm/run.sh --with $$(command -v nft) --with $$(command -v ipset) --with /etc/protocols -- .cache/vm/ipvs.test -test.v -test.count=1 -test.run '^TestVM'
 
 ## test: every test (unit, then e2e, then the VM tests)
 test: lint unit e2e vm-ipvs

@@ -113,24 +113,37 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 // cleanupVariant removes portico's chains and the jumps to them from every table the
 // variant's save command prints (without -t: asking for a table would create it).
 func cleanupVariant(ctx context.Context, run variant.Runner, cmds variant.Commands) error {
-	save, err := run.Run(ctx, cmds.Save, nil, nil)
-	if err != nil {
-		return err
-	}
-	input := cleanupInput(string(save))
-	if len(input) == 0 {
-		return nil
-	}
-	_, err = run.Run(ctx, cmds.Restore, variant.RestoreArgs(variant.DefaultLockSeconds), bytes.NewReader(input))
+	_, err := removeChains(ctx, run, cmds, porticoChain)
 	return err
 }
 
-// cleanupInput turns iptables-save output into restore input that deletes every jump to
-// portico's chains from the other chains, then flushes and deletes portico's chains.
-func cleanupInput(save string) []byte {
+// porticoChain reports whether a chain of any table is portico's.
+func porticoChain(_, chain string) bool { return strings.HasPrefix(chain, chainPrefix) }
+
+// removeChains removes, from every table the variant's save command prints, the chains
+// owns accepts and every rule of another chain that jumps to one of them, in one restore
+// per call; it returns how many chains it removed.
+func removeChains(ctx context.Context, run variant.Runner, cmds variant.Commands, owns func(table, chain string) bool) (int, error) {
+	save, err := run.Run(ctx, cmds.Save, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	input, n := removeChainsInput(string(save), owns)
+	if n == 0 {
+		return 0, nil
+	}
+	_, err = run.Run(ctx, cmds.Restore, variant.RestoreArgs(variant.DefaultLockSeconds), bytes.NewReader(input))
+	return n, err
+}
+
+// removeChainsInput turns iptables-save output into restore input that deletes every
+// jump to an owned chain from the other chains, then flushes and deletes the owned
+// chains; it returns the input and the number of chains it deletes.
+func removeChainsInput(save string, owns func(table, chain string) bool) ([]byte, int) {
 	var b bytes.Buffer
 	var table string
 	var chains, deletes []string
+	total := 0
 	flush := func() {
 		if len(chains)+len(deletes) == 0 {
 			return
@@ -146,6 +159,7 @@ func cleanupInput(save string) []byte {
 			fmt.Fprintf(&b, "-X %s\n", c)
 		}
 		b.WriteString("COMMIT\n")
+		total += len(chains)
 	}
 	for line := range strings.Lines(save) {
 		line = strings.TrimRight(line, "\n")
@@ -154,14 +168,18 @@ func cleanupInput(save string) []byte {
 			table, chains, deletes = line[1:], nil, nil
 		case line == "COMMIT":
 			flush()
-		case strings.HasPrefix(line, ":"+chainPrefix):
-			name, _, _ := strings.Cut(line[1:], " ")
-			chains = append(chains, name)
-		case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+chainPrefix) && refersToOwn(line):
-			deletes = append(deletes, line[len("-A "):])
+		case strings.HasPrefix(line, ":"):
+			if name, _, _ := strings.Cut(line[1:], " "); owns(table, name) {
+				chains = append(chains, name)
+			}
+		case strings.HasPrefix(line, "-A "):
+			chain, _, _ := strings.Cut(line[len("-A "):], " ")
+			if target := jumpTarget(line); !owns(table, chain) && target != "" && owns(table, target) {
+				deletes = append(deletes, line[len("-A "):])
+			}
 		}
 	}
-	return b.Bytes()
+	return b.Bytes(), total
 }
 
 // destroySets destroys every ipset whose name starts with portico's prefix.

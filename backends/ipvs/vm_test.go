@@ -11,15 +11,22 @@ package ipvs
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/backendtest"
+	"github.com/portico-dev/portico/backends/iptables"
+	"github.com/portico-dev/portico/backends/iptables/variant"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 	"github.com/portico-dev/portico/e2e/harness/traffic"
 	"github.com/portico-dev/portico/model"
@@ -301,4 +308,108 @@ func TestVMFlows(t *testing.T) {
 			return b
 		},
 	})
+}
+
+// TestVMRemoveKubeProxy builds what upstream kube-proxy's ipvs mode leaves in node-a
+// (kube-ipvs0 holding a ClusterIP with its virtual server, a NodePort virtual server on
+// node-a's address listed in its KUBE-NODE-PORT-TCP ipset) beside portico's own Service
+// and a virtual server of someone else's, then removes kube-proxy's leftovers as
+// `portico cleanup --kube-proxy` does: kube-proxy's virtual servers, kube-ipvs0 and its
+// ipsets go; portico's virtual servers and the other one stay, and portico still serves.
+func TestVMRemoveKubeProxy(t *testing.T) {
+	e := newVMEnv(t, backends.Options{}, false)
+	e.sync(t, e.table(e.eps...), model.Diff{Full: true})
+	portico := e.dump(t)
+	kpIP := netip.MustParseAddr("10.96.200.1")
+	kpNodePort, foreign := vsKey{nodePort.Addr(), model.TCP, 31999}, vsKey{nodePort.Addr(), model.TCP, 31997}
+	run, look := variant.ExecRunner{}, exec.LookPath
+	err := e.topo.Do(netns.NodeA, func() error {
+		if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: KubeProxyDevice}}); err != nil {
+			return err
+		}
+		link, err := netlink.LinkByName(KubeProxyDevice)
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: netlink.NewIPNet(net.IP(kpIP.AsSlice()))}); err != nil {
+			return err
+		}
+		h, err := openIPVS()
+		if err != nil {
+			return err
+		}
+		for _, k := range []vsKey{{kpIP, model.TCP, 80}, kpNodePort, foreign} {
+			if err := h.NewService(service(k, &virtualServer{scheduler: "rr"})); err != nil {
+				return fmt.Errorf("virtual server %s: %w", k, err)
+			}
+		}
+		_, err = run.Run(context.Background(), "ipset", []string{"restore"}, strings.NewReader(
+			"create KUBE-NODE-PORT-TCP bitmap:port range 0-65535\nadd KUBE-NODE-PORT-TCP 31999\ncreate KUBE-CLUSTER-IP hash:ip,port\nadd KUBE-CLUSTER-IP 10.96.200.1,tcp:80\n"))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("building kube-proxy's leftovers: %v", err)
+	}
+	err = e.topo.Do(netns.NodeA, func() error {
+		ports, err := iptables.KubeProxyNodePorts(context.Background(), run, look)
+		if err != nil {
+			return err
+		}
+		n, dev, err := e.b.RemoveKubeProxy(context.Background(), ports)
+		if err == nil && (n != 2 || !dev) {
+			err = fmt.Errorf("deleted %d virtual servers (want 2), removed %s: %v", n, KubeProxyDevice, dev)
+		}
+		if err == nil {
+			_, err = iptables.DestroyKubeProxySets(context.Background(), run, look)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("removing kube-proxy's leftovers: %v", err)
+	}
+	checkKubeProxyGone(t, e, foreign)
+	if d := e.dump(t); d != portico {
+		t.Errorf("portico's own state changed:\n--- before\n%s--- after\n%s", portico, d)
+	}
+	if st := e.probe(10); st.OK() != st.Sent {
+		t.Errorf("portico's ClusterIP no longer answers: %s", st)
+	}
+}
+
+// checkKubeProxyGone checks node-a's kernel: no kube-ipvs0, no KUBE- ipset, no virtual
+// server of kube-proxy's, and the foreign one still there.
+func checkKubeProxyGone(t *testing.T, e *vmEnv, foreign vsKey) {
+	t.Helper()
+	var sets []byte
+	var keys []string
+	err := e.topo.Do(netns.NodeA, func() error {
+		if _, err := netlink.LinkByName(KubeProxyDevice); err == nil {
+			return fmt.Errorf("%s is still there", KubeProxyDevice)
+		}
+		var err error
+		if sets, err = exec.Command("ipset", "list", "-n").Output(); err != nil {
+			return err
+		}
+		h, err := openIPVS()
+		if err != nil {
+			return err
+		}
+		svcs, err := h.GetServices()
+		for _, s := range svcs {
+			if k, ok := keyOf(s); ok {
+				keys = append(keys, k.String())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sets), "KUBE-") {
+		t.Errorf("kube-proxy's ipsets are left: %s", sets)
+	}
+	got := strings.Join(keys, " ")
+	if strings.Contains(got, "10.96.200.1") || strings.Contains(got, ":31999") || !strings.Contains(got, foreign.String()) {
+		t.Errorf("virtual servers after the removal: %s (want neither kube-proxy's nor a missing %s)", got, foreign)
+	}
 }

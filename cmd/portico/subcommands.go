@@ -123,18 +123,28 @@ func protoName(p uint8) string {
 }
 
 func newCleanupCommand(flags *config.Flags) *cobra.Command {
-	return &cobra.Command{
+	var kubeProxy bool
+	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove every rule portico created, in every mode, and exit (same as --cleanup)",
-		Args:  cobra.NoArgs,
+		Long: "Remove every rule portico created, in every mode, and exit (same as --cleanup).\n\n" +
+			"With --kube-proxy, remove instead what upstream kube-proxy left on this node in any mode " +
+			"(its iptables chains in both variants, its nftables tables, its IPVS virtual servers, kube-ipvs0 " +
+			"and its ipsets), and nothing of portico's or kubelet's.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd, flags)
 			if err != nil {
 				return err
 			}
+			if kubeProxy {
+				return cleanupKubeProxy(cmd.Context(), cmd.OutOrStdout(), cfg)
+			}
 			return cleanup(cmd.Context(), cmd.OutOrStdout(), cfg)
 		},
 	}
+	cmd.Flags().BoolVar(&kubeProxy, "kube-proxy", false, "remove upstream kube-proxy's leftovers instead of portico's rules")
+	return cmd
 }
 
 // otherModesGrace bounds how long the removal of the other modes' rules waits for the
