@@ -284,18 +284,25 @@ type Change struct {
 // annotation and writes the slice. before runs just before the write is sent (the caller
 // starts watching the kernel there).
 func (o *Objects) ReplaceEndpoint(ctx context.Context, i int, addr netip.Addr, rng *rand.Rand, before func()) (Change, error) {
+	return o.ReplaceEndpoints(ctx, i, []netip.Addr{addr}, rng, before)
+}
+
+// ReplaceEndpoints replaces len(addrs) distinct random endpoints of Service i (all of
+// them with as many addresses as it has endpoints) by addrs, like ReplaceEndpoint.
+func (o *Objects) ReplaceEndpoints(ctx context.Context, i int, addrs []netip.Addr, rng *rand.Rand, before func()) (Change, error) {
 	o.mu.Lock()
 	s := o.svcs[i]
 	o.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.slice.DeepCopy()
-	j := rng.IntN(len(next.Endpoints))
-	next.Endpoints[j].Addresses = []string{addr.String()}
+	for k, j := range rng.Perm(len(next.Endpoints))[:min(len(addrs), len(next.Endpoints))] {
+		next.Endpoints[j].Addresses = []string{addrs[k].String()}
+	}
 	if before != nil {
 		before()
 	}
-	c := Change{Service: s.name, Addr: addr, Written: time.Now()}
+	c := Change{Service: s.name, Addr: addrs[0], Written: time.Now()}
 	next.Annotations[triggerAnnotation] = c.Written.UTC().Format(time.RFC3339Nano)
 	api := o.cs.DiscoveryV1().EndpointSlices(Namespace)
 	got, err := api.Update(ctx, next, metav1.UpdateOptions{})

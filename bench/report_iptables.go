@@ -178,6 +178,7 @@ func iptLines() []scaleLine {
 		scaleLine{"**Peak RSS**, proxy process (VmHWM)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakHWM() }), fmbValue)},
 		scaleLine{"  largest child (iptables-restore, iptables-save, ipset, nft; maxrss)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakNFT() }), fmbValue)},
 		scaleLine{"  proxy + largest child", num(megabytes(func(p *ProxyRun) int64 { return p.PeakHWM() + p.PeakNFT() }), fmbValue)},
+		scaleLine{"  proxy and children together (sampled every 100 ms)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakWithChildrenKiB }), fmbValue)},
 		scaleLine{"  child runs", num(func(p *ProxyRun) float64 { return float64(p.NFTRunsTotal()) }, fcount)},
 		scaleLine{"  per change (mean wall, mean input)", txt(nftPerChangeText)},
 	)

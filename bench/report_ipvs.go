@@ -30,9 +30,39 @@ func writeIPVS(m *md, r *Results) {
 	m.p("- **memory**: the proxy's VmHWM; the proxy and its children sampled together every 100 ms; the exact peak of every tool run from the wrapper.")
 	m.p("- Emulation makes every figure slower than on hardware, for both proxies alike; the ratios are the point. The VM's two vCPUs are two host threads, which share the host's two cores with the API server.")
 	m.nl()
+	if t := largestNText(r); t != "" {
+		m.p("%s", t)
+		m.nl()
+	}
 	for _, run := range r.IPVS {
 		writeIPVSRun(m, r, run)
 	}
+}
+
+// largestNText says why the largest N of the VM is that one, from kube-proxy's figures
+// there: its cold sync against the time a proxy gets, and the processes it ran.
+func largestNText(r *Results) string {
+	var last *IPVSRun
+	for _, run := range r.IPVS {
+		if last == nil || run.N > last.N {
+			last = run
+		}
+	}
+	kp := last.Proxy(pKP)
+	if kp == nil || kp.Cold == nil || r.Settings.IPVSColdLimitS == 0 {
+		return ""
+	}
+	limit := fmt.Sprintf("%.0f minutes", r.Settings.IPVSColdLimitS/60)
+	if !kp.Cold.DNF && 5*kp.Cold.S < r.Settings.IPVSColdLimitS {
+		return fmt.Sprintf("N = %s is the largest N of this run (`-ipvs-scales`); kube-proxy's cold sync took %s there, within the %s a proxy gets.",
+			comma(last.N), fs(kp.Cold.S), limit)
+	}
+	cold := "did not finish its cold sync within " + limit
+	if !kp.Cold.DNF {
+		cold = "took " + fs(kp.Cold.S) + " for its cold sync"
+	}
+	return fmt.Sprintf("N = %s is the largest N the emulated VM allows: at it, kube-proxy %s, having started %s processes (its ipvs mode runs one `ipset add` per Service address, among others, and a process start costs tens of milliseconds under emulation); five times the Services would take it past the %s a proxy gets.",
+		comma(last.N), cold, comma(kp.NFT.Count), limit)
 }
 
 // writeIPVSRun writes one N's table and what went wrong there.
@@ -133,6 +163,12 @@ func ipvsLines() []ipvsLine {
 				return dash, math.NaN()
 			}
 			return fs(p.SettleS), math.NaN()
+		}},
+		{"first change after the cold sync (not a sample)", func(p *IPVSProxyRun) (string, float64) {
+			if p.Change == nil || p.Change.FirstMS == 0 {
+				return dash, math.NaN()
+			}
+			return fms(p.Change.FirstMS), p.Change.FirstMS
 		}},
 		{"**one-endpoint change p50**", change(func(l *Latency) float64 { return l.P50 })},
 		{"one-endpoint change p90", change(func(l *Latency) float64 { return l.P90 })},

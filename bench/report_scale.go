@@ -291,6 +291,49 @@ func changeLines() []scaleLine {
 		{"  first seen in (notification type)", txt(changeMsgTypesText)},
 		{"  proxy's metric: bucket of p50 / of p99", txt(changeBucketsText)},
 		{"  proxy's metric mean", num(changeMetricOf(func(l *MetricLatency) float64 { return l.Mean }), fms)},
+		{"**Change → traffic**, one endpoint, p50", num(trafficOf(oneKind, func(l *Latency) float64 { return l.P50 }), fms)},
+		{"  p99", num(trafficOf(oneKind, func(l *Latency) float64 { return l.P99 }), fms)},
+		{"  kernel side of the same changes, p50", num(kernelOf(oneKind, func(l *Latency) float64 { return l.P50 }), fms)},
+		{"  samples (missed)", txt(trafficSamplesText(oneKind))},
+		{"**Change → traffic**, all endpoints, p50", num(trafficOf(allKind, func(l *Latency) float64 { return l.P50 }), fms)},
+		{"  p99", num(trafficOf(allKind, func(l *Latency) float64 { return l.P99 }), fms)},
+		{"  kernel side of the same changes, p50", num(kernelOf(allKind, func(l *Latency) float64 { return l.P50 }), fms)},
+		{"  samples (missed)", txt(trafficSamplesText(allKind))},
+	}
+}
+
+// The kinds of traffic changes.
+func oneKind(t *TrafficChanges) *TrafficLatency { return t.One }
+func allKind(t *TrafficChanges) *TrafficLatency { return t.All }
+
+// trafficOf reads a number of one kind of traffic change, until traffic; NaN without
+// samples.
+func trafficOf(kind func(*TrafficChanges) *TrafficLatency, f func(l *Latency) float64) func(p *ProxyRun) float64 {
+	return func(p *ProxyRun) float64 {
+		if p.Traffic == nil || kind(p.Traffic).Traffic.Samples == 0 {
+			return math.NaN()
+		}
+		return f(&kind(p.Traffic).Traffic)
+	}
+}
+
+// kernelOf reads a number of one kind of traffic change, kernel side; NaN without samples.
+func kernelOf(kind func(*TrafficChanges) *TrafficLatency, f func(l *Latency) float64) func(p *ProxyRun) float64 {
+	return func(p *ProxyRun) float64 {
+		if p.Traffic == nil || kind(p.Traffic).Kernel.Samples == 0 {
+			return math.NaN()
+		}
+		return f(&kind(p.Traffic).Kernel)
+	}
+}
+
+func trafficSamplesText(kind func(*TrafficChanges) *TrafficLatency) func(p *ProxyRun) string {
+	return func(p *ProxyRun) string {
+		if p.Traffic == nil {
+			return dash
+		}
+		l := kind(p.Traffic)
+		return fmt.Sprintf("%d (%d)", l.Traffic.Samples, l.Traffic.Missed)
 	}
 }
 
@@ -338,6 +381,7 @@ func memoryLines() []scaleLine {
 		{"**Peak RSS**, proxy process (VmHWM)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakHWM() }), fmbValue)},
 		{"  largest nft child (maxrss)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakNFT() }), fmbValue)},
 		{"  proxy + largest nft child", num(megabytes(func(p *ProxyRun) int64 { return p.PeakHWM() + p.PeakNFT() }), fmbValue)},
+		{"  proxy and children together (sampled every 100 ms)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakWithChildrenKiB }), fmbValue)},
 		{"  Go heap in use / runtime total (go_memstats) at the end", txt(goMemText)},
 		{"  Go allocations per one-endpoint change (GCs per change)", txt(allocsPerChangeText)},
 	}

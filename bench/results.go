@@ -56,6 +56,7 @@ type Settings struct {
 	IPVSChangeSamples int               `json:"ipvs_change_samples,omitempty"`
 	IPVSColdLimitS    float64           `json:"ipvs_cold_limit_s,omitempty"`
 	IPVSChangeBudgetS float64           `json:"ipvs_change_budget_s,omitempty"`
+	TrafficSamples    int               `json:"traffic_samples,omitempty"`
 	ColdLimitS        float64           `json:"cold_limit_s,omitempty"`
 	ChangeBudgetS     float64           `json:"iptables_change_budget_s,omitempty"`
 	MinSyncPeriod     string            `json:"min_sync_period"`
@@ -120,14 +121,19 @@ type ProxyRun struct {
 	Proxy string `json:"proxy"`
 	// Mode is the proxy mode of the run (nftables when absent: results from before the
 	// iptables columns).
-	Mode      ModeSpec   `json:"mode,omitzero"`
-	N         int        `json:"n"`
-	Cold      *Cold      `json:"cold,omitempty"`
-	Floor     *Floor     `json:"floor,omitempty"`
-	Change    *Latency   `json:"change,omitempty"`
-	Churn     *Churn     `json:"churn,omitempty"`
-	Dataplane *Dataplane `json:"dataplane,omitempty"`
-	Phases    []*Phase   `json:"phases"`
+	Mode   ModeSpec `json:"mode,omitzero"`
+	N      int      `json:"n"`
+	Cold   *Cold    `json:"cold,omitempty"`
+	Floor  *Floor   `json:"floor,omitempty"`
+	Change *Latency `json:"change,omitempty"`
+	// Traffic are the changes timed until a connection reaches a new endpoint.
+	Traffic *TrafficChanges `json:"traffic,omitempty"`
+	// PeakWithChildrenKiB is the largest sum of the proxy's and its children's RSS,
+	// sampled every 100 ms from its launch to its stop (the last cold run's).
+	PeakWithChildrenKiB int64      `json:"peak_with_children_kib,omitempty"`
+	Churn               *Churn     `json:"churn,omitempty"`
+	Dataplane           *Dataplane `json:"dataplane,omitempty"`
+	Phases              []*Phase   `json:"phases"`
 	// RulesetBefore is node-a's ruleset before the proxy started (should be empty).
 	RulesetBefore string `json:"ruleset_before,omitempty"`
 	// Leftovers is node-a's ruleset after the proxy's own cleanup (should be empty).
@@ -320,6 +326,9 @@ type Latency struct {
 	// counts the samples a connection from node-a then confirmed (translated to the new
 	// address), Probes the connections opened for that.
 	Method string `json:"method,omitempty"`
+	// FirstMS is the first change after the cold sync, when it is not one of the samples
+	// (ipvs mode in the VM), -1 when it did not show.
+	FirstMS float64 `json:"first_ms,omitempty"`
 	// CutShort is set when the phase's time budget ended it before every sample was taken.
 	CutShort bool `json:"cut_short,omitempty"`
 	Verified int  `json:"verified,omitempty"`
@@ -345,6 +354,26 @@ type Churn struct {
 	Achieved float64 `json:"achieved_rate"`
 	// ChangesPerCommit is how many changes the proxy folded into one commit on average.
 	ChangesPerCommit float64 `json:"changes_per_commit"`
+}
+
+// TrafficChanges are changes of one endpoint and of all the endpoints of a Service, each
+// timed from the API write until a connection from node-a to the ClusterIP is answered by
+// a new endpoint (connections opened every ProbeRoundMS, Parallel at a time).
+type TrafficChanges struct {
+	One          *TrafficLatency `json:"one"`
+	All          *TrafficLatency `json:"all"`
+	ProbeRoundMS float64         `json:"probe_round_ms"`
+}
+
+// TrafficLatency is one kind of traffic change: Traffic until a new endpoint answered,
+// Kernel until the first nf_tables notification holding a new address (none with
+// iptables-legacy), Connections the probes opened.
+type TrafficLatency struct {
+	Traffic     Latency `json:"traffic"`
+	Kernel      Latency `json:"kernel"`
+	Parallel    int     `json:"parallel"`
+	Connections int     `json:"connections"`
+	LastError   string  `json:"last_error,omitempty"`
 }
 
 // Dataplane is connection setup through the real Service's ClusterIP.
@@ -487,7 +516,7 @@ func (r *Results) MergeIPVS(other *Results) {
 	if other.Quick {
 		kind = "quick"
 	}
-	from := fmt.Sprintf("the %s run of %s (portico %s, -modes ipvs)", kind, other.Started.UTC().Format("2006-01-02 15:04 MST"), short(other.Machine.PorticoCommit, 12))
+	from := fmt.Sprintf("the %s run of %s (portico %s)", kind, other.Started.UTC().Format("2006-01-02 15:04 MST"), short(other.Machine.PorticoCommit, 12))
 	r.IPVS = nil
 	for _, run := range other.IPVS {
 		if run.From == "" {

@@ -51,6 +51,9 @@ type Options struct {
 	// IPVSScales are the N at which ipvs mode (ModeIPVS in Modes) runs, in a VM;
 	// IPVSChangeSamples the one-endpoint changes per proxy there, and IPVSColdLimit the
 	// time a proxy gets for its first sync under emulation.
+	// TrafficSamples are the changes of each kind (one endpoint, all endpoints) timed
+	// until traffic reaches the new endpoints, per proxy and N.
+	TrafficSamples    int
 	IPVSScales        []int
 	IPVSChangeSamples int
 	IPVSColdLimit     time.Duration
@@ -88,12 +91,12 @@ func DefaultOptions(quick bool) Options {
 		Proxies:        []string{"portico", "kube-proxy"},
 		Modes:          []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy, ModeIPVS},
 		IPTablesScales: []int{1000, 10000}, ColdLimit: 3 * time.Minute, IPTablesChangeBudget: 4 * time.Minute,
-		IPVSScales: []int{100, 1000}, IPVSChangeSamples: 20, IPVSColdLimit: 15 * time.Minute, IPVSChangeBudget: 5 * time.Minute,
+		TrafficSamples: 30, IPVSScales: []int{100, 1000}, IPVSChangeSamples: 20, IPVSColdLimit: 15 * time.Minute, IPVSChangeBudget: 5 * time.Minute,
 	}
 	if quick {
 		o.Scales, o.ChangeSamples, o.ChurnDuration = []int{1000}, 20, 10*time.Second
 		o.IPTablesScales, o.IPVSScales, o.IPVSChangeSamples, o.IPVSColdLimit = []int{1000}, []int{100}, 10, 5*time.Minute
-		o.IPVSChangeBudget = 2 * time.Minute
+		o.IPVSChangeBudget, o.TrafficSamples = 2*time.Minute, 10
 	}
 	return o
 }
@@ -109,6 +112,8 @@ type runner struct {
 	objs    *Objects
 	real    Real
 	proxies []Proxy
+	// live hands out the addresses of the traffic changes' endpoints (live.go).
+	live *liveAddrs
 	// vm is what the ipvs runs ship into the VM (nil without ModeIPVS).
 	vm   *vmKit
 	work string
@@ -175,8 +180,8 @@ func newRunner(o Options) *runner {
 			ChurnRate: o.ChurnRate, ChurnSeconds: o.ChurnDuration.Seconds(), DataplaneConns: o.DataplaneConns,
 			ColdRuns: max(1, o.ColdRuns), Modes: o.Modes, IPTablesScales: o.IPTablesScales,
 			IPVSScales: o.IPVSScales, IPVSChangeSamples: o.IPVSChangeSamples, IPVSColdLimitS: o.IPVSColdLimit.Seconds(),
-			IPVSChangeBudgetS: o.IPVSChangeBudget.Seconds(),
-			ColdLimitS:        o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
+			IPVSChangeBudgetS: o.IPVSChangeBudget.Seconds(), TrafficSamples: o.TrafficSamples,
+			ColdLimitS: o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
 			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
 			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
 		}}
@@ -254,6 +259,10 @@ func (r *runner) setupEnv(ctx context.Context) error {
 		return err
 	}
 	r.logf("real Service %s:%d -> %s:%d (pod-a1)", r.real.ClusterIP, r.real.Port, r.real.Backend, env.ServerPort)
+	if err := setupLive(r.e.Topo); err != nil {
+		return err
+	}
+	r.live = &liveAddrs{}
 	return nil
 }
 
@@ -391,6 +400,7 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 		}
 		r.stopAndClean(ctx, p, pr)
 	}()
+	defer sampleMemory(p, pr)()
 	if err := resetNode(ctx, r.e.Topo, p.Mode()); err != nil {
 		return pr, fmt.Errorf("preparing node-a for %s: %w", p.Name(), err)
 	}
@@ -417,6 +427,7 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 	if err := r.changePhase(ctx, p, pr, n); err != nil {
 		return pr, err
 	}
+	r.trafficPhase(ctx, p, pr, n)
 	if !p.Mode().IPTables() { // churn: nftables mode only
 		if err := r.churnPhase(ctx, p, pr, n); err != nil {
 			return pr, err
@@ -426,6 +437,52 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 	r.logf("  %s peak RSS %.1f MiB, nft peak %.1f MiB over %d runs, CPU %.1fs", p.Name(), float64(pr.PeakHWM())/1024,
 		float64(pr.PeakNFT())/1024, pr.NFTRunsTotal(), last.Proc.CPU())
 	return pr, nil
+}
+
+// sampleMemory samples the proxy (whichever process it runs as) and its children
+// together every 100 ms into pr.PeakWithChildrenKiB, until the returned stop is called.
+func sampleMemory(p Proxy, pr *ProxyRun) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		m := &memSampler{}
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if pid := p.PID(); pid > 0 && p.Running() {
+				m.sample(pid)
+			}
+			select {
+			case <-done:
+				pr.PeakWithChildrenKiB, _ = m.peak()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// trafficPhase times changes until traffic reaches the new endpoints (measureTraffic).
+func (r *runner) trafficPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) {
+	tr := startPhase("traffic-changes", r.mon, p)
+	o := trafficOpts{samples: r.o.TrafficSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout, endpoints: r.o.Endpoints}
+	if p.Mode().IPTables() {
+		o.budget = r.o.IPTablesChangeBudget
+	}
+	t := trafficRun{topo: r.e.Topo, mon: r.mon, objs: r.objs, live: r.live, rng: r.rng}
+	if p.Mode().Legacy() {
+		t.mon = nil
+	}
+	pr.Traffic = measureTraffic(ctx, t, n, o)
+	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	for _, k := range []struct {
+		name string
+		l    *TrafficLatency
+	}{{"one endpoint", pr.Traffic.One}, {"all endpoints", pr.Traffic.All}} {
+		r.logf("  change -> traffic, %s: p50 %.1fms p99 %.1fms (kernel p50 %.1fms), %d samples, %d missed, %d errors, %d connections %s",
+			k.name, k.l.Traffic.P50, k.l.Traffic.P99, k.l.Kernel.P50, k.l.Traffic.Samples, k.l.Traffic.Missed, k.l.Traffic.Errors, k.l.Connections, k.l.LastError)
+	}
 }
 
 // coldPhase measures p's cold syncs: with full set, ColdRuns-1 extra runs first, each

@@ -37,8 +37,9 @@ type KernelSubject struct {
 // a UDP traffic server on ServerPort in every pod; then, for each scenario, it compiles
 // the scenario's Services for node-a as RunFlows does, makes node-a's dataplane hold
 // exactly them (a full Sync of each family), and probes each flow with Prober. A flow the
-// table marks unsupported in the subject's mode must fail. SCTP flows are left to the
-// e2e suite (ErrSCTPFlow), and health checks too.
+// table marks unsupported in the subject's mode must fail. SCTP flows need a kernel with
+// SCTP sockets (the VM's); without them they are left to the e2e suite (ErrSCTPFlow), and
+// health checks too.
 func RunKernelFlows(t *testing.T, s KernelSubject) {
 	table, err := LoadFlows()
 	if err != nil {
@@ -92,6 +93,9 @@ func kernelTopology(t *testing.T) *netns.Topology {
 	}
 	t.Cleanup(func() { _ = topo.Destroy() })
 	ports := []traffic.PortSpec{{Port: ServerPort, Protocol: traffic.TCP}, {Port: ServerPort, Protocol: traffic.UDP}}
+	if ok, _ := traffic.SCTPSupported(); ok {
+		ports = append(ports, traffic.PortSpec{Port: ServerPort, Protocol: traffic.SCTP})
+	}
 	for _, n := range topo.Spec().Nodes {
 		for _, pod := range n.Pods {
 			srv, err := traffic.Serve(topo, pod.Name, nil, ports)

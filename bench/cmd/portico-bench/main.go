@@ -31,6 +31,7 @@ type cliFlags struct {
 	mergeIPVS                  string
 	coldLimit                  time.Duration
 	samples, conns, coldRuns   int
+	trafficSamples             int
 	churnSec                   time.Duration
 	churnRate                  float64
 	seed                       uint64
@@ -45,6 +46,7 @@ func parseFlags() cliFlags {
 	flag.StringVar(&f.earlier, "merge-earlier", "", "with -render: first add to <out>/bench-results.json the scales of this earlier results file that it lacks, marked as from that run")
 	flag.StringVar(&f.scales, "scales", "", "comma-separated Service counts (default 1000,5000,10000; quick: 1000)")
 	flag.IntVar(&f.samples, "samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 20)")
+	flag.IntVar(&f.trafficSamples, "traffic-samples", 0, "changes of each kind timed until traffic reaches the new endpoints, per proxy and N (default 30; quick: 10)")
 	flag.DurationVar(&f.churnSec, "churn", 0, "churn duration (default 20s; quick: 10s)")
 	flag.Float64Var(&f.churnRate, "churn-rate", 0, "changes per second under churn (default 50)")
 	flag.IntVar(&f.conns, "conns", 0, "dataplane connections per measurement (default 1000)")
@@ -146,6 +148,9 @@ func options(f cliFlags) (bench.Options, error) {
 	}
 	if f.samples > 0 {
 		o.ChangeSamples = f.samples
+	}
+	if f.trafficSamples > 0 {
+		o.TrafficSamples = f.trafficSamples
 	}
 	if f.churnSec > 0 {
 		o.ChurnDuration = f.churnSec

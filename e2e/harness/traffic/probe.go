@@ -71,6 +71,8 @@ func Probe(ctx context.Context, topo *netns.Topology, fromNS string, src netip.A
 		r = probeTCP(ctx, topo, fromNS, src, dst)
 	case UDP:
 		r = probeUDP(ctx, topo, fromNS, src, dst)
+	case SCTP:
+		r = probeSCTP(ctx, topo, fromNS, src, dst)
 	default:
 		r = Result{Outcome: Other, Err: fmt.Errorf("traffic: unsupported protocol %q", proto)}
 	}
@@ -122,6 +124,11 @@ func probeTCP(ctx context.Context, topo *netns.Topology, fromNS string, src neti
 	if err != nil {
 		return failed(ctx, err)
 	}
+	return readAnswer(ctx, conn)
+}
+
+// readAnswer reads a stream server's answer line and closes conn.
+func readAnswer(ctx context.Context, conn net.Conn) Result {
 	defer conn.Close()
 	local := conn.LocalAddr().(*net.TCPAddr).AddrPort()
 	if dl, ok := ctx.Deadline(); ok {

@@ -25,13 +25,15 @@ import (
 const (
 	TCP = "TCP"
 	UDP = "UDP"
+	// SCTP needs a kernel with SCTP sockets (SCTPSupported).
+	SCTP = "SCTP"
 )
 
 // PortSpec is a port to listen on.
 type PortSpec struct {
 	// Port is the port number.
 	Port uint16
-	// Protocol is TCP or UDP.
+	// Protocol is TCP, UDP or SCTP.
 	Protocol string
 }
 
@@ -106,6 +108,12 @@ func (s *Server) listen(addrs []netip.Addr, ports []PortSpec) error {
 				l, err := net.ListenTCP(network("tcp", a), net.TCPAddrFromAddrPort(ap))
 				if err != nil {
 					return fmt.Errorf("listen tcp %s: %w", ap, err)
+				}
+				s.tcp = append(s.tcp, l)
+			case SCTP:
+				l, err := listenSCTP(ap)
+				if err != nil {
+					return err
 				}
 				s.tcp = append(s.tcp, l)
 			case UDP:

@@ -1,0 +1,118 @@
+package traffic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portico-dev/portico/e2e/harness/netns"
+)
+
+// SCTP associations, on a kernel with SCTP sockets (SCTPSupported): Go has no SCTP in its
+// standard library, but a one-to-one SCTP socket (SOCK_STREAM, IPPROTO_SCTP) is used like
+// a TCP one — bind, listen, accept, connect, read, write — so the sockets are made with
+// x/sys/unix and handed to package net as files: the listener serves like a TCP one
+// (serveTCP) and the connection reads the answer like a TCP probe.
+
+// domain returns the socket domain of ap's family.
+func domain(ap netip.AddrPort) int {
+	if ap.Addr().Unmap().Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// listenSCTP returns a listening SCTP socket on ap as a *net.TCPListener.
+func listenSCTP(ap netip.AddrPort) (*net.TCPListener, error) {
+	sa, dom := sockaddr(ap), domain(ap)
+	fd, err := unix.Socket(dom, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+	if err != nil {
+		return nil, fmt.Errorf("listen sctp %s: socket: %w", ap, err)
+	}
+	f := os.NewFile(uintptr(fd), "sctp-listener")
+	defer f.Close() // net.FileListener holds a duplicate
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return nil, fmt.Errorf("listen sctp %s: SO_REUSEADDR: %w", ap, err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, fmt.Errorf("listen sctp %s: bind: %w", ap, err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		return nil, fmt.Errorf("listen sctp %s: %w", ap, err)
+	}
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen sctp %s: %w", ap, err)
+	}
+	tl, ok := l.(*net.TCPListener)
+	if !ok {
+		_ = l.Close()
+		return nil, fmt.Errorf("listen sctp %s: package net made a %T", ap, l)
+	}
+	return tl, nil
+}
+
+// dialSCTP connects an SCTP association from namespace fromNS (bound to src when valid)
+// to dst within ctx's deadline, and returns it as a net.Conn. The socket reports ICMP
+// errors (IP_RECVERR), as the TCP probes' do.
+func dialSCTP(ctx context.Context, topo *netns.Topology, fromNS string, src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	var conn net.Conn
+	err := topo.Do(fromNS, func() error {
+		sa, dom := sockaddr(dst), domain(dst)
+		fd, err := unix.Socket(dom, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+		if err != nil {
+			return fmt.Errorf("sctp socket: %w", err)
+		}
+		f := os.NewFile(uintptr(fd), "sctp-conn")
+		defer f.Close() // net.FileConn holds a duplicate
+		if err := sctpPrepare(ctx, fd, dom, src); err != nil {
+			return err
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			return fmt.Errorf("connect sctp %s: %w", dst, os.NewSyscallError("connect", err))
+		}
+		conn, err = net.FileConn(f)
+		return err
+	})
+	return conn, err
+}
+
+// sctpPrepare sets a connecting socket's options: IP_RECVERR, the source address, and a
+// send timeout (which bounds a blocking connect) from ctx's deadline.
+func sctpPrepare(ctx context.Context, fd, dom int, src netip.Addr) error {
+	if dom == unix.AF_INET6 {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+	} else {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+	}
+	if src.IsValid() {
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(src, 0))); err != nil {
+			return fmt.Errorf("sctp bind %s: %w", src, err)
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		tv := unix.NsecToTimeval(max(time.Until(dl), time.Millisecond).Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+			return fmt.Errorf("sctp SO_SNDTIMEO: %w", err)
+		}
+	}
+	return nil
+}
+
+// probeSCTP opens one SCTP association to dst and reads the server's answer.
+func probeSCTP(ctx context.Context, topo *netns.Topology, fromNS string, src netip.Addr, dst netip.AddrPort) Result {
+	conn, err := dialSCTP(ctx, topo, fromNS, src, dst)
+	if err != nil {
+		if errors.Is(err, unix.EINPROGRESS) || errors.Is(err, unix.EAGAIN) {
+			err = fmt.Errorf("%w: %w", err, os.ErrDeadlineExceeded) // the send timeout ran out
+		}
+		return failed(ctx, err)
+	}
+	return readAnswer(ctx, conn)
+}
