@@ -11,7 +11,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -X main.version=$(VERSION)
 MODE         ?= nftables
 E2E_TIMEOUT  ?= 40m
-DEB_PACKAGES := nftables iptables ipset conntrack iproute2 mmdebstrap umoci
+DEB_PACKAGES := nftables iptables ipset conntrack iproute2 netbase mmdebstrap umoci
 
 KEEP         ?=
 
@@ -52,8 +52,9 @@ deps:
 	fi
 
 ## cluster-bins: build the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl)
+##               and kube-proxy (the e2e test of `portico cleanup --kube-proxy` runs it)
 cluster-bins:
-	e2e/tools/build.sh $(CLUSTER_BINS) etcd kube-apiserver kube-controller-manager kubectl
+	e2e/tools/build.sh $(CLUSTER_BINS) etcd kube-apiserver kube-controller-manager kubectl kube-proxy
 
 ## node-bins: build the real node's binaries (kubelet, kube-scheduler, containerd 2.x with its
 ##            runc shim and ctr, runc) for e2e/node, pinned like cluster-bins
@@ -121,7 +122,7 @@ e2e: build deps cluster-bins node-bins
 ## vm-ipvs: the ipvs backend's kernel tests, in a VM (this machine's kernel has no IPVS):
 ##      a static test binary run as root on Debian's cloud kernel under qemu (e2e/vm/run.sh;
 ##      the first run installs qemu and downloads the kernel into .cache/vm)
-vm-ipvs:
+vm-ipvs: deps
 	mkdir -p .cache/vm
 	CGO_ENABLED=0 $(GO) test -c -tags ipvsvm -o .cache/vm/ipvs.test ./backends/ipvs/
 	e2e/vm/run.sh --with $$(command -v nft) --with $$(command -v ipset) --with /etc/protocols -- .cache/vm/ipvs.test -test.v -test.count=1 -test.run '^TestVM'

@@ -113,7 +113,10 @@ func Report(r *Results, plot string) string {
 		kind = "quick run (`QUICK=1`: N = 1,000 only, fewer samples)"
 	}
 	title := "nftables mode"
-	if hasIPTables(r) {
+	switch {
+	case hasIPTables(r) && len(r.IPVS) > 0:
+		title = "nftables, iptables and ipvs modes"
+	case hasIPTables(r):
 		title = "nftables and iptables modes"
 	}
 	m.p("# Benchmarks: portico and upstream kube-proxy, %s", title)
@@ -131,6 +134,10 @@ func Report(r *Results, plot string) string {
 	m.nl()
 	if hasIPTables(r) {
 		m.p("The same run then puts portico's iptables backend next to kube-proxy's iptables mode, on iptables-nft and on iptables-legacy, against the same objects: see [iptables mode](#iptables-mode-portico-and-kube-proxy-iptables-nft-and-iptables-legacy) and its [targets](#iptables-targets).")
+		m.nl()
+	}
+	if len(r.IPVS) > 0 {
+		m.p("ipvs mode is measured in a VM (this machine's kernel has no IPVS): see [IPVS mode](#ipvs-mode-portico-and-kube-proxy-in-a-vm).")
 		m.nl()
 	}
 	m.p("It is one run on a small shared VM (%d cores), not a lab: other jobs may have run at the same time, so every phase records the load average at its start and end. "+
@@ -229,11 +236,18 @@ func writeMethod(m *md, r *Results) {
 		"A change is written only once the proxy is idle: at least %.1f s after the previous write and after the last commit in node-a, so that no sample waits for the minSyncPeriod rate limiter. "+
 		"Samples not seen within %.0f s count as missed. The proxies' own `kubeproxy_network_programming_duration_seconds` over the same changes is shown for comparison: the buckets holding its median and p99 (its first bucket is 0–250 ms, so coarse) and its mean.",
 		st.ChangeSamples, st.ChangeSpacingS, st.ChangeTimeoutS)
+	if st.TrafficSamples > 0 {
+		m.p("- **Change → traffic.** %d changes of each kind per proxy and N, alternately: one endpoint, and all %d endpoints, of a random Service replaced by never-used addresses that answer (pod-b1 owns 10.252.0.0/16 through a local route, node-b and node-a route it there; each change opens servers on its new addresses). "+
+			"Each runs from just before the API write until a TCP connection from node-a to the Service's ClusterIP is answered by a new endpoint: connections are opened every %s (%d at a time after a one-endpoint change, which a connection finds with probability 1/%d; one after an all-endpoints change), each giving up after 200 ms. "+
+			"The kernel side of the same changes (first notification holding a new address) is shown beside it; the gap between the two is the dataplane's own delay plus the probes' sampling (a few ms). Same spacing and timeout as the one-endpoint changes.",
+			st.TrafficSamples, st.Endpoints, probeRound, probeParallelOne, st.Endpoints)
+	}
 	m.p("- **Churn.** %.0f changes per second for %.0f s, same measure. With minSyncPeriod %s both proxies fold the changes of about a second into one sync, so latencies up to about a second are the configured behaviour, not a fault; the number of commits shows the coalescing.",
 		st.ChurnRate, st.ChurnSeconds, st.MinSyncPeriod)
 	m.p("- **Memory and CPU.** At the end of each phase: VmHWM (peak RSS) and VmRSS from `/proc/<pid>/status`, and utime+stime+cutime+cstime from `/proc/<pid>/stat`. " +
 		"Both proxies find `nft` through PATH, so each gets a small wrapper named `nft` first in its PATH (`bench/nftwrap`): it runs /usr/sbin/nft with the same arguments and streams, and logs the child's peak RSS (rusage maxrss; exact whenever nft uses more than the wrapper's own ~3 MB, which a child started by fork and exec inherits in its maxrss), wall and CPU time, and the size of its input. The floor's nft runs go through the same wrapper. " +
-		"The wrapper adds one fork/exec (about a millisecond) to every nft run, for both proxies alike. Memory is in MB (10⁶ bytes).")
+		"The wrapper adds one fork/exec (about a millisecond) to every nft run, for both proxies alike. Memory is in MB (10⁶ bytes). " +
+		"Besides, the proxy and its children are sampled together every 100 ms from launch to stop (VmRSS summed): the peak of that sum is the memory a node gives the proxy at once.")
 	m.p("- **Quiet machine.** Before each phase the harness waits (up to 10 s) until the CPUs were at least half idle over 500 ms, and before each cold sync and each floor load (up to 15 s) until they were 85 %% idle: the kernel frees a large ruleset in the background after a table or namespace goes away, on one of the two CPUs, and that work must not land in a timed run. The wait and the idle fraction reached are in the per-phase tables.")
 	m.p("- **Floor.** After each cold sync, the proxy's tables (`nft list table ip|ip6 <table>`) are dumped to one file and loaded with `nft -f` into a fresh, empty namespace created for the purpose and deleted afterwards " +
 		"(five times when that takes under 5 s, else once; the fastest run counts, as the least disturbed by the proxy, the control plane and their timers, which keep running on the same two CPUs). Cold sync / floor is how much more than the kernel tool's own work the proxy needs to get the same rules in. " +

@@ -25,8 +25,8 @@ func writeIPVS(m *md, r *Results) {
 		"In the VM both proxies run in ipvs mode one after the other, each from a KubeProxyConfiguration like kubeadm's (`ipvs.minSyncPeriod` and `syncPeriod` as in the other modes), with the tool wrapper first in their PATH (kube-proxy's `iptables` is iptables-nft).")
 	m.nl()
 	m.p("- **cold sync**: from the proxy's launch to the later of two moments: the first read of `/proc/net/ip_vs` (every %d ms) showing every bulk Service's virtual server with all its real servers, and the proxy's own `kubeproxy_sync_proxy_rules_last_timestamp_seconds` of its first sync (portico's nftables table and kube-proxy's ipsets and iptables rules are part of that sync).", vmColdPoll.Milliseconds())
-	m.p("- **one-endpoint change**: one endpoint of a random Service replaced by a never-used address, timed from the API write until the Service's virtual server lists that address as a real server with a weight (IPVS netlink, polled every millisecond). The payload writes and times both on the VM's clock. Up to %d changes per proxy, %.1f s apart, each waited for at most 2 minutes, all within %s per proxy; they start once the proxy has been quiet (under 5%% of a CPU) for half a second after its cold sync.",
-		r.Settings.IPVSChangeSamples, r.Settings.ChangeSpacingS, fs(r.Settings.IPVSChangeBudgetS))
+	m.p("- **one-endpoint change**: one endpoint of a random Service replaced by a never-used address, timed from the API write until the Service's virtual server lists that address as a real server with a weight (IPVS netlink, polled every millisecond). The payload writes and times both on the VM's clock. Up to %d changes per proxy, %.1f s apart, each waited for at most 2 minutes, all within %.0f minutes per proxy; they start once the proxy has been quiet (under 5%% of a CPU) for half a second after its cold sync.",
+		r.Settings.IPVSChangeSamples, r.Settings.ChangeSpacingS, r.Settings.IPVSChangeBudgetS/60)
 	m.p("- **memory**: the proxy's VmHWM; the proxy and its children sampled together every 100 ms; the exact peak of every tool run from the wrapper.")
 	m.p("- Emulation makes every figure slower than on hardware, for both proxies alike; the ratios are the point. The VM's two vCPUs are two host threads, which share the host's two cores with the API server.")
 	m.nl()
@@ -99,8 +99,11 @@ func writeIPVSRun(m *md, r *Results, run *IPVSRun) {
 		for _, e := range p.Errors {
 			notes = append(notes, fmt.Sprintf("%s: %s", p.Proxy, oneLine(e, 300)))
 		}
-		if p.Leftovers != "" || p.CleanupError != "" {
-			notes = append(notes, fmt.Sprintf("%s's own cleanup (`%s`) left %s: %s", p.Proxy, cleanupCmd(p.Proxy), orDash(p.Leftovers), oneLine(p.CleanupError, 300)))
+		if p.Leftovers != "" {
+			notes = append(notes, fmt.Sprintf("%s's own cleanup (`%s`) left %s in IPVS.", p.Proxy, cleanupCmd(p.Proxy), p.Leftovers))
+		}
+		if p.CleanupError != "" {
+			notes = append(notes, fmt.Sprintf("%s's own cleanup (`%s`) failed: %s", p.Proxy, cleanupCmd(p.Proxy), oneLine(p.CleanupError, 300)))
 		}
 	}
 	for _, e := range run.Errors {
