@@ -36,11 +36,16 @@ func newScraper(topo *netns.Topology, node string, port int) *scraper {
 
 // get fetches a path of the metrics server.
 func (s *scraper) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	return fetch(ctx, s.client, s.base+path)
+}
+
+// fetch GETs url with client and returns the body of a 200 answer.
+func fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +55,7 @@ func (s *scraper) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s%s answered %s", s.base, path, resp.Status)
+		return nil, fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	return body, nil
 }

@@ -79,13 +79,9 @@ func (b *Backend) removeKubeProxyServices(ctx context.Context, bound map[netip.A
 // kubeProxyAddrs returns the addresses bound to kube-ipvs0 (none if it does not exist).
 func kubeProxyAddrs() (map[netip.Addr]bool, error) {
 	out := map[netip.Addr]bool{}
-	link, err := netlink.LinkByName(KubeProxyDevice)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return out, nil
-		}
-		return nil, fmt.Errorf("looking up %s: %w", KubeProxyDevice, err)
+	link, err := kubeProxyLink()
+	if link == nil {
+		return out, err
 	}
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
@@ -101,16 +97,25 @@ func kubeProxyAddrs() (map[netip.Addr]bool, error) {
 
 // removeKubeProxyDevice deletes kube-ipvs0 (and so its addresses) if it exists.
 func removeKubeProxyDevice() (bool, error) {
-	link, err := netlink.LinkByName(KubeProxyDevice)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return false, nil
-		}
-		return false, fmt.Errorf("looking up %s: %w", KubeProxyDevice, err)
+	link, err := kubeProxyLink()
+	if link == nil {
+		return false, err
 	}
 	if err := netlink.LinkDel(link); err != nil {
 		return false, fmt.Errorf("deleting %s: %w", KubeProxyDevice, err)
 	}
 	return true, nil
+}
+
+// kubeProxyLink returns kube-ipvs0 (nil, and no error, when it does not exist).
+func kubeProxyLink() (netlink.Link, error) {
+	link, err := netlink.LinkByName(KubeProxyDevice)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("looking up %s: %w", KubeProxyDevice, err)
+	}
+	return link, nil
 }

@@ -230,37 +230,30 @@ func write(out string, res *bench.Results) error {
 // mergeEarlier adds the scales of the earlier results file (none when earlier is "")
 // that <out>/bench-results.json lacks, and saves it.
 func mergeEarlier(out, earlier string) error {
-	if earlier == "" {
-		return nil
-	}
-	old, err := bench.LoadResults(earlier)
-	if err != nil {
-		return fmt.Errorf("reading the earlier results: %w", err)
-	}
-	path := filepath.Join(out, "bench-results.json")
-	res, err := bench.LoadResults(path)
-	if err != nil {
-		return fmt.Errorf("reading the results: %w", err)
-	}
-	res.MergeEarlier(old)
-	return res.Save(path)
+	return mergeInto(out, earlier, "the earlier results", (*bench.Results).MergeEarlier)
 }
 
 // mergeIPVS puts the ipvs runs of another results file into <out>/bench-results.json.
 func mergeIPVS(out, from string) error {
+	return mergeInto(out, from, "the ipvs results", (*bench.Results).MergeIPVS)
+}
+
+// mergeInto merges the results file from (what) into <out>/bench-results.json with merge;
+// nothing without from.
+func mergeInto(out, from, what string, merge func(res, other *bench.Results)) error {
 	if from == "" {
 		return nil
 	}
 	other, err := bench.LoadResults(from)
 	if err != nil {
-		return fmt.Errorf("reading the ipvs results: %w", err)
+		return fmt.Errorf("reading %s: %w", what, err)
 	}
 	path := filepath.Join(out, "bench-results.json")
 	res, err := bench.LoadResults(path)
 	if err != nil {
 		return fmt.Errorf("reading the results: %w", err)
 	}
-	res.MergeIPVS(other)
+	merge(res, other)
 	return res.Save(path)
 }
 
