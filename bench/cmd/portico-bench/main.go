@@ -45,7 +45,7 @@ func parseFlags() cliFlags {
 	flag.BoolVar(&f.render, "render", false, "only regenerate benchmarks.md and bench-plot.png from <out>/bench-results.json")
 	flag.StringVar(&f.earlier, "merge-earlier", "", "with -render: first add to <out>/bench-results.json the scales of this earlier results file that it lacks, marked as from that run")
 	flag.StringVar(&f.scales, "scales", "", "comma-separated Service counts (default 1000,5000,10000,50000; quick: 1000)")
-	flag.IntVar(&f.samples, "samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 20)")
+	flag.IntVar(&f.samples, "samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 15)")
 	flag.IntVar(&f.trafficSamples, "traffic-samples", 0, "changes of each kind timed until traffic reaches the new endpoints, per proxy and N (default 30; quick: 6)")
 	flag.DurationVar(&f.churnSec, "churn", 0, "churn duration (default 20s; quick: 10s)")
 	flag.Float64Var(&f.churnRate, "churn-rate", 0, "changes per second under churn (default 50)")
