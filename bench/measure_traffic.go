@@ -41,8 +41,8 @@ type trafficRun struct {
 // measureTraffic makes spaced changes, alternately of one endpoint and of all the
 // endpoints of a random Service, each to never-used live addresses, and times each from
 // the API write until a connection from node-a to the Service's ClusterIP is answered by
-// a new endpoint — and, beside it, until the first nf_tables notification holding a new
-// address (the kernel side; none with iptables-legacy).
+// a new endpoint — and, beside it, until the first nf_tables notification holding any of
+// the new addresses (the kernel side; none with iptables-legacy).
 func measureTraffic(ctx context.Context, t trafficRun, n int, o trafficOpts) *TrafficChanges {
 	tc := &TrafficChanges{One: &TrafficLatency{Parallel: probeParallelOne}, All: &TrafficLatency{Parallel: probeParallelAll},
 		ProbeRoundMS: float64(probeRound.Microseconds()) / 1e3}
@@ -83,20 +83,24 @@ func trafficSample(ctx context.Context, t trafficRun, i int, addrs []netip.Addr,
 		opened int
 	}
 	res := make(chan probed, 1)
-	var w *Watch
+	var ws []*Watch
 	ch, err := t.objs.ReplaceEndpoints(ctx, i, addrs, t.rng, func() {
 		if t.mon != nil {
-			w = t.mon.Watch(addrs[0])
+			for _, a := range addrs {
+				ws = append(ws, t.mon.Watch(a))
+			}
 		}
 		go func() {
 			at, opened := probeUntil(ctx, t.topo, netns.NodeA, dst, addrs, tl.Parallel, timeout)
 			res <- probed{at, opened}
 		}()
 	})
-	if err != nil {
-		if w != nil {
+	defer func() {
+		for _, w := range ws {
 			t.mon.Unwatch(w)
 		}
+	}()
+	if err != nil {
 		<-res
 		return fmt.Errorf("writing the change: %w", err)
 	}
@@ -107,14 +111,34 @@ func trafficSample(ctx context.Context, t trafficRun, i int, addrs []netip.Addr,
 	} else {
 		tl.Traffic.Values = append(tl.Traffic.Values, p.at.Sub(ch.Written).Seconds()*1e3)
 	}
-	if w != nil {
-		select {
-		case <-w.Done():
-			tl.Kernel.Values = append(tl.Kernel.Values, w.At.Sub(ch.Written).Seconds()*1e3)
-		case <-time.After(time.Second): // traffic flows only once the kernel has it
+	if len(ws) > 0 {
+		if at := firstSeen(ws, time.Second); at.IsZero() { // traffic flows only once the kernel has it
 			tl.Kernel.Missed++
-			t.mon.Unwatch(w)
+		} else {
+			tl.Kernel.Values = append(tl.Kernel.Values, at.Sub(ch.Written).Seconds()*1e3)
 		}
 	}
 	return nil
+}
+
+// firstSeen waits up to wait for the watches and returns the earliest moment one of the
+// addresses appeared in a notification (zero if none did).
+func firstSeen(ws []*Watch, wait time.Duration) time.Time {
+	deadline := time.Now().Add(wait)
+	for {
+		var first time.Time
+		for _, w := range ws {
+			select {
+			case <-w.Done():
+				if first.IsZero() || w.At.Before(first) {
+					first = w.At
+				}
+			default:
+			}
+		}
+		if !first.IsZero() || time.Now().After(deadline) {
+			return first
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
