@@ -55,14 +55,11 @@ func RemoveKubeProxyChains(ctx context.Context, run variant.Runner, lookPath fun
 	return done, nil
 }
 
-// Proto names a protocol of kube-proxy's NodePort ipsets: "tcp", "udp" or "sctp".
-type Proto = string
-
 // KubeProxyNodePorts reads the NodePorts kube-proxy's ipvs mode served from its ipsets
 // (KUBE-NODE-PORT-TCP, KUBE-NODE-PORT-LOCAL-UDP, KUBE-6-NODE-PORT-SCTP-HASH, ...): per
-// protocol, the ports. Without ipset, or without those sets, there are none.
-func KubeProxyNodePorts(ctx context.Context, run variant.Runner, lookPath func(string) (string, error)) (map[Proto]map[uint16]bool, error) {
-	out := map[Proto]map[uint16]bool{}
+// protocol ("tcp", "udp", "sctp"), the ports. Without ipset, or without those sets, there are none.
+func KubeProxyNodePorts(ctx context.Context, run variant.Runner, lookPath func(string) (string, error)) (map[string]map[uint16]bool, error) {
+	out := map[string]map[uint16]bool{}
 	if _, err := lookPath("ipset"); err != nil {
 		return out, nil
 	}
@@ -77,7 +74,7 @@ func KubeProxyNodePorts(ctx context.Context, run variant.Runner, lookPath func(s
 // parseNodePortSets adds the members of kube-proxy's NodePort sets in `ipset list`
 // output to out: a bitmap:port set lists ports ("30080"), a hash:ip,port set address and
 // port ("10.0.0.1,sctp:30080").
-func parseNodePortSets(list string, out map[Proto]map[uint16]bool) {
+func parseNodePortSets(list string, out map[string]map[uint16]bool) {
 	proto, members := "", false
 	sc := bufio.NewScanner(strings.NewReader(list))
 	for sc.Scan() {
@@ -106,7 +103,7 @@ func parseNodePortSets(list string, out map[Proto]map[uint16]bool) {
 
 // nodePortSetProto returns the protocol of one of kube-proxy's NodePort sets by its
 // name ("" for any other set).
-func nodePortSetProto(name string) Proto {
+func nodePortSetProto(name string) string {
 	name = strings.Replace(name, "KUBE-6-", "KUBE-", 1)
 	if !strings.HasPrefix(name, "KUBE-NODE-PORT-") {
 		return ""

@@ -133,10 +133,10 @@ Type: hash:ip,port
 Members:
 10.96.0.10,tcp:53
 `
-	out := map[Proto]map[uint16]bool{}
+	out := map[string]map[uint16]bool{}
 	parseNodePortSets(list, out)
 	got := []string{}
-	for _, p := range []Proto{"tcp", "udp", "sctp"} {
+	for _, p := range []string{"tcp", "udp", "sctp"} {
 		for port := range out[p] {
 			got = append(got, p+":"+strconv.Itoa(int(port)))
 		}
