@@ -75,13 +75,15 @@ demo-down:
 	$(GO) build -o bin/portico-demo ./e2e/demo
 	bin/portico-demo -down
 
-## bench: portico vs upstream kube-proxy in the same run: both in nftables mode at
-##        1k/5k/10k/50k Services (cold sync, change latency to the kernel and to traffic,
-##        churn, memory with children, CPU, the nft floor, the dataplane), then both in
-##        iptables mode on iptables-nft and on iptables-legacy at 1k/10k (cold sync with a
-##        3-minute limit), then both in ipvs mode inside a VM at 100 and 1k (root; well over
-##        an hour). QUICK=1: N = 1,000 only (ipvs: 100), fewer samples (under 10 minutes).
-##        Writes docs/benchmarks.md, docs/bench-results.json and docs/bench-plot.png. Not
+## bench: portico vs upstream kube-proxy in the same run: both in nftables mode with
+##        100 Services × 1,000 endpoints and a rolling update of a 1,000-pod Service through
+##        the EndpointSlice controller, then at 1k/5k/10k/50k Services (cold sync, change
+##        latency to the kernel and to traffic, churn, memory with children, CPU, the nft
+##        floor, the dataplane), then both in iptables mode on iptables-nft and on
+##        iptables-legacy at 1k/10k (cold sync with a 3-minute limit), then both in ipvs mode
+##        inside a VM at 100 and 1k (root; well over an hour). QUICK=1: N = 1,000 only (ipvs:
+##        100), no endpoint-heavy Services, fewer samples (under 10 minutes). Writes
+##        docs/benchmarks.md, docs/bench-results.json and the plots (bench-*.png). Not
 ##        part of `make test`. The tool is its own Go module in bench/; it builds its tool
 ##        wrapper (bench/nftwrap: nft, iptables, ipset) when it starts.
 bench: build deps

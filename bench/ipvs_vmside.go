@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -262,6 +263,10 @@ func vmCleanup(ctx context.Context, p VMProxy) (errText, leftovers string) {
 type memSampler struct {
 	mu              sync.Mutex
 	together, child int64
+	// trace, when set, gets one line per sample: milliseconds since start, the process's
+	// RSS and its descendants' (KiB).
+	trace io.Writer
+	start time.Time
 }
 
 // run samples pid every interval until the returned stop is called.
@@ -284,6 +289,17 @@ func (m *memSampler) run(pid int, interval time.Duration) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
+// wrapperBinary is the tool wrapper's file name (bench/nftwrap), on the host and in the
+// VM; the tools' names are links to it.
+const wrapperBinary = "nftwrap"
+
+// isWrapper reports whether process pid runs the tool wrapper.
+func isWrapper(pid int) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && filepath.Base(exe) == wrapperBinary
+}
+
+// sample adds one sample of pid and its descendants (the tool wrapper left out).
 func (m *memSampler) sample(pid int) {
 	s, err := SampleProc(pid)
 	if err != nil {
@@ -291,6 +307,9 @@ func (m *memSampler) sample(pid int) {
 	}
 	sum, biggest := s.RSSKiB, int64(0)
 	for _, c := range descendants(pid) {
+		if isWrapper(c) {
+			continue // the benchmark's instrument, not the proxy's: its tool is counted
+		}
 		if cs, err := SampleProc(c); err == nil {
 			sum += cs.RSSKiB
 			biggest = max(biggest, cs.RSSKiB)
@@ -298,6 +317,9 @@ func (m *memSampler) sample(pid int) {
 	}
 	m.mu.Lock()
 	m.together, m.child = max(m.together, sum), max(m.child, biggest)
+	if m.trace != nil {
+		fmt.Fprintf(m.trace, "%d\t%d\t%d\n", time.Since(m.start).Milliseconds(), s.RSSKiB, sum-s.RSSKiB)
+	}
 	m.mu.Unlock()
 }
 

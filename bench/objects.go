@@ -30,11 +30,14 @@ const (
 	triggerAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 )
 
-// Address plan. Bulk endpoints are unique fake addresses in 10.240.0.0/14 (262,144 of
-// them); each change introduces a never-used address of 10.251.0.0/16, whose first
-// appearance in a netfilter notification ends the change's latency sample.
+// Address plan. Bulk endpoints are unique fake addresses in 10.128.0.0/12 (1,048,576 of
+// them: 50,000 Services × 10 endpoints need 500,000); the endpoint-heavy Services' in
+// 10.160.0.0/14, the rolled pods' in 10.164.0.0/16 (heavy.go); each change introduces a
+// never-used address of 10.251.0.0/16, whose first appearance in a netfilter notification
+// ends the change's latency sample. None overlaps the topology's addresses (10.0.x,
+// 10.244.x pods, 10.96.0.0/12 Services, 10.252.0.0/16 live endpoints).
 var (
-	bulkBase   = netip.MustParseAddr("10.240.0.0")
+	bulkBase   = netip.MustParseAddr("10.128.0.0")
 	changeBase = netip.MustParseAddr("10.251.0.0")
 )
 
@@ -55,7 +58,10 @@ type svcState struct {
 
 // Objects creates and changes the benchmark's Services and EndpointSlices.
 type Objects struct {
-	cs        kubernetes.Interface
+	cs kubernetes.Interface
+	// ns is the namespace of the Services and slices, base their first endpoint address.
+	ns        string
+	base      netip.Addr
 	endpoints int
 	remote    string // node the bulk endpoints are on
 	remoteZ   string
@@ -67,8 +73,15 @@ type Objects struct {
 	extra []netip.Addr
 }
 
-// NewObjects returns an Objects writing through a client with a high rate limit.
+// NewObjects returns an Objects writing the bulk Services into Namespace through a
+// client with a high rate limit.
 func NewObjects(cfg *rest.Config, endpoints int, remoteNode, remoteZone string) (*Objects, error) {
+	return NewObjectsIn(cfg, Namespace, bulkBase, endpoints, remoteNode, remoteZone)
+}
+
+// NewObjectsIn returns an Objects writing Services of endpoints endpoints each into
+// namespace ns, endpoint addresses counted up from base.
+func NewObjectsIn(cfg *rest.Config, ns string, base netip.Addr, endpoints int, remoteNode, remoteZone string) (*Objects, error) {
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = 5000, 10000
 	c.UserAgent = "portico-bench"
@@ -76,7 +89,7 @@ func NewObjects(cfg *rest.Config, endpoints int, remoteNode, remoteZone string) 
 	if err != nil {
 		return nil, err
 	}
-	return &Objects{cs: cs, endpoints: endpoints, remote: remoteNode, remoteZ: remoteZone}, nil
+	return &Objects{cs: cs, ns: ns, base: base, endpoints: endpoints, remote: remoteNode, remoteZ: remoteZone}, nil
 }
 
 // Count returns how many bulk Services exist.
@@ -86,9 +99,9 @@ func (o *Objects) Count() int {
 	return len(o.svcs)
 }
 
-// EnsureNamespace creates the benchmark namespace.
+// EnsureNamespace creates the objects' namespace.
 func (o *Objects) EnsureNamespace(ctx context.Context) error {
-	_, err := o.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{})
+	_, err := o.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.ns}}, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return nil
 	}
@@ -155,17 +168,17 @@ func (o *Objects) create(ctx context.Context, i int) error {
 	s := o.svcs[i]
 	o.mu.Unlock()
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: o.ns},
 		Spec: corev1.ServiceSpec{
 			Type:  corev1.ServiceTypeClusterIP,
 			Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(TargetPort)}},
 		},
 	}
 	got, err := withRetry(ctx, func() (*corev1.Service, error) {
-		return o.cs.CoreV1().Services(Namespace).Create(ctx, svc, metav1.CreateOptions{})
+		return o.cs.CoreV1().Services(o.ns).Create(ctx, svc, metav1.CreateOptions{})
 	})
 	if apierrors.IsAlreadyExists(err) {
-		got, err = o.cs.CoreV1().Services(Namespace).Get(ctx, s.name, metav1.GetOptions{})
+		got, err = o.cs.CoreV1().Services(o.ns).Get(ctx, s.name, metav1.GetOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("service %s: %w", s.name, err)
@@ -176,10 +189,10 @@ func (o *Objects) create(ctx context.Context, i int) error {
 	}
 	sl := o.newSlice(s.name, i)
 	gotSl, err := withRetry(ctx, func() (*discoveryv1.EndpointSlice, error) {
-		return o.cs.DiscoveryV1().EndpointSlices(Namespace).Create(ctx, sl, metav1.CreateOptions{})
+		return o.cs.DiscoveryV1().EndpointSlices(o.ns).Create(ctx, sl, metav1.CreateOptions{})
 	})
 	if apierrors.IsAlreadyExists(err) {
-		gotSl, err = o.cs.DiscoveryV1().EndpointSlices(Namespace).Get(ctx, sl.Name, metav1.GetOptions{})
+		gotSl, err = o.cs.DiscoveryV1().EndpointSlices(o.ns).Get(ctx, sl.Name, metav1.GetOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("endpointslice of %s: %w", s.name, err)
@@ -212,7 +225,7 @@ func withRetry[T any](ctx context.Context, f func() (T, error)) (T, error) {
 func (o *Objects) newSlice(svc string, i int) *discoveryv1.EndpointSlice {
 	sl := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: svc + "-1", Namespace: Namespace,
+			Name: svc + "-1", Namespace: o.ns,
 			Labels: map[string]string{
 				discoveryv1.LabelServiceName: svc,
 				discoveryv1.LabelManagedBy:   ManagedBy,
@@ -223,7 +236,7 @@ func (o *Objects) newSlice(svc string, i int) *discoveryv1.EndpointSlice {
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr(""), Protocol: ptr(corev1.ProtocolTCP), Port: ptr(int32(TargetPort))}},
 	}
 	for j := 0; j < o.endpoints; j++ {
-		a := addOffset(bulkBase, uint32(i*o.endpoints+j))
+		a := addOffset(o.base, uint32(i*o.endpoints+j))
 		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
 			Addresses:  []string{a.String()},
 			NodeName:   ptr(o.remote),
@@ -258,6 +271,31 @@ func (o *Objects) Expected() []netip.Addr {
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// extraAddrs returns the extra addresses (AddExpected) alone.
+func (o *Objects) extraAddrs() []netip.Addr {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]netip.Addr(nil), o.extra...)
+}
+
+// DeleteAll deletes the Services and the slices the Objects wrote, and forgets them.
+func (o *Objects) DeleteAll(ctx context.Context) error {
+	o.mu.Lock()
+	svcs := o.svcs
+	o.svcs = nil
+	o.mu.Unlock()
+	var errs []error
+	for _, s := range svcs {
+		err := o.cs.CoreV1().Services(o.ns).Delete(ctx, s.name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting service %s/%s: %w", o.ns, s.name, err))
+		}
+	}
+	err := o.cs.DiscoveryV1().EndpointSlices(o.ns).DeleteCollection(ctx, metav1.DeleteOptions{},
+		metav1.ListOptions{LabelSelector: discoveryv1.LabelManagedBy + "=" + ManagedBy})
+	return errors.Join(append(errs, err)...)
 }
 
 // NextAddr returns a never-used change address.
@@ -304,7 +342,7 @@ func (o *Objects) ReplaceEndpoints(ctx context.Context, i int, addrs []netip.Add
 	}
 	c := Change{Service: s.name, Addr: addrs[0], Written: time.Now()}
 	next.Annotations[triggerAnnotation] = c.Written.UTC().Format(time.RFC3339Nano)
-	api := o.cs.DiscoveryV1().EndpointSlices(Namespace)
+	api := o.cs.DiscoveryV1().EndpointSlices(o.ns)
 	got, err := api.Update(ctx, next, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) { // someone else wrote it: retry once on the current object
 		cur, gerr := api.Get(ctx, next.Name, metav1.GetOptions{})
@@ -334,20 +372,20 @@ type Real struct {
 // CreateReal creates the real Service and its slice (endpoint in pod-a1, on node-a).
 func (o *Objects) CreateReal(ctx context.Context, topo *netns.Topology, serverPort int) (Real, error) {
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "real", Namespace: Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: "real", Namespace: o.ns},
 		Spec: corev1.ServiceSpec{
 			Type:  corev1.ServiceTypeClusterIP,
 			Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(int32(serverPort))}},
 		},
 	}
-	got, err := o.cs.CoreV1().Services(Namespace).Create(ctx, svc, metav1.CreateOptions{})
+	got, err := o.cs.CoreV1().Services(o.ns).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
 		return Real{}, fmt.Errorf("real service: %w", err)
 	}
 	backend := topo.PodIP(netns.PodA1, netns.IPv4)
 	sl := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: "real-1", Namespace: Namespace,
+			Name: "real-1", Namespace: o.ns,
 			Labels: map[string]string{discoveryv1.LabelServiceName: "real", discoveryv1.LabelManagedBy: ManagedBy},
 		},
 		AddressType: discoveryv1.AddressTypeIPv4,
@@ -359,7 +397,7 @@ func (o *Objects) CreateReal(ctx context.Context, topo *netns.Topology, serverPo
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
 		}},
 	}
-	if _, err := o.cs.DiscoveryV1().EndpointSlices(Namespace).Create(ctx, sl, metav1.CreateOptions{}); err != nil {
+	if _, err := o.cs.DiscoveryV1().EndpointSlices(o.ns).Create(ctx, sl, metav1.CreateOptions{}); err != nil {
 		return Real{}, fmt.Errorf("real endpointslice: %w", err)
 	}
 	ip, err := netip.ParseAddr(got.Spec.ClusterIP)
@@ -402,7 +440,7 @@ func (o *Objects) VMServices() []VMService {
 // ReloadSlices reads every bulk Service's EndpointSlice back from the API server, after
 // someone else (the VM's payload) has changed some of them.
 func (o *Objects) ReloadSlices(ctx context.Context) error {
-	list, err := o.cs.DiscoveryV1().EndpointSlices(Namespace).List(ctx, metav1.ListOptions{
+	list, err := o.cs.DiscoveryV1().EndpointSlices(o.ns).List(ctx, metav1.ListOptions{
 		LabelSelector: discoveryv1.LabelManagedBy + "=" + ManagedBy})
 	if err != nil {
 		return err

@@ -25,6 +25,8 @@ const (
 var (
 	colBlue   = color.RGBA{31, 119, 180, 255}
 	colOrange = color.RGBA{230, 120, 20, 255}
+	colGreen  = color.RGBA{44, 160, 44, 255}
+	colRed    = color.RGBA{214, 39, 40, 255}
 	colBlack  = color.RGBA{0, 0, 0, 255}
 	colGrid   = color.RGBA{225, 225, 225, 255}
 	colGray   = color.RGBA{120, 120, 120, 255}
@@ -36,7 +38,25 @@ type plotSeries struct {
 	col    color.RGBA
 	dashed bool
 	square bool
-	pts    [][2]float64 // N, ms
+	pts    [][2]float64 // N, value
+}
+
+// plotRef is a dotted horizontal reference line (a target).
+type plotRef struct {
+	v     float64
+	label string
+}
+
+// plotSpec is one chart: its series against N, on a logarithmic y axis of unit.
+type plotSpec struct {
+	title, yLabel string
+	// unit formats a y tick ("50 ms", "200 MB").
+	unit   func(float64) string
+	series []*plotSeries
+	refs   []plotRef
+	notes  []string
+	ns     []int
+	xLabel string
 }
 
 // chart is the image being drawn and its axes' ranges: x linear from 0 to xHi, y
@@ -46,59 +66,114 @@ type chart struct {
 	yLo, yHi, xHi float64
 }
 
-// Plot draws one-endpoint change latency (p50 and p99) against N for portico and
-// kube-proxy, log-scale y, with the p50 and p99 targets as reference lines.
-func Plot(r *Results, w io.Writer) error {
-	ss, ns := changeSeries(r)
-	c := newChart(ss, ns)
-	c.drawGrid(ns)
-	c.drawFrame()
-	c.drawSeries(ss)
-	c.drawTitles(r)
-	c.drawLegend(r, ss)
+// Plot draws one-endpoint change latency (p50 and p99, API write to the kernel) and
+// change → traffic p50 against N for portico and kube-proxy in nftables mode, log-scale
+// y, with the p50 and p99 targets as reference lines.
+func Plot(r *Results, w io.Writer) error { return drawPlot(latencySpec(r), w) }
+
+// PlotMemory draws the peak memory of the proxy with its children, and of the proxy
+// process alone, against N for portico and kube-proxy in nftables mode.
+func PlotMemory(r *Results, w io.Writer) error { return drawPlot(memorySpec(r), w) }
+
+func drawPlot(sp *plotSpec, w io.Writer) error {
+	c := newChart(sp)
+	c.drawGrid(sp)
+	c.drawFrame(sp)
+	c.drawSeries(sp.series)
+	c.drawTitles(sp)
+	c.drawLegend(sp)
 	return png.Encode(w, c.img)
 }
 
-// changeSeries collects the p50 and p99 of both proxies at every N, and the Ns.
-func changeSeries(r *Results) ([]*plotSeries, []int) {
-	ss := []*plotSeries{
-		{name: "portico p50", col: colBlue},
-		{name: "portico p99", col: colBlue, dashed: true, square: true},
-		{name: "kube-proxy p50", col: colOrange},
-		{name: "kube-proxy p99", col: colOrange, dashed: true, square: true},
-	}
+// nftablesScales are the N of the run's nftables-mode scales.
+func nftablesScales(r *Results) []int {
 	var ns []int
 	for _, s := range r.Scales {
 		ns = append(ns, s.N)
-		for i, name := range []string{pPortico, pPortico, pKP, pKP} {
-			p := s.Proxy(name)
-			if p == nil || p.Change == nil || p.Change.Samples == 0 {
-				continue
-			}
-			v := p.Change.P50
-			if i%2 == 1 {
-				v = p.Change.P99
-			}
-			if v <= 0 || !ok(v) {
-				continue
-			}
-			ss[i].pts = append(ss[i].pts, [2]float64{float64(s.N), v})
-		}
 	}
-	return ss, ns
+	return ns
 }
 
-// newChart sizes the axes to the points and the targets (whole decades on y) and paints
-// the background.
-func newChart(ss []*plotSeries, ns []int) *chart {
+// addPoints appends to each series the value get returns for its proxy at every N
+// (skipping non-positive and missing values).
+func addPoints(r *Results, ss []*plotSeries, proxies []string, get []func(p *ProxyRun) float64) {
+	for _, s := range r.Scales {
+		for i, name := range proxies {
+			p := s.Proxy(name)
+			if p == nil {
+				continue
+			}
+			if v := get[i](p); v > 0 && ok(v) {
+				ss[i].pts = append(ss[i].pts, [2]float64{float64(s.N), v})
+			}
+		}
+	}
+}
+
+// latencySpec is the change latency chart.
+func latencySpec(r *Results) *plotSpec {
+	ss := []*plotSeries{
+		{name: "portico p50", col: colBlue},
+		{name: "portico p99", col: colBlue, dashed: true, square: true},
+		{name: "portico traffic p50", col: colGreen, square: true},
+		{name: "kube-proxy p50", col: colOrange},
+		{name: "kube-proxy p99", col: colOrange, dashed: true, square: true},
+		{name: "kube-proxy traffic p50", col: colRed, square: true},
+	}
+	p50 := changeOf(func(c *Latency) float64 { return c.P50 })
+	p99 := changeOf(func(c *Latency) float64 { return c.P99 })
+	traffic := func(p *ProxyRun) float64 {
+		if p.Traffic == nil || p.Traffic.One == nil || p.Traffic.One.Traffic.Samples == 0 {
+			return math.NaN()
+		}
+		return p.Traffic.One.Traffic.P50
+	}
+	addPoints(r, ss, []string{pPortico, pPortico, pPortico, pKP, pKP, pKP},
+		[]func(*ProxyRun) float64{p50, p99, traffic, p50, p99, traffic})
+	notes := []string{"p50, p99: API write ->", "kernel notification;", "traffic: -> a connection", "reaches the new endpoint",
+		"spaced changes,", "minSyncPeriod " + r.Settings.MinSyncPeriod}
+	if r.Quick {
+		notes = append(notes, "quick run")
+	}
+	return &plotSpec{title: "One-endpoint change latency, nftables mode", yLabel: "latency (log scale)", unit: msLabel,
+		series: ss, ns: nftablesScales(r), notes: notes,
+		refs:   []plotRef{{targetChangeP50Ms, "target p50 <= 50 ms"}, {targetChangeP99Ms, "target p99 <= 200 ms"}},
+		xLabel: fmt.Sprintf("Services (N), %d endpoints each", r.Settings.Endpoints)}
+}
+
+// memorySpec is the memory chart.
+func memorySpec(r *Results) *plotSpec {
+	ss := []*plotSeries{
+		{name: "portico + children", col: colBlue},
+		{name: "portico (VmHWM)", col: colBlue, dashed: true, square: true},
+		{name: "kube-proxy + children", col: colOrange},
+		{name: "kube-proxy (VmHWM)", col: colOrange, dashed: true, square: true},
+	}
+	with := func(p *ProxyRun) float64 { return mb(p.PeakWithChildrenKiB) }
+	hwm := func(p *ProxyRun) float64 { return mb(p.PeakHWM()) }
+	addPoints(r, ss, []string{pPortico, pPortico, pKP, pKP}, []func(*ProxyRun) float64{with, hwm, with, hwm})
+	notes := []string{"+ children: the proxy and", "its tools' RSS, summed,", "sampled every 100 ms", "from launch to stop"}
+	return &plotSpec{title: "Peak memory, nftables mode", yLabel: "MB (log scale)", unit: mbLabel,
+		series: ss, ns: nftablesScales(r), notes: notes,
+		refs:   []plotRef{{targetRSSWithChildren10kMB, "target at 10k: 100 MB"}, {targetRSSWithChildren50kMB, "target at 50k: 300 MB"}},
+		xLabel: fmt.Sprintf("Services (N), %d endpoints each", r.Settings.Endpoints)}
+}
+
+// newChart sizes the axes to the points and the reference lines (whole decades on y) and
+// paints the background.
+func newChart(sp *plotSpec) *chart {
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, s := range ss {
+	for _, s := range sp.series {
 		for _, p := range s.pts {
 			lo, hi = math.Min(lo, p[1]), math.Max(hi, p[1])
 		}
 	}
-	// Reference lines are part of the range.
-	lo, hi = math.Min(lo, targetChangeP50Ms), math.Max(hi, targetChangeP99Ms)
+	for _, ref := range sp.refs {
+		lo, hi = math.Min(lo, ref.v), math.Max(hi, ref.v)
+	}
+	if math.IsInf(lo, 0) {
+		lo, hi = 1, 10
+	}
 	c := &chart{img: image.NewRGBA(image.Rect(0, 0, plotW, plotH))}
 	draw.Draw(c.img, c.img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
 	c.yLo = math.Pow(10, math.Floor(math.Log10(lo)))
@@ -107,7 +182,7 @@ func newChart(ss []*plotSeries, ns []int) *chart {
 		c.yHi = c.yLo * 10
 	}
 	maxN := 1000.0
-	for _, n := range ns {
+	for _, n := range sp.ns {
 		maxN = math.Max(maxN, float64(n))
 	}
 	c.xHi = maxN * 1.08
@@ -117,7 +192,7 @@ func newChart(ss []*plotSeries, ns []int) *chart {
 // xOf is the pixel column of N = n.
 func (c *chart) xOf(n float64) int { return plotLeft + int(n/c.xHi*float64(plotWidth)) }
 
-// yOf is the pixel row of a latency in ms.
+// yOf is the pixel row of value v.
 func (c *chart) yOf(v float64) int {
 	f := (math.Log10(v) - math.Log10(c.yLo)) / (math.Log10(c.yHi) - math.Log10(c.yLo))
 	return plotTop + plotHeight - int(f*float64(plotHeight))
@@ -125,7 +200,7 @@ func (c *chart) yOf(v float64) int {
 
 // drawGrid draws the grid with y ticks at 1, 2 and 5 per decade and x ticks at 0 and
 // every N.
-func (c *chart) drawGrid(ns []int) {
+func (c *chart) drawGrid(sp *plotSpec) {
 	for d := c.yLo; d < c.yHi*1.001; d *= 10 {
 		for _, k := range []float64{1, 2, 5} {
 			v := d * k
@@ -135,11 +210,11 @@ func (c *chart) drawGrid(ns []int) {
 			y := c.yOf(v)
 			hline(c.img, plotLeft, plotLeft+plotWidth, y, colGrid, false)
 			hline(c.img, plotLeft-6, plotLeft, y, colBlack, false)
-			label := msLabel(v)
+			label := sp.unit(v)
 			text(c.img, plotLeft-10-textWidth(label, 1), y+4, label, colBlack, 1)
 		}
 	}
-	for _, n := range append([]int{0}, ns...) {
+	for _, n := range append([]int{0}, sp.ns...) {
 		x := c.xOf(float64(n))
 		vline(c.img, x, plotTop, plotTop+plotHeight, colGrid)
 		vline(c.img, x, plotTop+plotHeight, plotTop+plotHeight+6, colBlack)
@@ -148,10 +223,10 @@ func (c *chart) drawGrid(ns []int) {
 	}
 }
 
-// drawFrame draws the targets' dotted lines and the box around the plot area.
-func (c *chart) drawFrame() {
-	for _, v := range []float64{targetChangeP50Ms, targetChangeP99Ms} {
-		hline(c.img, plotLeft, plotLeft+plotWidth, c.yOf(v), colGray, true)
+// drawFrame draws the reference lines and the box around the plot area.
+func (c *chart) drawFrame(sp *plotSpec) {
+	for _, ref := range sp.refs {
+		hline(c.img, plotLeft, plotLeft+plotWidth, c.yOf(ref.v), colGray, true)
 	}
 	hline(c.img, plotLeft, plotLeft+plotWidth, plotTop+plotHeight, colBlack, false)
 	vline(c.img, plotLeft, plotTop, plotTop+plotHeight, colBlack)
@@ -172,39 +247,34 @@ func (c *chart) drawSeries(ss []*plotSeries) {
 }
 
 // drawTitles draws the title and the axes' labels.
-func (c *chart) drawTitles(r *Results) {
-	title := "One-endpoint change latency, API write -> kernel commit"
-	text(c.img, plotLeft+(plotWidth-textWidth(title, 2))/2, 34, title, colBlack, 2)
-	xl := fmt.Sprintf("Services (N), %d endpoints each", r.Settings.Endpoints)
-	text(c.img, plotLeft+(plotWidth-textWidth(xl, 1))/2, plotH-22, xl, colBlack, 1)
-	text(c.img, 8, plotTop-14, "latency (log scale)", colBlack, 1)
+func (c *chart) drawTitles(sp *plotSpec) {
+	text(c.img, plotLeft+(plotWidth-textWidth(sp.title, 2))/2, 34, sp.title, colBlack, 2)
+	text(c.img, plotLeft+(plotWidth-textWidth(sp.xLabel, 1))/2, plotH-22, sp.xLabel, colBlack, 1)
+	text(c.img, 8, plotTop-14, sp.yLabel, colBlack, 1)
 }
 
-// drawLegend draws the legend right of the plot: the series, the targets and notes on
-// how the samples were taken.
-func (c *chart) drawLegend(r *Results, ss []*plotSeries) {
+// drawLegend draws the legend right of the plot: the series, the reference lines and the
+// notes.
+func (c *chart) drawLegend(sp *plotSpec) {
 	lx, ly := plotLeft+plotWidth+20, plotTop+10
-	for i, s := range ss {
+	for i, s := range sp.series {
 		y := ly + i*legendStep
 		line(c.img, lx, y, lx+36, y, s.col, s.dashed)
 		marker(c.img, lx+18, y, s.col, s.square)
 		text(c.img, lx+46, y+5, s.name, colBlack, 1)
 	}
-	for i, label := range []string{"target p50 <= 50 ms", "target p99 <= 200 ms"} {
-		y := ly + (len(ss)+i)*legendStep
+	for i, ref := range sp.refs {
+		y := ly + (len(sp.series)+i)*legendStep
 		hline(c.img, lx, lx+36, y, colGray, true)
-		text(c.img, lx+46, y+5, label, colGray, 1)
+		text(c.img, lx+46, y+5, ref.label, colGray, 1)
 	}
-	ly += 2 * legendStep
-	notes := []string{"spaced changes,", "minSyncPeriod " + r.Settings.MinSyncPeriod,
-		fmt.Sprintf("%d samples per point", r.Settings.ChangeSamples)}
-	if r.Quick {
-		notes = append(notes, "quick run")
-	}
-	for i, n := range notes {
-		text(c.img, lx, ly+4*legendStep+14+i*16, n, colGray, 1)
+	ny := ly + (len(sp.series)+len(sp.refs))*legendStep + 14
+	for i, n := range sp.notes {
+		text(c.img, lx, ny+i*16, n, colGray, 1)
 	}
 }
+
+func mbLabel(v float64) string { return fmt.Sprintf("%g MB", v) }
 
 func msLabel(v float64) string {
 	switch {

@@ -20,6 +20,18 @@ const (
 	targetFirstPacketPc = 10.0
 )
 
+// Targets of the user-side measurements (change → traffic, memory with children), at
+// 10,000 and 50,000 Services, in every mode.
+const (
+	targetTrafficP50Ms10k      = 50.0
+	targetTrafficP99Ms10k      = 150.0
+	targetCold10kS             = 5.0
+	targetRSSWithChildren10kMB = 100.0
+	targetCold50kS             = 15.0
+	targetTrafficP50Ms50k      = 100.0
+	targetRSSWithChildren50kMB = 300.0
+)
+
 const (
 	pPortico = "portico"
 	pKP      = "kube-proxy"
@@ -106,7 +118,7 @@ func comma(n int) string {
 }
 
 // Report renders the results as Markdown; plot is the PNG's path relative to the report.
-func Report(r *Results, plot string) string {
+func Report(r *Results, plot, memoryPlot string) string {
 	m := &md{}
 	kind := "full run"
 	if r.Quick {
@@ -149,15 +161,23 @@ func Report(r *Results, plot string) string {
 	for _, s := range r.Scales {
 		writeScale(m, r, s)
 	}
+	writeHeavy(m, r)
 	writeFloor(m, r)
 	writeDataplane(m, r)
 	m.p("## One-endpoint change latency vs N")
 	m.nl()
 	m.p("![one-endpoint change latency, p50 and p99, portico and kube-proxy](%s)", plot)
 	m.nl()
-	m.p("API write to the first nf_tables notification holding the new endpoint, spaced changes (log scale).")
+	m.p("API write to the first nf_tables notification holding the new endpoint (p50, p99), and to the first connection answered by the new endpoint (traffic p50), spaced changes (log scale).")
+	m.nl()
+	m.p("## Memory vs N")
+	m.nl()
+	m.p("![peak memory, portico and kube-proxy, with and without their children](%s)", memoryPlot)
+	m.nl()
+	m.p("The proxy and its children (nft runs) sampled together every 100 ms from launch to stop, and the proxy process's own peak (VmHWM), nftables mode (log scale).")
 	m.nl()
 	writeTargets(m, r)
+	writeUserTargets(m, r)
 	writeIPTables(m, r)
 	writeIPVS(m, r)
 	writeNotes(m, r)
@@ -220,7 +240,7 @@ func writeMethod(m *md, r *Results) {
 	for _, k := range names {
 		m.p("  - %s: %s.", k, st.ProxyCommands[k])
 	}
-	m.p("- **Objects.** N ClusterIP Services (TCP port 80), each with one EndpointSlice of %d ready endpoints on node-b at unique fake addresses in 10.240.0.0/14 (nothing answers there; nothing needs to), "+
+	m.p("- **Objects.** N ClusterIP Services (TCP port 80), each with one EndpointSlice of %d ready endpoints on node-b at unique fake addresses in 10.128.0.0/12 (nothing answers there; nothing needs to), "+
 		"created through the apiserver by 32 concurrent writers and grown in place (%s). "+
 		"One more Service, `bench/real`, has a single endpoint: a real server in pod-a1.", st.Endpoints, joinInts(st.Scales, " → "))
 	m.p("- **Kernel observer.** A NETLINK_NETFILTER socket created on a thread switched into node-a, subscribed to NFNLGRP_NFTABLES with a %d MiB receive buffer (SO_RCVBUFFORCE). "+

@@ -31,9 +31,11 @@ type Results struct {
 	Baseline []*ProxyRun `json:"baseline"`
 	Scales   []*ScaleRun `json:"scales"`
 	// IPVS are the ipvs-mode runs, each inside a VM (this machine's kernel has no IPVS).
-	IPVS   []*IPVSRun `json:"ipvs,omitempty"`
-	Notes  []string   `json:"notes,omitempty"`
-	Errors []string   `json:"errors,omitempty"`
+	IPVS []*IPVSRun `json:"ipvs,omitempty"`
+	// Heavy is the endpoint-heavy scenario (heavy.go), nil when not run.
+	Heavy  *HeavyRun `json:"heavy,omitempty"`
+	Notes  []string  `json:"notes,omitempty"`
+	Errors []string  `json:"errors,omitempty"`
 }
 
 // Settings are the run's parameters.
@@ -52,18 +54,24 @@ type Settings struct {
 	// IPVSScales are the N of the VM's ipvs runs, IPVSChangeSamples their changes per
 	// proxy (within IPVSChangeBudgetS), IPVSColdLimitS a proxy's time for its first sync
 	// there.
-	IPVSScales        []int             `json:"ipvs_scales,omitempty"`
-	IPVSChangeSamples int               `json:"ipvs_change_samples,omitempty"`
-	IPVSColdLimitS    float64           `json:"ipvs_cold_limit_s,omitempty"`
-	IPVSChangeBudgetS float64           `json:"ipvs_change_budget_s,omitempty"`
-	TrafficSamples    int               `json:"traffic_samples,omitempty"`
-	ColdLimitS        float64           `json:"cold_limit_s,omitempty"`
-	ChangeBudgetS     float64           `json:"iptables_change_budget_s,omitempty"`
-	MinSyncPeriod     string            `json:"min_sync_period"`
-	SyncPeriod        string            `json:"sync_period"`
-	Verbosity         string            `json:"verbosity"`
-	ProxyCommands     map[string]string `json:"proxy_commands"`
-	MonitorRcvBufMB   int               `json:"monitor_rcvbuf_mib"`
+	IPVSScales        []int   `json:"ipvs_scales,omitempty"`
+	IPVSChangeSamples int     `json:"ipvs_change_samples,omitempty"`
+	IPVSColdLimitS    float64 `json:"ipvs_cold_limit_s,omitempty"`
+	IPVSChangeBudgetS float64 `json:"ipvs_change_budget_s,omitempty"`
+	TrafficSamples    int     `json:"traffic_samples,omitempty"`
+	// The endpoint-heavy scenario's parameters (Options).
+	HeavyServices      int               `json:"heavy_services,omitempty"`
+	HeavyEndpoints     int               `json:"heavy_endpoints,omitempty"`
+	RollPods           int               `json:"roll_pods,omitempty"`
+	RollRate           float64           `json:"roll_rate,omitempty"`
+	HeavyChangeSamples int               `json:"heavy_change_samples,omitempty"`
+	ColdLimitS         float64           `json:"cold_limit_s,omitempty"`
+	ChangeBudgetS      float64           `json:"iptables_change_budget_s,omitempty"`
+	MinSyncPeriod      string            `json:"min_sync_period"`
+	SyncPeriod         string            `json:"sync_period"`
+	Verbosity          string            `json:"verbosity"`
+	ProxyCommands      map[string]string `json:"proxy_commands"`
+	MonitorRcvBufMB    int               `json:"monitor_rcvbuf_mib"`
 }
 
 // ScaleRun is one N: loading the objects, then each proxy in turn.
@@ -130,10 +138,12 @@ type ProxyRun struct {
 	Traffic *TrafficChanges `json:"traffic,omitempty"`
 	// PeakWithChildrenKiB is the largest sum of the proxy's and its children's RSS,
 	// sampled every 100 ms from its launch to its stop (the last cold run's).
-	PeakWithChildrenKiB int64      `json:"peak_with_children_kib,omitempty"`
-	Churn               *Churn     `json:"churn,omitempty"`
-	Dataplane           *Dataplane `json:"dataplane,omitempty"`
-	Phases              []*Phase   `json:"phases"`
+	PeakWithChildrenKiB int64  `json:"peak_with_children_kib,omitempty"`
+	Churn               *Churn `json:"churn,omitempty"`
+	// Rolling is the rolling update of the endpoint-heavy scenario (HeavyRun only).
+	Rolling   *Rolling   `json:"rolling,omitempty"`
+	Dataplane *Dataplane `json:"dataplane,omitempty"`
+	Phases    []*Phase   `json:"phases"`
 	// RulesetBefore is node-a's ruleset before the proxy started (should be empty).
 	RulesetBefore string `json:"ruleset_before,omitempty"`
 	// Leftovers is node-a's ruleset after the proxy's own cleanup (should be empty).

@@ -59,6 +59,12 @@ type Options struct {
 	IPVSColdLimit     time.Duration
 	// IPVSChangeBudget bounds each proxy's changes in the VM.
 	IPVSChangeBudget time.Duration
+	// HeavyServices Services of HeavyEndpoints endpoints each, and a Service of RollPods
+	// pods rolled at RollRate pods per second, make the endpoint-heavy scenario, run in
+	// nftables mode before the bulk Services exist (none: HeavyServices 0);
+	// HeavyChangeSamples one-endpoint changes are timed in it.
+	HeavyServices, HeavyEndpoints, RollPods, HeavyChangeSamples int
+	RollRate                                                    float64
 	// ColdLimit is how long a proxy may take to report its first sync; one that takes
 	// longer did not finish, is stopped, and its other phases at that N are skipped.
 	ColdLimit time.Duration
@@ -92,6 +98,7 @@ func DefaultOptions(quick bool) Options {
 		Modes:          []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy, ModeIPVS},
 		IPTablesScales: []int{1000, 10000}, ColdLimit: 3 * time.Minute, IPTablesChangeBudget: 4 * time.Minute,
 		TrafficSamples: 30, IPVSScales: []int{100, 1000}, IPVSChangeSamples: 20, IPVSColdLimit: 15 * time.Minute, IPVSChangeBudget: 5 * time.Minute,
+		HeavyServices: 100, HeavyEndpoints: 1000, RollPods: 1000, RollRate: 5, HeavyChangeSamples: 30,
 	}
 	if quick {
 		o.Scales, o.ChangeSamples, o.ChurnDuration = []int{1000}, 15, 10*time.Second
@@ -99,6 +106,7 @@ func DefaultOptions(quick bool) Options {
 		// the VM's run, about 2.5 minutes at N = 100, is the largest part.
 		o.IPTablesScales, o.IPVSScales, o.IPVSChangeSamples, o.IPVSColdLimit = []int{1000}, []int{100}, 5, 3*time.Minute
 		o.IPVSChangeBudget, o.TrafficSamples = time.Minute, 6
+		o.HeavyServices = 0 // the full run's alone
 	}
 	return o
 }
@@ -153,6 +161,11 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 			return res, err
 		}
 	}
+	if r.o.HeavyServices > 0 && slices.Contains(r.o.Modes, ModeNFTables) {
+		if err := r.runHeavy(ctx); err != nil {
+			return res, err
+		}
+	}
 	for _, n := range r.allScales() {
 		if err := r.runScale(ctx, n); err != nil {
 			return res, err
@@ -183,7 +196,9 @@ func newRunner(o Options) *runner {
 			ColdRuns: max(1, o.ColdRuns), Modes: o.Modes, IPTablesScales: o.IPTablesScales,
 			IPVSScales: o.IPVSScales, IPVSChangeSamples: o.IPVSChangeSamples, IPVSColdLimitS: o.IPVSColdLimit.Seconds(),
 			IPVSChangeBudgetS: o.IPVSChangeBudget.Seconds(), TrafficSamples: o.TrafficSamples,
-			ColdLimitS: o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
+			HeavyServices: o.HeavyServices, HeavyEndpoints: o.HeavyEndpoints, RollPods: o.RollPods, RollRate: o.RollRate,
+			HeavyChangeSamples: o.HeavyChangeSamples,
+			ColdLimitS:         o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
 			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
 			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
 		}}
@@ -378,16 +393,20 @@ func linkIPTWrappers(wrapper, dir string) error {
 	return nil
 }
 
-// buildWrapper builds the nft wrapper into dir/nft, from the bench module under the
-// repository root.
+// buildWrapper builds the nft wrapper into dir/nftwrap, from the bench module under the
+// repository root, and links dir/nft to it (the sampler of memory with children knows the
+// wrapper by its file name and leaves it out).
 func buildWrapper(ctx context.Context, root, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "nft"), "./nftwrap")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, wrapperBinary), "./nftwrap")
 	cmd.Dir = filepath.Join(root, "bench")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the nft wrapper: %w: %s", err, out)
+	}
+	if err := os.Symlink(wrapperBinary, filepath.Join(dir, "nft")); err != nil {
+		return fmt.Errorf("linking the nft wrapper: %w", err)
 	}
 	return nil
 }
@@ -402,7 +421,7 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 		}
 		r.stopAndClean(ctx, p, pr)
 	}()
-	defer sampleMemory(p, pr)()
+	defer sampleMemory(p, pr, r.memTrace(p.Name(), n))()
 	if err := resetNode(ctx, r.e.Topo, p.Mode()); err != nil {
 		return pr, fmt.Errorf("preparing node-a for %s: %w", p.Name(), err)
 	}
@@ -443,11 +462,18 @@ func (r *runner) runProxy(ctx context.Context, p Proxy, n int, full bool) (pr *P
 
 // sampleMemory samples the proxy (whichever process it runs as) and its children
 // together every 100 ms into pr.PeakWithChildrenKiB, until the returned stop is called.
-func sampleMemory(p Proxy, pr *ProxyRun) (stop func()) {
+// With a trace path, every sample also goes there (a diagnostic: -logs).
+func sampleMemory(p Proxy, pr *ProxyRun, trace string) (stop func()) {
 	done, finished := make(chan struct{}), make(chan struct{})
+	m := &memSampler{start: time.Now()}
+	if trace != "" {
+		if f, err := os.Create(trace); err == nil {
+			m.trace = f
+			go func() { <-finished; f.Close() }()
+		}
+	}
 	go func() {
 		defer close(finished)
-		m := &memSampler{}
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -463,6 +489,14 @@ func sampleMemory(p Proxy, pr *ProxyRun) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// memTrace is where the memory samples of proxy at n go: a file in LogDir, or nowhere.
+func (r *runner) memTrace(proxy string, n int) string {
+	if r.o.LogDir == "" || os.MkdirAll(r.o.LogDir, 0o755) != nil {
+		return ""
+	}
+	return filepath.Join(r.o.LogDir, fmt.Sprintf("memory-%s-%d.tsv", proxy, n))
 }
 
 // trafficPhase times changes until traffic reaches the new endpoints (measureTraffic).

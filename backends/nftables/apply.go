@@ -26,11 +26,15 @@ func (fs *familyState) apply(ctx context.Context, w *txWriter) error {
 
 // job prepares the transaction w describes and returns the function that runs it. The
 // text (or knftables transaction) is built at once, so that w can be dropped while the
-// job waits.
+// job waits. A transaction of endpoint-map elements only goes over netlink (netlink.go).
 func (fs *familyState) job(ctx context.Context, w *txWriter) func() error {
 	if !fs.batched {
 		tx := w.transaction(fs.nft)
 		return func() error { return fs.nft.Run(ctx, tx) }
+	}
+	if w.endpointOpsOnly() {
+		del, add, f := w.epDel, w.epAdd, fs.r.f
+		return func() error { return execEndpointOps(ctx, f, del, add) }
 	}
 	text := fs.text(w)
 	return func() error { return execNFT(ctx, text) }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -32,6 +33,8 @@ type cliFlags struct {
 	coldLimit                  time.Duration
 	samples, conns, coldRuns   int
 	trafficSamples             int
+	heavy, rollPods            int
+	rollRate                   float64
 	churnSec                   time.Duration
 	churnRate                  float64
 	seed                       uint64
@@ -41,12 +44,15 @@ type cliFlags struct {
 func parseFlags() cliFlags {
 	var f cliFlags
 	flag.BoolVar(&f.quick, "quick", false, "the quick run: N = 1,000 only, fewer samples (under 10 minutes)")
-	flag.StringVar(&f.out, "out", "docs", "directory for benchmarks.md, bench-results.json and bench-plot.png")
-	flag.BoolVar(&f.render, "render", false, "only regenerate benchmarks.md and bench-plot.png from <out>/bench-results.json")
+	flag.StringVar(&f.out, "out", "docs", "directory for benchmarks.md, bench-results.json, bench-plot.png and bench-memory.png")
+	flag.BoolVar(&f.render, "render", false, "only regenerate benchmarks.md and the plots from <out>/bench-results.json")
 	flag.StringVar(&f.earlier, "merge-earlier", "", "with -render: first add to <out>/bench-results.json the scales of this earlier results file that it lacks, marked as from that run")
 	flag.StringVar(&f.scales, "scales", "", "comma-separated Service counts (default 1000,5000,10000,50000; quick: 1000)")
 	flag.IntVar(&f.samples, "samples", 0, "one-endpoint change samples per proxy and N (default 100; quick: 15)")
 	flag.IntVar(&f.trafficSamples, "traffic-samples", 0, "changes of each kind timed until traffic reaches the new endpoints, per proxy and N (default 30; quick: 6)")
+	flag.IntVar(&f.heavy, "heavy", 0, "Services of the endpoint-heavy scenario, -1 to leave it out (default 100; quick: left out)")
+	flag.IntVar(&f.rollPods, "roll-pods", 0, "pods of the endpoint-heavy scenario's rolled Service (default 1000)")
+	flag.Float64Var(&f.rollRate, "roll-rate", 0, "pods replaced per second by the rolling update (default 5)")
 	flag.DurationVar(&f.churnSec, "churn", 0, "churn duration (default 20s; quick: 10s)")
 	flag.Float64Var(&f.churnRate, "churn-rate", 0, "changes per second under churn (default 50)")
 	flag.IntVar(&f.conns, "conns", 0, "dataplane connections per measurement (default 1000)")
@@ -161,6 +167,18 @@ func options(f cliFlags) (bench.Options, error) {
 	if f.coldRuns > 0 {
 		o.ColdRuns = f.coldRuns
 	}
+	switch {
+	case f.heavy < 0:
+		o.HeavyServices = 0
+	case f.heavy > 0:
+		o.HeavyServices = f.heavy
+	}
+	if f.rollPods > 0 {
+		o.RollPods = f.rollPods
+	}
+	if f.rollRate > 0 {
+		o.RollRate = f.rollRate
+	}
 	if f.conns > 0 {
 		o.DataplaneConns = f.conns
 	}
@@ -262,14 +280,22 @@ func renderFrom(out string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(out, "benchmarks.md"), []byte(bench.Report(res, "bench-plot.png")), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "benchmarks.md"), []byte(bench.Report(res, "bench-plot.png", "bench-memory.png")), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(out, "bench-plot.png"))
+	if err := writePlot(filepath.Join(out, "bench-plot.png"), res, bench.Plot); err != nil {
+		return err
+	}
+	return writePlot(filepath.Join(out, "bench-memory.png"), res, bench.PlotMemory)
+}
+
+// writePlot draws a plot of res into the file at path.
+func writePlot(path string, res *bench.Results, plot func(*bench.Results, io.Writer) error) error {
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := bench.Plot(res, f); err != nil {
+	if err := plot(res, f); err != nil {
 		f.Close()
 		return err
 	}

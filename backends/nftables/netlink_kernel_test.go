@@ -1,0 +1,135 @@
+//go:build e2e
+
+package nftables
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/portico-dev/portico/backends/backendtest"
+	"github.com/portico-dev/portico/model"
+)
+
+// remoteEndpointPort returns the first port of tbl (by name) with a remote cluster
+// endpoint, and that endpoint's index: replacing it by another remote one changes the
+// endpoint map only (a local one also has hairpin elements).
+func remoteEndpointPort(t *testing.T, tbl *model.Table) (*model.ServicePort, int) {
+	t.Helper()
+	for _, n := range tbl.Names() {
+		sp, _ := tbl.Get(n)
+		for i, e := range sp.Cluster {
+			if !e.Local {
+				return sp, i
+			}
+		}
+	}
+	t.Fatalf("no %s port with a remote endpoint in the fixtures", tbl.Family())
+	return nil, 0
+}
+
+// TestKernelEndpointsOverNetlink: a change of endpoints only (one replaced) goes to the
+// kernel over netlink, in both families, and leaves exactly the table that the same
+// change written by `nft -f` leaves; a batch the kernel refuses changes nothing, and the
+// next sync repairs the table.
+func TestKernelEndpointsOverNetlink(t *testing.T) {
+	defer enterFreshNetns(t)()
+	defer func() { execEndpointOps = runEndpointOps }()
+	st := scenario(t, nil, fixtures...)
+	newAddr := map[model.Family]string{model.IPv4: "10.244.9.99", model.IPv6: "fd00:10:244:9::99"}
+	for _, f := range []model.Family{model.IPv4, model.IPv6} {
+		prev := st.Table(f)
+		sp, i := remoteEndpointPort(t, prev)
+		eps := slices.Clone(sp.Cluster)
+		eps[i] = remoteEP(eps[i], newAddr[f])
+		next := editPort(t, prev, sp.Name, setCluster(eps...))
+
+		calls := 0
+		execEndpointOps = func(ctx context.Context, f fam, del, add []epOp) error {
+			calls++
+			return runEndpointOps(ctx, f, del, add)
+		}
+		got := changeFromScratch(t, st, prev, next)
+		if calls != 1 {
+			t.Errorf("%s: the endpoint change went to the kernel in %d netlink batches, want 1", f, calls)
+		}
+		if !strings.Contains(got, newAddr[f]) {
+			t.Errorf("%s: the kernel table lacks the new endpoint %s", f, newAddr[f])
+		}
+		execEndpointOps = nftEndpointOps
+		if want := changeFromScratch(t, st, prev, next); got != want {
+			t.Errorf("%s: the change over netlink left another table than the same change through nft -f:\n%s", f, backendtest.FirstDiff(want, got))
+		}
+		execEndpointOps = runEndpointOps
+		b := kernelBackend()
+		syncAll(t, b, nil, st)
+		if err := b.Sync(context.Background(), next, model.Compare(prev, next)); err != nil {
+			t.Fatalf("%s: endpoint change: %v", f, err)
+		}
+		refusedBatch(t, b, next, f)
+		if err := b.Cleanup(context.Background()); err != nil {
+			t.Fatalf("cleanup: %v", err)
+		}
+	}
+}
+
+// changeFromScratch loads st with a new backend, applies the change prev -> next (one
+// family's table), and returns that family's kernel table before removing everything.
+func changeFromScratch(t *testing.T, st *model.State, prev, next *model.Table) string {
+	t.Helper()
+	ctx := context.Background()
+	b := kernelBackend()
+	syncAll(t, b, nil, st)
+	if err := b.Sync(ctx, next, model.Compare(prev, next)); err != nil {
+		t.Fatalf("%s: endpoint change: %v", next.Family(), err)
+	}
+	out := kernelCanonical(t, next.Family())
+	if err := b.Cleanup(ctx); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	return out
+}
+
+// nftEndpointOps writes endpoint-map operations as `nft -f` input and runs nft: the
+// reference the netlink path must match.
+func nftEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
+	var b bytes.Buffer
+	writeEndpointOps(&b, "delete", f, slices.Clone(del))
+	writeEndpointOps(&b, "add", f, slices.Clone(add))
+	return runNFT(ctx, &b)
+}
+
+// refusedBatch changes one endpoint of tbl again, with a deletion of a slot that does not
+// exist added to the batch: the kernel refuses the batch, the sync fails and the table
+// is as before; the next sync (full, the mirror forgotten) writes the change.
+func refusedBatch(t *testing.T, b *Backend, tbl *model.Table, f model.Family) {
+	t.Helper()
+	ctx := context.Background()
+	execEndpointOps = func(ctx context.Context, fm fam, del, add []epOp) error {
+		bogus := epOp{m: add[0].m, slot: 1<<31 - 1}
+		return runEndpointOps(ctx, fm, append(slices.Clone(del), bogus), add)
+	}
+	defer func() { execEndpointOps = runEndpointOps }()
+	sp, i := remoteEndpointPort(t, tbl)
+	eps := slices.Clone(sp.Cluster)
+	addr := map[model.Family]string{model.IPv4: "10.244.9.98", model.IPv6: "fd00:10:244:9::98"}[f]
+	eps[i] = remoteEP(eps[i], addr)
+	next := editPort(t, tbl, sp.Name, setCluster(eps...))
+	before := kernelCanonical(t, f)
+	err := b.Sync(ctx, next, model.Compare(tbl, next))
+	if err == nil || !strings.Contains(err.Error(), "nf_tables netlink") {
+		t.Fatalf("%s: a refused batch returned %v, want an nf_tables netlink error", f, err)
+	}
+	if got := kernelCanonical(t, f); got != before {
+		t.Errorf("%s: a refused batch changed the kernel table:\n%s", f, backendtest.FirstDiff(before, got))
+	}
+	execEndpointOps = runEndpointOps
+	if err := b.Sync(ctx, next, model.Diff{}); err != nil {
+		t.Fatalf("%s: sync after the refused batch: %v", f, err)
+	}
+	if got := kernelCanonical(t, f); !strings.Contains(got, addr) {
+		t.Errorf("%s: the sync after a refused batch did not write the change (%s missing)", f, addr)
+	}
+}
