@@ -79,9 +79,10 @@ func Setup(ctx context.Context, opts Options) (e *Env, err error) {
 	_, _ = netns.CleanupStale()
 	_, _ = cluster.CleanupStale("")
 	e = &Env{opts: opts, Servers: map[string]*traffic.Server{}}
+	built := e // the returns below set e to nil: tear down what they leave behind
 	defer func() {
 		if err != nil {
-			_ = e.Teardown()
+			_ = built.Teardown()
 		}
 	}()
 	if e.Dir, err = os.MkdirTemp("", "portico-e2e-"); err != nil {
