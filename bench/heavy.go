@@ -42,12 +42,7 @@ func (h *HeavyRun) Proxy(name string) *ProxyRun {
 	if h == nil {
 		return nil
 	}
-	for _, p := range h.Proxies {
-		if p.Proxy == name {
-			return p
-		}
-	}
-	return nil
+	return proxyNamed(h.Proxies, name)
 }
 
 // runHeavy creates the heavy objects, runs every nftables-mode proxy against them, and

@@ -85,6 +85,10 @@ func NewObjectsIn(cfg *rest.Config, ns string, base netip.Addr, endpoints int, r
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = 5000, 10000
 	c.UserAgent = "portico-bench"
+	// Protobuf costs the API server (the bottleneck of creating 50,000 Services on two
+	// cores) less to decode than JSON.
+	c.ContentType = "application/vnd.kubernetes.protobuf"
+	c.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	cs, err := kubernetes.NewForConfig(c)
 	if err != nil {
 		return nil, err

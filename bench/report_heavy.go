@@ -36,17 +36,14 @@ func writeHeavy(m *md, r *Results) {
 
 // heavyLines are the rows of the endpoint-heavy table.
 func heavyLines() []scaleLine {
-	return []scaleLine{
+	lines := []scaleLine{
 		{"**Cold full sync** (launch → kernel holds every rule)", num(coldOf(func(c *Cold) float64 { return c.S() }), fs)},
 		{"  commits / notifications received", txt(coldCommitsText)},
-		{"**One-endpoint change** in a 1,000-endpoint slice, p50", num(changeOf(func(c *Latency) float64 { return c.P50 }), fms)},
-		{"  p99", num(changeOf(func(c *Latency) float64 { return c.P99 }), fms)},
-		{"  max", num(changeOf(func(c *Latency) float64 { return c.Max }), fms)},
-		{"  samples (missed)", txt(func(p *ProxyRun) string { return samplesText(p.Change) })},
-		{"**Rolling update**: new pod ready → kernel, p50", num(rollingOf(func(l *Latency) float64 { return l.P50 }), fms)},
-		{"  p90", num(rollingOf(func(l *Latency) float64 { return l.P90 }), fms)},
-		{"  p99", num(rollingOf(func(l *Latency) float64 { return l.P99 }), fms)},
-		{"  max", num(rollingOf(func(l *Latency) float64 { return l.Max }), fms)},
+	}
+	lines = append(lines, latencyRows("**One-endpoint change** in a 1,000-endpoint slice,", changeOf)...)
+	lines = append(lines, scaleLine{"  samples (missed)", txt(func(p *ProxyRun) string { return samplesText(p.Change) })})
+	lines = append(lines, latencyRows("**Rolling update**: new pod ready → kernel,", rollingOf)...)
+	return append(lines, []scaleLine{
 		{"  pods replaced (missed) / commits", txt(rollingCountText)},
 		{"  duration (replacements per second)", txt(rollingDurationText)},
 		{"  node-a's ruleset afterwards holds", txt(rollingCheckText)},
@@ -55,7 +52,7 @@ func heavyLines() []scaleLine {
 		{"**Peak RSS**, proxy process (VmHWM)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakHWM() }), fmbValue)},
 		{"  largest nft child (maxrss)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakNFT() }), fmbValue)},
 		{"  proxy and children together (sampled every 100 ms)", num(megabytes(func(p *ProxyRun) int64 { return p.PeakWithChildrenKiB }), fmbValue)},
-	}
+	}...)
 }
 
 // samplesText is "samples (missed)" of a latency, a dash without one.

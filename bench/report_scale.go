@@ -280,13 +280,20 @@ func coldOverFloor(p *ProxyRun) float64 {
 	return p.Cold.S() / p.Floor.S()
 }
 
+// latencyRows are the p50, p90, p99 and max rows of a latency that of reads.
+func latencyRows(head string, of func(func(*Latency) float64) func(*ProxyRun) float64) []scaleLine {
+	return []scaleLine{
+		{head + " p50", num(of(func(l *Latency) float64 { return l.P50 }), fms)},
+		{"  p90", num(of(func(l *Latency) float64 { return l.P90 }), fms)},
+		{"  p99", num(of(func(l *Latency) float64 { return l.P99 }), fms)},
+		{"  max", num(of(func(l *Latency) float64 { return l.Max }), fms)},
+	}
+}
+
 // changeLines are the one-endpoint change rows.
 func changeLines() []scaleLine {
-	return []scaleLine{
-		{"**One-endpoint change** p50", num(changeOf(func(l *Latency) float64 { return l.P50 }), fms)},
-		{"  p90", num(changeOf(func(l *Latency) float64 { return l.P90 }), fms)},
-		{"  p99", num(changeOf(func(l *Latency) float64 { return l.P99 }), fms)},
-		{"  max", num(changeOf(func(l *Latency) float64 { return l.Max }), fms)},
+	lines := latencyRows("**One-endpoint change**", changeOf)
+	return append(lines, []scaleLine{
 		{"  samples (missed)", txt(changeSamplesText)},
 		{"  first seen in (notification type)", txt(changeMsgTypesText)},
 		{"  proxy's metric: bucket of p50 / of p99", txt(changeBucketsText)},
@@ -299,7 +306,7 @@ func changeLines() []scaleLine {
 		{"  p99", num(trafficOf(allKind, func(l *Latency) float64 { return l.P99 }), fms)},
 		{"  kernel side of the same changes, p50", num(kernelOf(allKind, func(l *Latency) float64 { return l.P50 }), fms)},
 		{"  samples (missed)", txt(trafficSamplesText(allKind))},
-	}
+	}...)
 }
 
 // The kinds of traffic changes.

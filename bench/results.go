@@ -116,7 +116,12 @@ func (s *ScaleRun) Proxy(name string) *ProxyRun {
 	if s == nil {
 		return nil
 	}
-	for _, p := range s.Proxies {
+	return proxyNamed(s.Proxies, name)
+}
+
+// proxyNamed returns the run of the named proxy among ps (nil if none).
+func proxyNamed(ps []*ProxyRun, name string) *ProxyRun {
+	for _, p := range ps {
 		if p.Proxy == name {
 			return p
 		}

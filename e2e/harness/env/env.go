@@ -45,6 +45,8 @@ type Options struct {
 	// RealNodes readies the control plane for real kubelets (cluster.Options.RealNodes)
 	// and adds the token user KubeletUser, allowed everything, for them.
 	RealNodes bool
+	// ServiceCIDR is the apiserver's Service range (default cluster.DefaultServiceCIDR).
+	ServiceCIDR string
 	// Log receives progress lines (default: discard).
 	Log func(format string, args ...any)
 }
@@ -121,7 +123,8 @@ func (e *Env) buildNetwork(ctx context.Context) error {
 }
 
 func (e *Env) startControlPlane(ctx context.Context) error {
-	copts := cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep, RealNodes: e.opts.RealNodes}
+	copts := cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep, RealNodes: e.opts.RealNodes,
+		ServiceCIDR: e.opts.ServiceCIDR}
 	if e.opts.RealNodes {
 		copts.Users = []cluster.User{{Name: KubeletUser, Groups: []string{"system:nodes", "system:masters"}}}
 	}
