@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -119,16 +118,11 @@ func writeElements(b *bytes.Buffer, verb string, f fam, ops []knftables.Object) 
 }
 
 // writeEndpointOps writes endpoint-map element operations, one command per map (or per
-// maxElementsPerCommand elements). It sorts ops by map in place.
+// maxElementsPerCommand elements; groupByMap).
 func writeEndpointOps(b *bytes.Buffer, verb string, f fam, ops []epOp) {
-	slices.SortStableFunc(ops, func(a, b epOp) int { return strings.Compare(a.m, b.m) })
-	for start := 0; start < len(ops); {
-		end := start + 1
-		for end < len(ops) && ops[end].m == ops[start].m && end-start < maxElementsPerCommand {
-			end++
-		}
-		fmt.Fprintf(b, "%s element %s %s %s { ", verb, f.ip, tableName, ops[start].m)
-		for i, o := range ops[start:end] {
+	for _, g := range groupByMap(ops) {
+		fmt.Fprintf(b, "%s element %s %s %s { ", verb, f.ip, tableName, g[0].m)
+		for i, o := range g {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -141,7 +135,6 @@ func writeEndpointOps(b *bytes.Buffer, verb string, f fam, ops []epOp) {
 			}
 		}
 		b.WriteString(" }\n")
-		start = end
 	}
 }
 

@@ -96,8 +96,8 @@ func changeFromScratch(t *testing.T, st *model.State, prev, next *model.Table) s
 // reference the netlink path must match.
 func nftEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
 	var b bytes.Buffer
-	writeEndpointOps(&b, "delete", f, slices.Clone(del))
-	writeEndpointOps(&b, "add", f, slices.Clone(add))
+	writeEndpointOps(&b, "delete", f, del)
+	writeEndpointOps(&b, "add", f, add)
 	return runNFT(ctx, &b)
 }
 
