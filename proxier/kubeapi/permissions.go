@@ -5,10 +5,20 @@ import (
 	"fmt"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 )
+
+// reviewScheme holds authorization.k8s.io/v1 alone, for the access-review client: like
+// the other clients of this package it knows only its own group, so that the binary does
+// not link client-go's clientset (see the package comment; a test keeps it out).
+var reviewScheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(authorizationv1.AddToScheme(reviewScheme))
+}
 
 // Permission is one API permission portico's informers need, cluster-wide.
 type Permission struct {
@@ -38,16 +48,23 @@ var RequiredPermissions = []Permission{
 // PermissionChecker asks the API server which of RequiredPermissions portico's identity
 // lacks, with SelfSubjectAccessReviews (which every authenticated identity may create).
 type PermissionChecker struct {
-	client kubernetes.Interface
+	client *rest.RESTClient
 }
 
 // NewPermissionChecker returns a checker using the API server of cfg; it sends nothing.
 func NewPermissionChecker(cfg *rest.Config) (*PermissionChecker, error) {
-	c, err := kubernetes.NewForConfig(cfg)
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &authorizationv1.SchemeGroupVersion
+	c.APIPath = "/apis"
+	c.NegotiatedSerializer = serializer.NewCodecFactory(reviewScheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	client, err := rest.RESTClientFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("creating the API client for access reviews: %w", err)
 	}
-	return &PermissionChecker{client: c}, nil
+	return &PermissionChecker{client: client}, nil
 }
 
 // Missing returns the required permissions the API server denies, in the order of
@@ -58,7 +75,8 @@ func (c *PermissionChecker) Missing(ctx context.Context) ([]Permission, error) {
 		r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: p.Verb, Group: p.Group, Resource: p.Resource},
 		}}
-		got, err := c.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, r, metav1.CreateOptions{})
+		got := &authorizationv1.SelfSubjectAccessReview{}
+		err := c.client.Post().Resource("selfsubjectaccessreviews").Body(r).Do(ctx).Into(got)
 		if err != nil {
 			return nil, fmt.Errorf("reviewing %s: %w", p, err)
 		}
