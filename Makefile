@@ -99,7 +99,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
 	$(GO) vet -tags ipvsvm ./backends/ipvs/
-	cd bench && $(GO) vet ./...
+	cd bench && $(GO) vet ./... && $(GO) vet -tags e2e ./...
 
 ## unit: the fast tests (no root, no kernel)
 unit:
@@ -117,6 +117,7 @@ E2E_BACKEND_TESTS := TestServiceSemantics|TestCleanupKubeProxy|TestModeSwitch|Te
 e2e: build deps cluster-bins node-bins
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/... ./backends/... ./proxier/...
+	cd bench && PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) $(GO) test -tags e2e -count=1 -timeout 10m -run '^TestSeededServices$$' .
 	PORTICO_MODE=iptables PORTICO_IPTABLES=nft PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/ -run '^($(E2E_BACKEND_TESTS))$$'
 	PORTICO_MODE=iptables PORTICO_IPTABLES=legacy PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \

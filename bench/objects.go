@@ -71,7 +71,13 @@ type Objects struct {
 	nextNew uint32
 	// extra addresses every proxy must program (the real Service).
 	extra []netip.Addr
+	// seeder, if set, writes all but the first Service of each Grow into etcd (seed.go).
+	seeder *Seeder
 }
+
+// UseSeeder makes Grow create its Services through s (all but the first of each call,
+// which is created through the API and is the template of the others).
+func (o *Objects) UseSeeder(s *Seeder) { o.seeder = s }
 
 // NewObjects returns an Objects writing the bulk Services into Namespace through a
 // client with a high rate limit.
@@ -130,6 +136,9 @@ func (o *Objects) Grow(ctx context.Context, n, workers int) error {
 	o.mu.Unlock()
 	if from >= n {
 		return nil
+	}
+	if o.seeder != nil {
+		return o.growSeeded(ctx, from, n)
 	}
 	jobs := make(chan int)
 	errc := make(chan error, workers)

@@ -241,8 +241,8 @@ func writeMethod(m *md, r *Results) {
 		m.p("  - %s: %s.", k, st.ProxyCommands[k])
 	}
 	m.p("- **Objects.** N ClusterIP Services (TCP port 80), each with one EndpointSlice of %d ready endpoints on node-b at unique fake addresses in 10.128.0.0/12 (nothing answers there; nothing needs to), "+
-		"created through the apiserver by 32 concurrent writers and grown in place (%s). "+
-		"One more Service, `bench/real`, has a single endpoint: a real server in pod-a1.", st.Endpoints, joinInts(st.Scales, " → "))
+		"%s and grown in place (%s). "+
+		"One more Service, `bench/real`, has a single endpoint: a real server in pod-a1.", st.Endpoints, creationText(st.BulkCreation), joinInts(st.Scales, " → "))
 	m.p("- **Kernel observer.** A NETLINK_NETFILTER socket created on a thread switched into node-a, subscribed to NFNLGRP_NFTABLES with a %d MiB receive buffer (SO_RCVBUFFORCE). "+
 		"The kernel sends one message per object a transaction adds or removes, then NFT_MSG_NEWGEN when it commits (with the committing process's name). "+
 		"Every message is timestamped when received and searched for IPv4 addresses (an address in a set element or a rule expression is 4 consecutive bytes).", st.MonitorRcvBufMB)
@@ -792,4 +792,14 @@ func short(s string, n int) string {
 		return dash
 	}
 	return s
+}
+
+// creationText says how the bulk Services were created (Settings.BulkCreation).
+func creationText(how string) string {
+	if how == "etcd" {
+		return "the first new Service of each N (and its slice) created through the API server, the others written into its etcd as copies of what it stored for that one " +
+			"(Service, IPAddress, EndpointSlice; new name, UID, ClusterIP and endpoints; guarded so that no allocated address is reused), which the API server then serves from its own watch of etcd: " +
+			"creating them through the API costs more the more exist (its ClusterIP allocator counts every IPAddress on each allocation; about an hour to reach 50,000 on this machine); every measured change goes through the API"
+	}
+	return "created through the apiserver by 32 concurrent writers"
 }

@@ -72,6 +72,9 @@ type Settings struct {
 	Verbosity          string            `json:"verbosity"`
 	ProxyCommands      map[string]string `json:"proxy_commands"`
 	MonitorRcvBufMB    int               `json:"monitor_rcvbuf_mib"`
+	// BulkCreation is how the bulk Services were created: "etcd" (all but the first of
+	// each N seeded into the API server's etcd, seed.go) or "api" (empty in older results).
+	BulkCreation string `json:"bulk_creation,omitempty"`
 }
 
 // ScaleRun is one N: loading the objects, then each proxy in turn.

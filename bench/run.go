@@ -84,8 +84,11 @@ type Options struct {
 	// Profile turns on the proxies' /debug/pprof and saves a heap profile of each into
 	// LogDir after the one-endpoint changes (a diagnostic, off in `make bench`).
 	Profile bool
-	Seed    uint64
-	Log     func(format string, args ...any)
+	// CreateThroughAPI creates every bulk Service through the API instead of seeding all
+	// but the first of each N into etcd (seed.go; slow beyond 10,000 Services).
+	CreateThroughAPI bool
+	Seed             uint64
+	Log              func(format string, args ...any)
 }
 
 // DefaultOptions returns the full run's options, or the quick run's.
@@ -120,6 +123,7 @@ type runner struct {
 	// ct observes conntrack NEW events in node-a (iptables-legacy runs only).
 	ct      *Monitor
 	objs    *Objects
+	seeder  *Seeder
 	real    Real
 	proxies []Proxy
 	// live hands out the addresses of the traffic changes' endpoints (live.go).
@@ -199,7 +203,7 @@ func newRunner(o Options) *runner {
 			HeavyServices: o.HeavyServices, HeavyEndpoints: o.HeavyEndpoints, RollPods: o.RollPods, RollRate: o.RollRate,
 			HeavyChangeSamples: o.HeavyChangeSamples,
 			ColdLimitS:         o.ColdLimit.Seconds(), ChangeBudgetS: o.IPTablesChangeBudget.Seconds(),
-			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity,
+			MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod, Verbosity: verbosity, BulkCreation: bulkCreation(o),
 			ProxyCommands: map[string]string{}, MonitorRcvBufMB: rcvBuf >> 20,
 		}}
 	return r
@@ -256,6 +260,20 @@ func (r *runner) setup(ctx context.Context) error {
 // from 57 per second at 10,000 (32 writers) to 20 at 20,000 and 6 at 40,000.
 const serviceCIDR = "10.96.0.0/12,fd00:96::/112"
 
+// seedRange is serviceCIDR's IPv4 range, where the seeder picks the bulk ClusterIPs;
+// etcdClientAddr is where the harness's etcd listens (inside the api namespace).
+var seedRange = netip.MustParsePrefix("10.96.0.0/12")
+
+const etcdClientAddr = "127.0.0.1:2379"
+
+// bulkCreation names how the bulk Services are created, for the report.
+func bulkCreation(o Options) string {
+	if o.CreateThroughAPI {
+		return "api"
+	}
+	return "etcd"
+}
+
 // setupEnv starts the e2e environment and the kernel observer in node-a, and creates the
 // namespace of the benchmark's objects and the real Service.
 func (r *runner) setupEnv(ctx context.Context) error {
@@ -279,6 +297,12 @@ func (r *runner) setupEnv(ctx context.Context) error {
 	}
 	if err := r.objs.EnsureNamespace(ctx); err != nil {
 		return err
+	}
+	if !r.o.CreateThroughAPI {
+		if r.seeder, err = NewSeeder(etcdClientAddr, r.e.Topo.Dialer(netns.API), seedRange); err != nil {
+			return err
+		}
+		r.objs.UseSeeder(r.seeder)
 	}
 	if r.real, err = r.objs.CreateReal(ctx, r.e.Topo, env.ServerPort); err != nil {
 		return err
@@ -749,6 +773,9 @@ func (r *runner) teardown() {
 	}
 	if r.mon != nil {
 		r.mon.Close()
+	}
+	if r.seeder != nil {
+		errs = append(errs, r.seeder.Close())
 	}
 	if r.ct != nil {
 		r.ct.Close()

@@ -26,6 +26,7 @@ import (
 // cliFlags are the command line's flags.
 type cliFlags struct {
 	quick, render, profile     bool
+	createAPI                  bool
 	out, scales, proxies, logs string
 	modes, iptScales, earlier  string
 	ipvsScales, vmPayload      string
@@ -67,6 +68,7 @@ func parseFlags() cliFlags {
 	flag.StringVar(&f.logs, "logs", "", "directory to keep the proxies' logs in (default: discarded)")
 	flag.Uint64Var(&f.seed, "seed", 0, "random seed (default: time-based)")
 	flag.BoolVar(&f.profile, "profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles into -logs")
+	flag.BoolVar(&f.createAPI, "create-api", false, "create every bulk Service through the API instead of seeding all but the first of each N into etcd (an hour for 50,000: see README)")
 	flag.Parse()
 	return f
 }
@@ -191,6 +193,7 @@ func options(f cliFlags) (bench.Options, error) {
 	}
 	o.LogDir = f.logs
 	o.Profile = f.profile
+	o.CreateThroughAPI = f.createAPI
 	return o, nil
 }
 
