@@ -81,8 +81,9 @@ type Options struct {
 	// LogDir, when set, receives the proxies' logs before the work directory is removed,
 	// and the dumped rulesets.
 	LogDir string
-	// Profile turns on the proxies' /debug/pprof and saves a heap profile of each into
-	// LogDir after the one-endpoint changes (a diagnostic, off in `make bench`).
+	// Profile turns on the proxies' /debug/pprof and saves into LogDir a CPU profile of
+	// each over the first 20 s of its one-endpoint changes and a heap profile after them
+	// (a diagnostic, off in `make bench`).
 	Profile bool
 	// CreateThroughAPI creates every bulk Service through the API instead of seeding all
 	// but the first of each N into etcd (seed.go; slow beyond 10,000 Services).
@@ -655,12 +656,16 @@ func (r *runner) changePhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) 
 	if p.Mode().IPTables() {
 		co.budget = r.o.IPTablesChangeBudget
 	}
+	cpu := r.startCPUProfile(ctx, p)
 	if p.Mode().Legacy() {
 		pr.Change, err = measureChangesLegacy(ctx, p, r.ct, r.e.Topo, r.objs, n, co, r.rng)
 	} else {
 		pr.Change, err = measureChanges(ctx, p, r.mon, r.objs, n, co, r.rng)
 	}
 	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	if cpu != nil {
+		r.saveProfile(p, fmt.Sprintf("cpu-%s-%d.pb.gz", p.Name(), n), <-cpu)
+	}
 	if err != nil {
 		return err
 	}
@@ -813,6 +818,38 @@ func (r *runner) saveLogs() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cpuProfileSeconds is how long the CPU profile of a change phase runs (from its start;
+// the metrics client gives up after 30 s).
+const cpuProfileSeconds = 20
+
+// startCPUProfile starts, when profiling into LogDir, a CPU profile of the proxy over the
+// first cpuProfileSeconds of a phase; the channel yields it (nil on error) when done.
+func (r *runner) startCPUProfile(ctx context.Context, p Proxy) <-chan []byte {
+	if !r.o.Profile || r.o.LogDir == "" {
+		return nil
+	}
+	c := make(chan []byte, 1)
+	go func() {
+		b, err := p.Get(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", cpuProfileSeconds))
+		if err != nil {
+			r.logf("  CPU profile of %s: %v", p.Name(), err)
+		}
+		c <- b
+	}()
+	return c
+}
+
+// saveProfile writes a profile into LogDir (nothing when b is empty).
+func (r *runner) saveProfile(p Proxy, name string, b []byte) {
+	if len(b) == 0 || os.MkdirAll(r.o.LogDir, 0o755) != nil {
+		return
+	}
+	path := filepath.Join(r.o.LogDir, name)
+	if err := os.WriteFile(path, b, 0o644); err == nil {
+		r.logf("  profile of %s: %s", p.Name(), path)
+	}
 }
 
 // saveHeapProfile fetches the proxy's heap profile into LogDir.

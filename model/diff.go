@@ -27,14 +27,20 @@ func Compare(prev, next *Table) Diff {
 		return d
 	}
 	d.Full = !prev.node.Equal(next.node)
-	for name, sp := range next.ports {
-		if old, ok := prev.ports[name]; !ok || old.Hash != sp.Hash {
-			d.Changed = append(d.Changed, name)
+	for i := range next.shards {
+		a, b := prev.shards[i], next.shards[i]
+		if a == b {
+			continue // shared: nothing in it changed
 		}
-	}
-	for name := range prev.ports {
-		if _, ok := next.ports[name]; !ok {
-			d.Removed = append(d.Removed, name)
+		for name, sp := range b.ports() {
+			if old, ok := a.ports()[name]; !ok || old.Hash != sp.Hash {
+				d.Changed = append(d.Changed, name)
+			}
+		}
+		for name := range a.ports() {
+			if _, ok := b.ports()[name]; !ok {
+				d.Removed = append(d.Removed, name)
+			}
 		}
 	}
 	slices.SortFunc(d.Changed, ServicePortName.Compare)

@@ -67,7 +67,7 @@ func parseFlags() cliFlags {
 	flag.DurationVar(&f.coldLimit, "cold-limit", 0, "time a proxy gets for its first sync before it counts as not finished (default 3m)")
 	flag.StringVar(&f.logs, "logs", "", "directory to keep the proxies' logs in (default: discarded)")
 	flag.Uint64Var(&f.seed, "seed", 0, "random seed (default: time-based)")
-	flag.BoolVar(&f.profile, "profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles into -logs")
+	flag.BoolVar(&f.profile, "profile", false, "diagnostic: enable the proxies' /debug/pprof and save heap profiles (after the one-endpoint changes) and CPU profiles (their first 20 s) into -logs")
 	flag.BoolVar(&f.createAPI, "create-api", false, "create every bulk Service through the API instead of seeding all but the first of each N into etcd (an hour for 50,000: see README)")
 	flag.Parse()
 	return f
