@@ -59,6 +59,9 @@ type familyState struct {
 	nft   knftables.Interface
 	r     renderer
 	ports map[model.ServicePortName]*portState
+	// portTotals are the objects of every port in ports, kept up to date by applyPort
+	// (countObjects reads them instead of walking every port after each sync).
+	portTotals objectCounts
 	store *elementStore
 	slots *slotAllocator
 	// staleChains and staleSets were emptied by the last transaction and are deleted by
@@ -118,6 +121,7 @@ func newFamilyState(nft knftables.Interface, f fam) *familyState {
 // reset forgets everything: the next sync is a full one that rebuilds the mirror.
 func (fs *familyState) reset() {
 	fs.ports = map[model.ServicePortName]*portState{}
+	fs.portTotals = objectCounts{}
 	fs.store = newElementStore()
 	fs.slots = newSlotAllocator()
 	fs.staleChains, fs.staleSets = map[string]bool{}, map[string]bool{}
@@ -258,11 +262,13 @@ func (fs *familyState) applyPort(w *txWriter, name model.ServicePortName, old *p
 	fs.retireChains(w, old, next)
 	touched := fs.store.replace(name, old.elems, next.elems)
 	fs.store.reconcile(touched, &w.elDel, &w.elAdd)
+	fs.portTotals = fs.portTotals.minus(fs.ports[name].counts())
 	if removed {
 		delete(fs.ports, name)
 		return
 	}
 	fs.ports[name] = next
+	fs.portTotals = fs.portTotals.plus(next.counts())
 }
 
 func (fs *familyState) writeAffinitySets(w *txWriter, old *portState, plan *portPlan, next *portState) {
