@@ -571,8 +571,12 @@ func (r *runner) coldPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int, fu
 	}
 	tr := startPhase("cold-sync", r.mon, p)
 	var err error
+	cpu := r.startCPUProfile(ctx, p, true)
 	pr.Cold, err = measureCold(ctx, p, r.mon, r.coldOpts())
 	pr.Phases = append(pr.Phases, tr.end(ctx, p))
+	if cpu != nil {
+		r.saveProfile(p, fmt.Sprintf("cpu-cold-%s-%d.pb.gz", p.Name(), n), <-cpu)
+	}
 	if err != nil {
 		return fmt.Errorf("%s cold sync at N=%d: %w", p.Name(), n, err)
 	}
@@ -656,7 +660,7 @@ func (r *runner) changePhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) 
 	if p.Mode().IPTables() {
 		co.budget = r.o.IPTablesChangeBudget
 	}
-	cpu := r.startCPUProfile(ctx, p)
+	cpu := r.startCPUProfile(ctx, p, false)
 	if p.Mode().Legacy() {
 		pr.Change, err = measureChangesLegacy(ctx, p, r.ct, r.e.Topo, r.objs, n, co, r.rng)
 	} else {
@@ -768,7 +772,11 @@ func (r *runner) teardown() {
 	var errs []error
 	for _, p := range r.proxies {
 		if p.Running() {
+			pid := p.PID()
 			errs = append(errs, p.Stop())
+			if pid > 0 { // tools it started that outlived it (a proxy that did not finish)
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
 			_, cerr := p.Cleanup(ctx)
 			errs = append(errs, cerr)
 		}
@@ -824,15 +832,29 @@ func (r *runner) saveLogs() error {
 // the metrics client gives up after 30 s).
 const cpuProfileSeconds = 20
 
+// coldProfileSeconds is how long the CPU profile of a cold sync runs, from the proxy's
+// start.
+const coldProfileSeconds = 28
+
 // startCPUProfile starts, when profiling into LogDir, a CPU profile of the proxy over the
-// first cpuProfileSeconds of a phase; the channel yields it (nil on error) when done.
-func (r *runner) startCPUProfile(ctx context.Context, p Proxy) <-chan []byte {
+// next cpuProfileSeconds (coldProfileSeconds when starting); the channel yields it (nil on error) when done. With starting,
+// the proxy is about to be launched: the request is retried until it answers (10 s).
+func (r *runner) startCPUProfile(ctx context.Context, p Proxy, starting bool) <-chan []byte {
 	if !r.o.Profile || r.o.LogDir == "" {
 		return nil
 	}
 	c := make(chan []byte, 1)
 	go func() {
-		b, err := p.Get(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", cpuProfileSeconds))
+		secs := cpuProfileSeconds
+		if starting {
+			secs = coldProfileSeconds
+		}
+		path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
+		b, err := p.Get(ctx, path)
+		for deadline := time.Now().Add(10 * time.Second); err != nil && starting && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			b, err = p.Get(ctx, path)
+		}
 		if err != nil {
 			r.logf("  CPU profile of %s: %v", p.Name(), err)
 		}

@@ -120,7 +120,7 @@ func writeElements(b *bytes.Buffer, verb string, f fam, ops []knftables.Object) 
 // writeEndpointOps writes endpoint-map element operations, one command per map (or per
 // maxElementsPerCommand elements; groupByMap).
 func writeEndpointOps(b *bytes.Buffer, verb string, f fam, ops []epOp) {
-	for _, g := range groupByMap(ops) {
+	for _, g := range groupByMap(ops, maxElementsPerCommand) {
 		fmt.Fprintf(b, "%s element %s %s %s { ", verb, f.ip, tableName, g[0].m)
 		for i, o := range g {
 			if i > 0 {

@@ -22,7 +22,8 @@ func BenchmarkFullSyncRender(b *testing.B) {
 	tbl := benchTable(10000, 10)
 	var size int
 	execNFT = func(_ context.Context, text *bytes.Buffer) error { size += text.Len(); return nil }
-	defer func() { execNFT = runNFT }()
+	execEndpointOps = func(context.Context, fam, []epOp, []epOp) error { return nil }
+	defer func() { execNFT, execEndpointOps = runNFT, runEndpointOps }()
 	b.ResetTimer()
 	for range b.N {
 		size = 0 // the text of all the cold load's transactions
@@ -43,6 +44,8 @@ func BenchmarkFullSyncRender(b *testing.B) {
 func BenchmarkFullRewrite(b *testing.B) {
 	tbl := benchTable(10000, 10)
 	execNFT = func(context.Context, *bytes.Buffer) error { return nil }
+	execEndpointOps = func(context.Context, fam, []epOp, []epOp) error { return nil }
+	defer func() { execEndpointOps = runEndpointOps }()
 	size := 0
 	streamNFT = func(_ context.Context, produce func(func(*bytes.Buffer) error) error) error {
 		return produce(func(text *bytes.Buffer) error { size += text.Len(); return nil })

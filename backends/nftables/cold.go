@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"sigs.k8s.io/knftables"
+
 	"github.com/portico-dev/portico/model"
 )
 
@@ -56,26 +58,73 @@ func runJobs(jobs <-chan func() error, failed chan<- struct{}) error {
 	return err
 }
 
-// renderCold renders the table chunk by chunk and hands each chunk to jobs.
+// renderCold renders the table chunk by chunk and hands each chunk to jobs. With nft
+// run directly (fs.batched), a chunk is split three ways (coldSplit): nft commits its
+// chains, rules and shared elements; then its endpoint-map elements go in over netlink;
+// its dispatch elements go with the next chunk's nft transaction (the last chunk's in one
+// more). nft parses and holds much less (the endpoint elements are ten of every thirteen
+// elements at ten endpoints per Service), the kernel binds each endpoint map while it is
+// still empty (binding walks the elements), and no packet is dispatched to a chain before
+// its endpoints are in the maps.
 func (fs *familyState) renderCold(ctx context.Context, t *model.Table, mark uint32, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	return fs.renderFull(t, mark, existingObjects{}, chunkOps(t, true), func(w *txWriter) error {
-		return fs.sendChunk(ctx, w, jobs, failed, observe)
+	var split coldSplit
+	err := fs.renderFull(t, mark, existingObjects{}, chunkOps(t, true), func(w *txWriter) error {
+		if !fs.batched || len(w.epDel) > 0 { // (a cold load deletes no endpoint)
+			return fs.sendChunk(ctx, w, nil, jobs, failed, observe)
+		}
+		ep := split.take(w)
+		return fs.sendChunk(ctx, w, ep, jobs, failed, observe)
 	})
+	if err == nil && len(split.held) > 0 {
+		err = fs.sendChunk(ctx, &txWriter{elAdd: split.held}, nil, jobs, failed, observe)
+	}
+	return err
 }
 
-// sendChunk turns w into a job and queues it (waiting while the previous one runs).
-func (fs *familyState) sendChunk(ctx context.Context, w *txWriter, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	n := w.size()
+// coldSplit splits the chunks of a cold load (renderCold).
+type coldSplit struct {
+	// held are the dispatch elements of the chunk before.
+	held []knftables.Object
+}
+
+// take leaves in w what its nft transaction holds (its own objects and shared elements,
+// and the dispatch elements held from the chunk before) and returns the endpoint-map
+// elements that follow it over netlink; it holds w's own dispatch elements back.
+func (c *coldSplit) take(w *txWriter) []epOp {
+	var keep, dispatch []knftables.Object
+	for _, o := range w.elAdd {
+		if e, ok := o.(*knftables.Element); ok && (e.Map == mapServiceIPs || e.Map == mapServiceNodePorts) {
+			dispatch = append(dispatch, o)
+		} else {
+			keep = append(keep, o)
+		}
+	}
+	w.elAdd = append(keep, c.held...)
+	c.held = dispatch
+	ep := w.epAdd
+	w.epAdd = nil
+	return ep
+}
+
+// sendChunk turns w, then the endpoint elements ep over netlink, into a job and queues it
+// (waiting while the previous one runs).
+func (fs *familyState) sendChunk(ctx context.Context, w *txWriter, ep []epOp, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
+	n := w.size() + len(ep)
 	if observe != nil {
 		observe(n)
 	}
-	run := fs.job(ctx, w)
+	run, f := fs.job(ctx, w), fs.r.f
 	job := func() error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if err := run(); err != nil {
 			return fmt.Errorf("transaction of %d operations: %w", n, err)
+		}
+		if len(ep) > 0 {
+			if err := execEndpointOps(ctx, f, nil, ep); err != nil {
+				return fmt.Errorf("endpoint elements of a transaction of %d operations: %w", n, err)
+			}
 		}
 		return nil
 	}

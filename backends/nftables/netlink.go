@@ -10,6 +10,7 @@ import (
 
 	gnft "github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // A transaction that only replaces endpoints (the common change: a pod replaced, a
@@ -47,7 +48,12 @@ func runEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	conn, err := gnft.New(gnft.WithSockOptions(func(c *netlink.Conn) error { return c.SetDeadline(deadline) }))
+	conn, err := gnft.New(gnft.WithSockOptions(func(c *netlink.Conn) error {
+		if err := c.SetDeadline(deadline); err != nil {
+			return err
+		}
+		return forceSendBuffer(c, batchBytes(len(del)+len(add)))
+	}))
 	if err != nil {
 		return fmt.Errorf("nf_tables netlink: %w", err)
 	}
@@ -55,12 +61,12 @@ func runEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
 	if f.ip == "ip6" {
 		table.Family = gnft.TableFamilyIPv6
 	}
-	for _, g := range groupByMap(del) {
+	for _, g := range groupByMap(del, maxElementsPerMessage) {
 		if err := conn.SetDeleteElements(endpointSet(table, g[0].m), endpointElements(g, f, false)); err != nil {
 			return fmt.Errorf("nf_tables netlink: deleting elements of map %s: %w", g[0].m, err)
 		}
 	}
-	for _, g := range groupByMap(add) {
+	for _, g := range groupByMap(add, maxElementsPerMessage) {
 		if err := conn.SetAddElements(endpointSet(table, g[0].m), endpointElements(g, f, true)); err != nil {
 			return fmt.Errorf("nf_tables netlink: adding elements to map %s: %w", g[0].m, err)
 		}
@@ -71,15 +77,60 @@ func runEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
 	return nil
 }
 
-// groupByMap returns ops grouped by map, maps in name order, each group at most
-// maxElementsPerCommand long (a batch message must stay well under netlink's limits).
-func groupByMap(ops []epOp) [][]epOp {
+// Netlink sends a batch in one message of the socket: the kernel refuses one larger than
+// the socket's send buffer (EMSGSIZE). A cold load's chunk carries thousands of endpoint
+// elements (~6,000 at 10,000 Services), more than the default buffer (208 KiB) holds.
+const (
+	elementBytes     = 64      // an endpoint element with its attribute headers, at most (ip6)
+	batchOverhead    = 4096    // batch begin and end, set headers
+	defaultSendBytes = 1 << 17 // below this, the socket's default buffer is kept
+)
+
+// batchBytes bounds the size of a batch of n endpoint elements.
+func batchBytes(n int) int { return batchOverhead + n*elementBytes }
+
+// forceSendBuffer raises the send buffer of c to hold a batch of size bytes
+// (SO_SNDBUFFORCE: portico runs with CAP_NET_ADMIN, which nft needs as well).
+func forceSendBuffer(c *netlink.Conn, size int) error {
+	if size <= defaultSendBytes {
+		return nil
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 2*size)
+		if serr == nil {
+			// An error answer repeats the request unless capped: one of a large message
+			// would not fit the receive buffer and be lost (ENOBUFS instead of the error).
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("raising the netlink send buffer to %d bytes: %w", 2*size, serr)
+	}
+	return nil
+}
+
+// maxElementsPerMessage bounds the endpoint elements of one netlink message: the
+// message's element list is one attribute, whose length field has 16 bits. At 64 bytes
+// an element (ip6) 800 of them take 51 KB; beyond 64 KiB the length wraps and the kernel
+// misreads the message (it answered ENOENT to 4,096-element messages).
+const maxElementsPerMessage = 800
+
+// groupByMap returns ops grouped by map, maps in name order, each group at most limit
+// long (an `add element` command, a netlink message).
+func groupByMap(ops []epOp, limit int) [][]epOp {
 	sorted := slices.Clone(ops)
 	slices.SortStableFunc(sorted, func(a, b epOp) int { return strings.Compare(a.m, b.m) })
 	var out [][]epOp
 	for start := 0; start < len(sorted); {
 		end := start + 1
-		for end < len(sorted) && sorted[end].m == sorted[start].m && end-start < maxElementsPerCommand {
+		for end < len(sorted) && sorted[end].m == sorted[start].m && end-start < limit {
 			end++
 		}
 		out = append(out, sorted[start:end])

@@ -5,10 +5,12 @@ package nftables
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
 )
@@ -48,7 +50,9 @@ func TestKernelEndpointsOverNetlink(t *testing.T) {
 
 		calls := 0
 		execEndpointOps = func(ctx context.Context, f fam, del, add []epOp) error {
-			calls++
+			if len(del) > 0 { // the cold load's batches only add
+				calls++
+			}
 			return runEndpointOps(ctx, f, del, add)
 		}
 		got := changeFromScratch(t, st, prev, next)
@@ -131,5 +135,42 @@ func refusedBatch(t *testing.T, b *Backend, tbl *model.Table, f model.Family) {
 	}
 	if got := kernelCanonical(t, f); !strings.Contains(got, addr) {
 		t.Errorf("%s: the sync after a refused batch did not write the change (%s missing)", f, addr)
+	}
+}
+
+// TestKernelLargeBatches: a cold load and a partial sync that write thousands of
+// elements into one endpoint map go over netlink and leave what the Fake holds (a
+// netlink message's element list is one attribute with a 16-bit length: a message of
+// more than ~1,300 elements was misread, and the kernel refused the batch).
+func TestKernelLargeBatches(t *testing.T) {
+	defer enterFreshNetns(t)()
+	const services, endpoints = 3, 3000 // each Service's endpoints in one map
+	tbl := scaleTable(services, endpoints)
+	p := newPair(t)
+	p.kernel = New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4}})
+	var largest int
+	execEndpointOps = func(ctx context.Context, f fam, del, add []epOp) error {
+		largest = max(largest, len(del)+len(add))
+		return runEndpointOps(ctx, f, del, add)
+	}
+	defer func() { execEndpointOps = runEndpointOps }()
+	p.sync("cold load", nil, tbl)
+	if largest < endpoints {
+		t.Fatalf("the largest netlink batch of the cold load held %d elements, want at least %d", largest, endpoints)
+	}
+	name := spn("scale", "svc-0001", "http", model.TCP)
+	sp, _ := tbl.Get(name)
+	eps := slices.Clone(sp.Cluster)
+	for j := range eps { // every endpoint of one Service
+		eps[j] = remoteEP(eps[j], fmt.Sprintf("10.201.%d.%d", j/250, j%250+1))
+	}
+	next := editPort(t, tbl, name, setCluster(eps...))
+	largest = 0
+	p.sync("3,000 endpoints of one map replaced", tbl, next)
+	if largest != 2*endpoints {
+		t.Errorf("the partial sync's netlink batch held %d operations, want %d", largest, 2*endpoints)
+	}
+	if err := p.kernel.Cleanup(context.Background()); err != nil {
+		t.Fatalf("cleanup: %v", err)
 	}
 }

@@ -44,7 +44,7 @@ func TestGroupByMap(t *testing.T) {
 		ops = append(ops, epOp{m: "endpoints-tcp-2", slot: uint32(i)})
 	}
 	ops = append(ops, epOp{m: "endpoints-tcp-1", slot: 7})
-	groups := groupByMap(ops)
+	groups := groupByMap(ops, maxElementsPerCommand)
 	if len(groups) != 3 || groups[0][0].m != "endpoints-tcp-1" || len(groups[1]) != maxElementsPerCommand || len(groups[2]) != 2 {
 		t.Fatalf("groups: %d, sizes %d/%d/%d", len(groups), len(groups[0]), len(groups[1]), len(groups[len(groups)-1]))
 	}

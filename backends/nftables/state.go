@@ -62,8 +62,8 @@ type familyState struct {
 	// portTotals are the objects of every port in ports, kept up to date by applyPort
 	// (countObjects reads them instead of walking every port after each sync).
 	portTotals objectCounts
-	store *elementStore
-	slots *slotAllocator
+	store      *elementStore
+	slots      *slotAllocator
 	// staleChains and staleSets were emptied by the last transaction and are deleted by
 	// the next one (once nothing can refer to them any more).
 	staleChains, staleSets map[string]bool
