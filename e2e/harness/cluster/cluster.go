@@ -67,6 +67,8 @@ type Options struct {
 	// NoControllerManager leaves kube-controller-manager out (see
 	// ControllerManagerControllers for what it runs otherwise).
 	NoControllerManager bool
+	// Controllers replaces ControllerManagerControllers (nil: those).
+	Controllers []string
 	// RealNodes readies the control plane for real kubelets (package kubelet): a
 	// kube-scheduler, which binds pods such as a DaemonSet's to their node, and, in
 	// kube-controller-manager, the DaemonSet controller and the publisher of the API

@@ -28,6 +28,9 @@ const SchedulerPort = 10259
 func (c *Cluster) controllerManagerArgv() []string {
 	bin, _ := c.binary("kube-controller-manager") // Start checked it exists
 	controllers := ControllerManagerControllers
+	if c.opts.Controllers != nil {
+		controllers = c.opts.Controllers
+	}
 	var extra []string
 	if c.opts.RealNodes {
 		controllers = append(slices.Clone(controllers), RealNodeControllers...)

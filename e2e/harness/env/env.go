@@ -47,6 +47,9 @@ type Options struct {
 	RealNodes bool
 	// ServiceCIDR is the apiserver's Service range (default cluster.DefaultServiceCIDR).
 	ServiceCIDR string
+	// Controllers are kube-controller-manager's controllers (cluster.Options.Controllers;
+	// nil: cluster.ControllerManagerControllers).
+	Controllers []string
 	// Log receives progress lines (default: discard).
 	Log func(format string, args ...any)
 }
@@ -124,7 +127,7 @@ func (e *Env) buildNetwork(ctx context.Context) error {
 
 func (e *Env) startControlPlane(ctx context.Context) error {
 	copts := cluster.Options{Topology: e.Topo, WorkDir: e.Dir, KeepDir: e.opts.Keep, Detach: e.opts.Keep, RealNodes: e.opts.RealNodes,
-		ServiceCIDR: e.opts.ServiceCIDR}
+		ServiceCIDR: e.opts.ServiceCIDR, Controllers: e.opts.Controllers}
 	if e.opts.RealNodes {
 		copts.Users = []cluster.User{{Name: KubeletUser, Groups: []string{"system:nodes", "system:masters"}}}
 	}
