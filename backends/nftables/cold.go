@@ -69,11 +69,10 @@ func runJobs(jobs <-chan func() error, failed chan<- struct{}) error {
 func (fs *familyState) renderCold(ctx context.Context, t *model.Table, mark uint32, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
 	var split coldSplit
 	err := fs.renderFull(t, mark, existingObjects{}, chunkOps(t, true), func(w *txWriter) error {
-		if !fs.batched || len(w.epDel) > 0 { // (a cold load deletes no endpoint)
+		if !fs.batched {
 			return fs.sendChunk(ctx, w, nil, jobs, failed, observe)
 		}
-		ep := split.take(w)
-		return fs.sendChunk(ctx, w, ep, jobs, failed, observe)
+		return fs.sendChunk(ctx, w, split.take(w), jobs, failed, observe)
 	})
 	if err == nil && len(split.held) > 0 {
 		err = fs.sendChunk(ctx, &txWriter{elAdd: split.held}, nil, jobs, failed, observe)

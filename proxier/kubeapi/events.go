@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 
@@ -57,16 +56,9 @@ var _ proxier.EventSink = (*EventSink)(nil)
 // NewEventSink returns an EventSink through cfg, reporting as node nodeName. It does not
 // contact the server.
 func NewEventSink(cfg *rest.Config, nodeName string) (*EventSink, error) {
-	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &eventsv1.SchemeGroupVersion
-	c.APIPath = "/apis"
-	c.NegotiatedSerializer = serializer.NewCodecFactory(eventScheme).WithoutConversion()
-	if c.UserAgent == "" {
-		c.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	client, err := rest.RESTClientFor(c)
+	client, err := groupClient(cfg, eventsv1.SchemeGroupVersion, eventScheme)
 	if err != nil {
-		return nil, fmt.Errorf("creating the API client for %s: %w", eventsv1.SchemeGroupVersion, err)
+		return nil, err
 	}
 	return &EventSink{client: client, instance: truncate(nodeName, maxInstance)}, nil
 }

@@ -89,3 +89,20 @@ func restClient(base *rest.Config, hc *http.Client, gv schema.GroupVersion, apiP
 	}
 	return c, nil
 }
+
+// groupClient returns a REST client for the API group version gv alone, through its own
+// HTTP client from cfg, decoding with s (a scheme holding that group only).
+func groupClient(cfg *rest.Config, gv schema.GroupVersion, s *runtime.Scheme) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &gv
+	c.APIPath = "/apis"
+	c.NegotiatedSerializer = serializer.NewCodecFactory(s).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	client, err := rest.RESTClientFor(c)
+	if err != nil {
+		return nil, fmt.Errorf("creating the API client for %s: %w", gv, err)
+	}
+	return client, nil
+}

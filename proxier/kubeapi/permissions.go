@@ -6,7 +6,6 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 )
@@ -53,16 +52,9 @@ type PermissionChecker struct {
 
 // NewPermissionChecker returns a checker using the API server of cfg; it sends nothing.
 func NewPermissionChecker(cfg *rest.Config) (*PermissionChecker, error) {
-	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &authorizationv1.SchemeGroupVersion
-	c.APIPath = "/apis"
-	c.NegotiatedSerializer = serializer.NewCodecFactory(reviewScheme).WithoutConversion()
-	if c.UserAgent == "" {
-		c.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	client, err := rest.RESTClientFor(c)
+	client, err := groupClient(cfg, authorizationv1.SchemeGroupVersion, reviewScheme)
 	if err != nil {
-		return nil, fmt.Errorf("creating the API client for access reviews: %w", err)
+		return nil, err
 	}
 	return &PermissionChecker{client: client}, nil
 }
