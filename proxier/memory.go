@@ -41,13 +41,24 @@ func DefaultMemory() *Memory {
 }
 
 // startUp sets the collector's target for the start-up and returns the function that
-// restores the previous one.
-func (m *Memory) startUp() (restore func()) {
-	if m == nil || m.StartUpGCPercent == 0 {
+// ends it, once the informer caches are complete: it restores the previous target and
+// collects the start-up's garbage and returns it to the OS. The LIST's garbage is then
+// no longer part of the footprint when the first full sync starts: at 10,000 Services
+// the RSS was ~80 MB when the caches were complete and ~98 MB at the end of the first
+// sync; returned first, the sync starts from what the caches hold.
+func (m *Memory) startUp() (end func()) {
+	if m == nil {
 		return func() {}
 	}
-	prev := debug.SetGCPercent(m.StartUpGCPercent)
-	return func() { debug.SetGCPercent(prev) }
+	restore := func() {}
+	if m.StartUpGCPercent != 0 {
+		prev := debug.SetGCPercent(m.StartUpGCPercent)
+		restore = func() { debug.SetGCPercent(prev) }
+	}
+	return func() {
+		restore()
+		debug.FreeOSMemory()
+	}
 }
 
 // AfterFullSync collects the garbage a full sync left, returns memory to the OS and moves

@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 )
 
@@ -61,7 +62,18 @@ func TestStartUpGCPercent(t *testing.T) {
 		t.Errorf("GC percent after start-up = %d, want 25 back", got)
 	}
 
+	// The end of the start-up collects the start-up's garbage and returns it to the OS
+	// (debug.FreeOSMemory: a forced collection).
+	forced := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := forced()
 	(&Memory{}).startUp()()
+	if got := forced() - before; got != 1 {
+		t.Errorf("the end of the start-up forced %d collections, want 1", got)
+	}
 	var nilMemory *Memory
 	nilMemory.startUp()()
 	if got := debug.SetGCPercent(25); got != 25 {

@@ -451,28 +451,30 @@ func TestServiceLifecycle(t *testing.T) {
 		newSlice("web-1", "web", epPort("http", corev1.ProtocolTCP, 8080), "10.244.1.10", "10.244.2.10"),
 	)
 
-	// The first sync of each family is full; IPv4 holds the port and its endpoints.
+	// The first sync of each family is full, the family with fewer ports first (the empty
+	// IPv6 one); IPv4 holds the port and its endpoints.
 	calls := e.backend.Calls()
-	if len(calls) != 2 || calls[0].Family != model.IPv4 || calls[1].Family != model.IPv6 {
-		t.Fatalf("first sync: want one IPv4 then one IPv6 call, got\n%s", formatCalls(calls))
+	if len(calls) != 2 || calls[0].Family != model.IPv6 || calls[1].Family != model.IPv4 {
+		t.Fatalf("first sync: want one IPv6 then one IPv4 call, got\n%s", formatCalls(calls))
 	}
+	v4, v6 := calls[1], calls[0]
 	for _, c := range calls {
 		if !c.Diff.Full {
 			t.Errorf("first call %s is not full", c)
 		}
 	}
-	sp := servicePort(t, calls[0], web)
+	sp := servicePort(t, v4, web)
 	if got, want := endpointStrings(sp.Cluster), []string{"10.244.1.10:8080", "10.244.2.10:8080"}; !slices.Equal(got, want) {
 		t.Errorf("web endpoints = %v, want %v", got, want)
 	}
-	if !strings.Contains(calls[0].Text, "frontend ClusterIP 10.96.0.10:80") || !strings.Contains(calls[0].Text, "10.244.1.10:8080 (local,ready,serving)") {
-		t.Errorf("IPv4 table text lacks the frontend or the local endpoint:\n%s", calls[0].Text)
+	if !strings.Contains(v4.Text, "frontend ClusterIP 10.96.0.10:80") || !strings.Contains(v4.Text, "10.244.1.10:8080 (local,ready,serving)") {
+		t.Errorf("IPv4 table text lacks the frontend or the local endpoint:\n%s", v4.Text)
 	}
-	if !slices.Equal(calls[0].Diff.Changed, []model.ServicePortName{web}) {
-		t.Errorf("first IPv4 diff changed %v, want [%s]", calls[0].Diff.Changed, web)
+	if !slices.Equal(v4.Diff.Changed, []model.ServicePortName{web}) {
+		t.Errorf("first IPv4 diff changed %v, want [%s]", v4.Diff.Changed, web)
 	}
-	if calls[1].Table.Len() != 0 {
-		t.Errorf("IPv6 table of a single-stack IPv4 Service is not empty:\n%s", calls[1].Text)
+	if v6.Table.Len() != 0 {
+		t.Errorf("IPv6 table of a single-stack IPv4 Service is not empty:\n%s", v6.Text)
 	}
 	if got := e.ct.Calls(); len(got) != 0 {
 		t.Errorf("the first sync cleared conntrack flows: %v", got)

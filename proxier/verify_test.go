@@ -163,8 +163,8 @@ func startVerifyEnv(t *testing.T) *verifyEnv {
 	})
 	e.p.runner.retryMin, e.p.runner.retryMax = 100*time.Millisecond, 100*time.Millisecond
 	runInBackground(t, ctx, cancel, e.p)
-	e.waitEvents(t, "the first sync and a check of both families", 0, "sync IPv4 full=true ok=true",
-		"sync IPv6 full=true ok=true", "verify IPv4", "verify IPv6")
+	e.waitEvents(t, "the first sync and a check of both families", 0, "sync IPv6 full=true ok=true",
+		"sync IPv4 full=true ok=true", "verify IPv4", "verify IPv6")
 	return e
 }
 

@@ -17,16 +17,17 @@ import (
 func benchTable(n, e int) *model.Table { return backendtest.ScaleTable(n, e) }
 
 // BenchmarkFullSyncRender measures a full sync of 10,000 Services × 10 endpoints up to
-// the transaction text, without running nft: what portico adds to the kernel's own work.
+// the transaction text and the netlink batches, without sending them: what portico adds
+// to the kernel's own work.
 func BenchmarkFullSyncRender(b *testing.B) {
 	tbl := benchTable(10000, 10)
 	var size int
 	execNFT = func(_ context.Context, text *bytes.Buffer) error { size += text.Len(); return nil }
-	execEndpointOps = func(context.Context, fam, []epOp, []epOp) error { return nil }
-	defer func() { execNFT, execEndpointOps = runNFT, runEndpointOps }()
+	execBatch = func(_ context.Context, nb *nlBatch) error { size += nb.bytes; return nil }
+	defer func() { execNFT, execBatch = runNFT, runBatch }()
 	b.ResetTimer()
 	for range b.N {
-		size = 0 // the text of all the cold load's transactions
+		size = 0 // the text and the netlink messages of all the cold load's transactions
 		be := New(backends.Options{MasqueradeBit: 14})
 		be.newNFT = func(model.Family) (knftables.Interface, error) {
 			return knftables.NewFake(knftables.IPv4Family, tableName), nil
@@ -44,8 +45,8 @@ func BenchmarkFullSyncRender(b *testing.B) {
 func BenchmarkFullRewrite(b *testing.B) {
 	tbl := benchTable(10000, 10)
 	execNFT = func(context.Context, *bytes.Buffer) error { return nil }
-	execEndpointOps = func(context.Context, fam, []epOp, []epOp) error { return nil }
-	defer func() { execEndpointOps = runEndpointOps }()
+	execBatch = func(context.Context, *nlBatch) error { return nil }
+	defer func() { execBatch = runBatch }()
 	size := 0
 	streamNFT = func(_ context.Context, produce func(func(*bytes.Buffer) error) error) error {
 		return produce(func(text *bytes.Buffer) error { size += text.Len(); return nil })

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"github.com/google/nftables/expr"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/model"
@@ -59,70 +62,217 @@ func runJobs(jobs <-chan func() error, failed chan<- struct{}) error {
 }
 
 // renderCold renders the table chunk by chunk and hands each chunk to jobs. With nft
-// run directly (fs.batched), a chunk is split three ways (coldSplit): nft commits its
-// chains, rules and shared elements; then its endpoint-map elements go in over netlink;
-// its dispatch elements go with the next chunk's nft transaction (the last chunk's in one
-// more). nft parses and holds much less (the endpoint elements are ten of every thirteen
-// elements at ten endpoints per Service), the kernel binds each endpoint map while it is
-// still empty (binding walks the elements), and no packet is dispatched to a chain before
-// its endpoints are in the maps.
+// run directly (fs.batched), a chunk is split (coldSplit.take): nft commits what only it
+// writes (the skeleton, new endpoint maps, the few elements without a netlink form), then
+// one netlink batch (coldPiece) creates the chunk's chains and rules, when every one of
+// its rules has a netlink form, and adds its endpoint-map elements and its dispatch and
+// cluster-IP elements. nft then parses and holds next to nothing, and no longer reads
+// the growing table before each chunk; the kernel binds each endpoint map while it is
+// still empty (binding walks the elements), and a chain becomes reachable in the commit
+// that fills its endpoints. A chunk whose rules nft must write (session affinity,
+// several pod CIDRs, names nft would quote) keeps them in its nft transaction, and a
+// dispatch element nft must write goes with the next chunk's nft transaction (the last
+// chunk's in one more): after its chain and endpoints either way.
 func (fs *familyState) renderCold(ctx context.Context, t *model.Table, mark uint32, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	var split coldSplit
+	split := coldSplit{f: fs.r.f}
 	err := fs.renderFull(t, mark, existingObjects{}, chunkOps(t, true), func(w *txWriter) error {
 		if !fs.batched {
-			return fs.sendChunk(ctx, w, nil, jobs, failed, observe)
+			return fs.sendChunk(ctx, w, coldPiece{}, jobs, failed, observe)
 		}
 		return fs.sendChunk(ctx, w, split.take(w), jobs, failed, observe)
 	})
 	if err == nil && len(split.held) > 0 {
-		err = fs.sendChunk(ctx, &txWriter{elAdd: split.held}, nil, jobs, failed, observe)
+		err = fs.sendChunk(ctx, &txWriter{elAdd: split.held}, coldPiece{}, jobs, failed, observe)
 	}
 	return err
 }
 
 // coldSplit splits the chunks of a cold load (renderCold).
 type coldSplit struct {
-	// held are the dispatch elements of the chunk before.
+	f fam
+	// held are the dispatch elements of the chunk before that nft writes.
 	held []knftables.Object
 }
 
-// take leaves in w what its nft transaction holds (its own objects and shared elements,
-// and the dispatch elements held from the chunk before) and returns the endpoint-map
-// elements that follow it over netlink; it holds w's own dispatch elements back.
-func (c *coldSplit) take(w *txWriter) []epOp {
-	var keep, dispatch []knftables.Object
+// take leaves in w what its nft transaction holds (its setup, its chains and rules if one
+// of them has no netlink form, the elements without one but dispatch elements, and the
+// dispatch elements held from the chunk before) and returns what follows over netlink;
+// it holds w's own dispatch elements without a netlink form back.
+func (c *coldSplit) take(w *txWriter) coldPiece {
+	p := coldPiece{eps: w.epAdd}
+	w.epAdd = nil
+	if chains, rules, ok := netObjects(c.f, w.objects); ok {
+		p.chains, p.rules, w.objects = chains, rules, nil
+	}
+	var keep, hold []knftables.Object
 	for _, o := range w.elAdd {
-		if e, ok := o.(*knftables.Element); ok && (e.Map == mapServiceIPs || e.Map == mapServiceNodePorts) {
-			dispatch = append(dispatch, o)
+		e, isElem := o.(*knftables.Element)
+		if isElem {
+			if se, ok := encodeSetElem(c.f, e); ok {
+				p.elems = append(p.elems, se)
+				continue
+			}
+		}
+		if isElem && (e.Map == mapServiceIPs || e.Map == mapServiceNodePorts) {
+			hold = append(hold, o)
 		} else {
 			keep = append(keep, o)
 		}
 	}
 	w.elAdd = append(keep, c.held...)
-	c.held = dispatch
-	ep := w.epAdd
-	w.epAdd = nil
-	return ep
+	c.held = hold
+	return p
 }
 
-// sendChunk turns w, then the endpoint elements ep over netlink, into a job and queues it
-// (waiting while the previous one runs).
-func (fs *familyState) sendChunk(ctx context.Context, w *txWriter, ep []epOp, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
-	n := w.size() + len(ep)
+// netObjects returns the chains and rules of a chunk's objects in netlink form, or false
+// if one of them has none (then nft writes them all). Every chain of a cold load is new:
+// its flush is left out.
+func netObjects(f fam, objs []knftables.Object) ([]string, []netRule, bool) {
+	var chains []string
+	var rules []netRule
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *knftables.Chain:
+			if o.Type != nil || o.Hook != nil || o.Comment != nil || !plain(o.Name, maxNameLen) {
+				return nil, nil, false
+			}
+			chains = append(chains, o.Name)
+		case flushMarker:
+			if _, ok := o.Object.(*knftables.Chain); !ok {
+				return nil, nil, false
+			}
+		case *knftables.Rule:
+			r, ok := netRuleOf(f, o)
+			if !ok {
+				return nil, nil, false
+			}
+			rules = append(rules, r)
+		default:
+			return nil, nil, false
+		}
+	}
+	return chains, rules, true
+}
+
+// netRule is a rule in netlink form.
+type netRule struct {
+	chain, comment string
+	exprs          []expr.Any
+}
+
+// netRuleOf returns r in netlink form, or false if it has none.
+func netRuleOf(f fam, r *knftables.Rule) (netRule, bool) {
+	if r.Index != nil || r.Handle != nil || !plain(r.Chain, maxNameLen) {
+		return netRule{}, false
+	}
+	out := netRule{chain: r.Chain}
+	if r.Comment != nil {
+		if !plain(*r.Comment, maxCommentLen) {
+			return netRule{}, false
+		}
+		out.comment = *r.Comment
+	}
+	exprs, ok := ruleExprs(f, r.Rule)
+	out.exprs = exprs
+	return out, ok
+}
+
+// coldPiece is what a chunk of a cold load sends over netlink after its nft transaction,
+// in one batch.
+type coldPiece struct {
+	chains []string
+	rules  []netRule
+	eps    []epOp
+	elems  []setElem
+}
+
+func (p *coldPiece) size() int {
+	return len(p.chains) + len(p.rules) + len(p.eps) + len(p.elems)
+}
+
+// describe summarises the piece for an error message.
+func (p *coldPiece) describe() string {
+	s := fmt.Sprintf("%d chains, %d rules, %d endpoint elements, %d other elements", len(p.chains), len(p.rules), len(p.eps), len(p.elems))
+	if len(p.chains) > 0 {
+		s += ", chains " + p.chains[0] + " to " + p.chains[len(p.chains)-1]
+	}
+	return s
+}
+
+// batch encodes the piece for family f, in the order the kernel needs: the chains, their
+// rules (binding the endpoint maps while these are empty), the endpoint elements, then
+// the dispatch and cluster-IP elements; nil for an empty piece.
+func (p *coldPiece) batch(f fam) (*nlBatch, error) {
+	if p.size() == 0 {
+		return nil, nil
+	}
+	b := newBatch(f)
+	for _, c := range p.chains {
+		if err := b.addChain(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range p.rules {
+		if err := b.addRule(r.chain, r.exprs, r.comment); err != nil {
+			return nil, err
+		}
+	}
+	for _, g := range groupByMap(p.eps, len(p.eps)) {
+		els := make([]nlElem, len(g))
+		for i, o := range g {
+			els[i] = endpointElem(o, f)
+		}
+		if err := b.addElements(g[0].m, els); err != nil {
+			return nil, err
+		}
+	}
+	elems := slices.Clone(p.elems)
+	slices.SortStableFunc(elems, func(a, b setElem) int { return strings.Compare(a.set, b.set) })
+	for start := 0; start < len(elems); {
+		end := start + 1
+		for end < len(elems) && elems[end].set == elems[start].set {
+			end++
+		}
+		els := make([]nlElem, 0, end-start)
+		for _, e := range elems[start:end] {
+			els = append(els, e.el)
+		}
+		if err := b.addElements(elems[start].set, els); err != nil {
+			return nil, err
+		}
+		start = end
+	}
+	return b, nil
+}
+
+// sendChunk turns w, then the piece p over netlink, into a job and queues it (waiting
+// while the previous one runs). The piece is encoded here, while the previous job runs.
+func (fs *familyState) sendChunk(ctx context.Context, w *txWriter, p coldPiece, jobs chan<- func() error, failed <-chan struct{}, observe func(int)) error {
+	n := w.size() + p.size()
 	if observe != nil {
 		observe(n)
 	}
-	run, f := fs.job(ctx, w), fs.r.f
+	var run func() error
+	if w.size() > 0 {
+		run = fs.job(ctx, w)
+	}
+	batch, err := p.batch(fs.r.f)
+	if err != nil {
+		return fmt.Errorf("encoding a transaction of %d operations: %w", n, err)
+	}
+	what := p.describe()
 	job := func() error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := run(); err != nil {
-			return fmt.Errorf("transaction of %d operations: %w", n, err)
+		if run != nil {
+			if err := run(); err != nil {
+				return fmt.Errorf("transaction of %d operations: %w", n, err)
+			}
 		}
-		if len(ep) > 0 {
-			if err := execEndpointOps(ctx, f, nil, ep); err != nil {
-				return fmt.Errorf("endpoint elements of a transaction of %d operations: %w", n, err)
+		if batch != nil {
+			if err := execBatch(ctx, batch); err != nil {
+				return fmt.Errorf("netlink batch of a transaction of %d operations (%s): %w", n, what, err)
 			}
 		}
 		return nil

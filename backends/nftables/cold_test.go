@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
@@ -167,10 +168,10 @@ func TestChunkOps(t *testing.T) {
 }
 
 // coldStep is one step of a recorded cold load: an nft transaction's text, or a netlink
-// batch of endpoint elements.
+// batch, decoded.
 type coldStep struct {
-	text string
-	ops  []epOp
+	text  string
+	batch []batchMsg
 }
 
 // recordColdLoad runs a cold load of tbl with nft and netlink both recorded (nothing
@@ -182,14 +183,15 @@ func recordColdLoad(t *testing.T, tbl *model.Table) []coldStep {
 		steps = append(steps, coldStep{text: text.String()})
 		return nil
 	}
-	execEndpointOps = func(_ context.Context, _ fam, del, add []epOp) error {
-		if len(del) > 0 {
-			t.Errorf("a cold load deleted %d endpoint elements", len(del))
-		}
-		steps = append(steps, coldStep{ops: add})
+	execBatch = func(_ context.Context, b *nlBatch) error {
+		steps = append(steps, coldStep{batch: decodeBatch(t, b)})
 		return nil
 	}
-	defer func() { execNFT, execEndpointOps = runNFT, runEndpointOps }()
+	execEndpointOps = func(context.Context, fam, []epOp, []epOp) error {
+		t.Error("a cold load sent endpoint operations on their own")
+		return nil
+	}
+	defer func() { execNFT, execBatch, execEndpointOps = runNFT, runBatch, runEndpointOps }()
 	withColdChunk(t, 200) // several chunks for a small table
 	be := New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4}})
 	be.newNFT = func(model.Family) (knftables.Interface, error) {
@@ -208,53 +210,103 @@ var (
 	dispatchCmd    = regexp.MustCompile(`(?m)^add element ip portico service-(ips|nodeports) \{[^\n]*`)
 )
 
-// TestColdLoadOrder: in a cold load run by nft itself, every endpoint element goes over
-// netlink, right after the nft transaction that created its maps; a dispatch element
-// (service-ips) goes in a later nft transaction than its chain, so after that chain's
-// endpoints; every chain is dispatched to in the end.
+// coldOrder follows a recorded cold load: where each chain was created (step, and
+// message within a batch) and which chains were dispatched to.
+type coldOrder struct {
+	t          *testing.T
+	createdIn  map[string][2]int
+	dispatched map[string]bool
+	endpoints  int
+	nftChains  int
+}
+
+// text checks an nft step: no endpoint elements, dispatch only to chains of earlier steps.
+func (o *coldOrder) text(i int, text string) {
+	if endpointElemRe.MatchString(text) {
+		o.t.Errorf("step %d: nft writes endpoint elements", i)
+	}
+	for _, m := range addChainRe.FindAllStringSubmatch(text, -1) {
+		o.createdIn[m[1]] = [2]int{i, 0}
+		if strings.Contains(m[1], "/") {
+			o.nftChains++
+		}
+	}
+	for _, cmd := range dispatchCmd.FindAllString(text, -1) {
+		for _, m := range dispatchRe.FindAllStringSubmatch(cmd, -1) {
+			o.dispatch(m[1], [2]int{i, 0})
+		}
+	}
+}
+
+// batch checks a netlink step: endpoint elements before any dispatch element, dispatch
+// only to chains created before.
+func (o *coldOrder) batch(i int, msgs []batchMsg) {
+	dispatching := false
+	for j, m := range msgs {
+		switch {
+		case m.typ == unix.NFT_MSG_NEWCHAIN:
+			o.createdIn[m.chain] = [2]int{i, j}
+		case strings.HasPrefix(m.set, endpointMapPrefix):
+			o.endpoints += len(m.elemGotos)
+			if dispatching {
+				o.t.Errorf("step %d: endpoint elements after dispatch elements", i)
+			}
+		case m.set == mapServiceIPs || m.set == mapServiceNodePorts:
+			dispatching = true
+			for _, c := range m.elemGotos {
+				o.dispatch(c, [2]int{i, j})
+			}
+		}
+	}
+}
+
+func (o *coldOrder) dispatch(chain string, at [2]int) {
+	c, ok := o.createdIn[chain]
+	if !ok || c[0] > at[0] || c[0] == at[0] && c[1] >= at[1] {
+		o.t.Fatalf("step %d dispatches to chain %s, created at %v (%v)", at[0], chain, c, ok)
+	}
+	o.dispatched[chain] = true
+}
+
+// TestColdLoadOrder: in a cold load run by nft itself, every chain, rule and endpoint
+// element goes over netlink, but the chains of a chunk with a rule nft must write
+// (session affinity, in the every-kind scenario); a dispatch element (service-ips)
+// follows its chain and, in a batch, every endpoint element of the batch; every chain is
+// dispatched to in the end.
 func TestColdLoadOrder(t *testing.T) {
-	tbl := backendtest.ScaleTable(300, 5)
-	steps := recordColdLoad(t, tbl)
-	createdIn := map[string]int{} // chain -> index of its nft step
-	dispatched := map[string]bool{}
-	nftRuns, endpoints := 0, 0
-	for i, s := range steps {
-		if s.ops != nil {
-			endpoints += len(s.ops)
-			if i == 0 || steps[i-1].ops != nil {
-				t.Errorf("step %d: a netlink batch that does not follow an nft transaction", i)
+	for _, tc := range []struct {
+		name      string
+		tbl       *model.Table
+		endpoints int // 0: not checked
+	}{
+		{"scale", backendtest.ScaleTable(300, 5), 300 * 5},
+		{"every kind", everyKind(t), 0},
+	} {
+		steps := recordColdLoad(t, tc.tbl)
+		o := &coldOrder{t: t, createdIn: map[string][2]int{}, dispatched: map[string]bool{}}
+		batches := 0
+		for i, s := range steps {
+			if s.batch == nil {
+				o.text(i, s.text)
+				continue
 			}
-			continue
+			batches++
+			o.batch(i, s.batch)
 		}
-		nftRuns++
-		if endpointElemRe.MatchString(s.text) {
-			t.Errorf("step %d: nft writes endpoint elements", i)
+		if tc.endpoints != 0 && o.endpoints != tc.endpoints {
+			t.Errorf("%s: %d endpoint elements over netlink, want %d", tc.name, o.endpoints, tc.endpoints)
 		}
-		for _, m := range addChainRe.FindAllStringSubmatch(s.text, -1) {
-			createdIn[m[1]] = i
+		if batches < 2 {
+			t.Errorf("%s: %d netlink batches: the test needs several chunks", tc.name, batches)
 		}
-		for _, cmd := range dispatchCmd.FindAllString(s.text, -1) {
-			for _, m := range dispatchRe.FindAllStringSubmatch(cmd, -1) {
-				at, ok := createdIn[m[1]]
-				if !ok || at >= i {
-					t.Fatalf("step %d dispatches to chain %s, created in step %d (%v)", i, m[1], at, ok)
-				}
-				if at+1 >= len(steps) || steps[at+1].ops == nil {
-					t.Errorf("chain %s: no endpoint batch right after its transaction", m[1])
-				}
-				dispatched[m[1]] = true
+		if fallback := tc.endpoints == 0; (o.nftChains > 0) != fallback {
+			t.Errorf("%s: nft created %d Service chains, want them %s", tc.name, o.nftChains,
+				map[bool]string{true: "in the chunks with affinity", false: "all over netlink"}[fallback])
+		}
+		for c := range o.createdIn {
+			if tc.endpoints != 0 && strings.HasPrefix(c, "cluster-") && strings.Contains(c, "/") && !o.dispatched[c] { // a port's chain
+				t.Errorf("%s: chain %s never dispatched to", tc.name, c)
 			}
-		}
-	}
-	if want := 300 * 5; endpoints != want {
-		t.Errorf("%d endpoint elements over netlink, want %d", endpoints, want)
-	}
-	if nftRuns < 3 {
-		t.Errorf("%d nft transactions: the test needs several chunks", nftRuns)
-	}
-	for c := range createdIn {
-		if strings.HasPrefix(c, "cluster-") && strings.Contains(c, "/") && !dispatched[c] { // a port's chain
-			t.Errorf("chain %s never dispatched to", c)
 		}
 	}
 }

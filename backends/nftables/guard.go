@@ -15,7 +15,7 @@ func (fs *familyState) renderPort(sp *model.ServicePort, old *portState) (plan *
 	var taken []block
 	slots := func(chain string, p model.Protocol, n int) block {
 		b := fs.slotFunc(old)(chain, p, n)
-		if og, ok := findGroup(oldGroups(old), chain); !ok || og.block != b {
+		if ob, ok := old.groupBlock(chain); !ok || ob != b {
 			taken = append(taken, b)
 		}
 		return b
@@ -36,13 +36,6 @@ func (fs *familyState) renderPort(sp *model.ServicePort, old *portState) (plan *
 	}
 	plan = fs.r.render(sp, slots)
 	return plan, plan.check()
-}
-
-func oldGroups(old *portState) []groupPlan {
-	if old == nil {
-		return nil
-	}
-	return old.groups
 }
 
 // check verifies what the renderer built from API names: every chain and set name is an

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/backends"
@@ -228,9 +230,10 @@ func retryInKernel(t *testing.T, p *pair, withTwin *model.Table, kept, skipped m
 	p.compare("after the retry of "+skipped.String(), model.IPv4)
 }
 
-// injectBadRule makes every nft input (transactions and checks) that creates the chain
-// named bad also add a rule the kernel rejects (a jump to a chain that does not exist),
-// as a bug of the renderer could; it returns the function that undoes it.
+// injectBadRule makes every nft input (transactions and checks) and every netlink batch
+// that creates the chain named bad also add a rule the kernel rejects (a jump to a chain
+// that does not exist), as a bug of the renderer could; it returns the function that
+// undoes it.
 func injectBadRule(bad string) func() {
 	inject := func(b *bytes.Buffer) *bytes.Buffer {
 		if !bytes.Contains(b.Bytes(), []byte("add chain ip portico "+bad+"\n")) {
@@ -249,7 +252,35 @@ func injectBadRule(bad string) func() {
 	}
 	streamNFT, checkNFT = wrap(runNFTStream), wrap(runNFTCheck)
 	execNFT = func(ctx context.Context, text *bytes.Buffer) error { return runNFT(ctx, inject(text)) }
-	return func() { streamNFT, checkNFT, execNFT = runNFTStream, runNFTCheck, runNFT }
+	execBatch = func(ctx context.Context, b *nlBatch) error {
+		if batchCreatesChain(b, bad) {
+			exprs, _ := ruleExprs(newFam(model.IPv4), "jump no-such-chain")
+			if err := b.addRule(bad, exprs, ""); err != nil {
+				return err
+			}
+		}
+		return runBatch(ctx, b)
+	}
+	return func() { streamNFT, checkNFT, execNFT, execBatch = runNFTStream, runNFTCheck, runNFT, runBatch }
+}
+
+// batchCreatesChain reports whether b creates the chain called name.
+func batchCreatesChain(b *nlBatch, name string) bool {
+	for _, m := range b.msgs {
+		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWCHAIN {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return false
+		}
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_CHAIN_NAME && ad.String() == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TestKernelConfineScale: among n Services × 10 endpoints (2,000; PORTICO_CONFINE_SCALE

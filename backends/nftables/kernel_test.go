@@ -591,21 +591,30 @@ func TestKernelColdLoadInterrupted(t *testing.T) {
 	defer func() { minChunkOps = prev }()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	runs := 0
-	execNFT = func(ctx context.Context, text *bytes.Buffer) error {
-		err := runNFT(ctx, text)
+	runs := 0 // nft transactions and netlink batches
+	step := func(ctx context.Context, run func() error) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := run()
 		if runs++; runs == 2 {
 			cancel()
 		}
 		return err
 	}
-	defer func() { execNFT = runNFT }()
+	execNFT = func(ctx context.Context, text *bytes.Buffer) error {
+		return step(ctx, func() error { return runNFT(ctx, text) })
+	}
+	execBatch = func(ctx context.Context, b *nlBatch) error {
+		return step(ctx, func() error { return runBatch(ctx, b) })
+	}
+	defer func() { execNFT, execBatch = runNFT, runBatch }()
 	b := kernelBackend()
 	if err := b.Sync(ctx, tbl, model.Compare(nil, tbl)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted cold load returned %v, want context.Canceled", err)
 	}
 	if runs != 2 {
-		t.Fatalf("cold load ran nft %d times after the cancel, want it to stop after 2", runs)
+		t.Fatalf("cold load ran %d steps (nft or netlink) after the cancel, want it to stop after 2", runs)
 	}
 	if got := kernelCanonical(t, model.IPv4); got == want {
 		t.Fatal("the interrupted cold load left the whole table; the test needs a partial one")

@@ -179,7 +179,7 @@ func (ps *portState) counts() objectCounts {
 		c.rules += ch.rules
 	}
 	for _, g := range ps.groups {
-		c.elements += len(g.eps)
+		c.elements += g.len()
 	}
 	return c
 }

@@ -2,7 +2,6 @@ package nftables
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,15 +152,10 @@ func endpointSet(table *gnft.Table, name string) *gnft.Set {
 func endpointElements(ops []epOp, f fam, withValue bool) []gnft.SetElement {
 	out := make([]gnft.SetElement, len(ops))
 	for i, o := range ops {
-		out[i].Key = binary.NativeEndian.AppendUint32(nil, o.slot)
+		e := endpointElem(o, f)
+		out[i].Key = e.key
 		if withValue {
-			addr := o.ep.Addr().Unmap().AsSlice()
-			if f.ip == "ip6" {
-				a16 := o.ep.Addr().As16()
-				addr = a16[:]
-			}
-			out[i].Val = binary.BigEndian.AppendUint16(addr, o.ep.Port())
-			out[i].Val = append(out[i].Val, 0, 0)
+			out[i].Val = e.value
 		}
 	}
 	return out

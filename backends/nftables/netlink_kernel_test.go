@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
@@ -149,11 +151,21 @@ func TestKernelLargeBatches(t *testing.T) {
 	p := newPair(t)
 	p.kernel = New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4}})
 	var largest int
+	execBatch = func(ctx context.Context, b *nlBatch) error {
+		n := 0
+		for _, m := range decodeBatch(t, b) {
+			if strings.HasPrefix(m.set, endpointMapPrefix) {
+				n += len(m.elemGotos)
+			}
+		}
+		largest = max(largest, n)
+		return runBatch(ctx, b)
+	}
 	execEndpointOps = func(ctx context.Context, f fam, del, add []epOp) error {
 		largest = max(largest, len(del)+len(add))
 		return runEndpointOps(ctx, f, del, add)
 	}
-	defer func() { execEndpointOps = runEndpointOps }()
+	defer func() { execEndpointOps, execBatch = runEndpointOps, runBatch }()
 	p.sync("cold load", nil, tbl)
 	if largest < endpoints {
 		t.Fatalf("the largest netlink batch of the cold load held %d elements, want at least %d", largest, endpoints)
@@ -171,6 +183,74 @@ func TestKernelLargeBatches(t *testing.T) {
 		t.Errorf("the partial sync's netlink batch held %d operations, want %d", largest, 2*endpoints)
 	}
 	if err := p.kernel.Cleanup(context.Background()); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+}
+
+// TestKernelColdLoadOverNetlink: a cold load, whose chains, rules and elements go over
+// netlink wherever they have a netlink form, leaves exactly the table that nft writes
+// for the same model (an atomic rewrite over it), in both families and under every node
+// setting; a batch the kernel refuses fails the sync, and the next sync writes the table.
+func TestKernelColdLoadOverNetlink(t *testing.T) {
+	defer enterFreshNetns(t)()
+	defer func() { execBatch = runBatch }()
+	ctx := context.Background()
+	for _, v := range backendtest.NodeVariants {
+		st := scenario(t, v.Tweak, fixtures...)
+		rules := 0
+		execBatch = func(ctx context.Context, b *nlBatch) error {
+			for _, m := range decodeBatch(t, b) {
+				if m.typ == unix.NFT_MSG_NEWRULE {
+					rules++
+				}
+			}
+			return runBatch(ctx, b)
+		}
+		b := kernelBackend()
+		syncAll(t, b, nil, st)
+		execBatch = runBatch
+		if rules == 0 {
+			t.Errorf("%s: no rule went over netlink", v.Name)
+		}
+		for _, f := range []model.Family{model.IPv4, model.IPv6} {
+			cold := kernelCanonical(t, f)
+			if err := b.Sync(ctx, st.Table(f), model.Diff{Full: true}); err != nil {
+				t.Fatalf("%s %s: rewrite: %v", v.Name, f, err)
+			}
+			if want := kernelCanonical(t, f); cold != want {
+				t.Errorf("%s %s: the cold load over netlink differs from nft's rewrite:\n%s", v.Name, f, backendtest.FirstDiff(want, cold))
+			}
+		}
+		if err := b.Cleanup(ctx); err != nil {
+			t.Fatalf("cleanup: %v", err)
+		}
+	}
+
+	// A refused batch: a rule that jumps to a chain that does not exist.
+	tbl := everyKind(t)
+	execBatch = func(ctx context.Context, b *nlBatch) error {
+		exprs, _ := ruleExprs(newFam(model.IPv4), "jump no-such-chain")
+		if err := b.addRule(chainMarkOffCluster, exprs, ""); err != nil {
+			return err
+		}
+		return runBatch(ctx, b)
+	}
+	b := New(backends.Options{MasqueradeBit: 14, Families: []model.Family{model.IPv4}})
+	err := b.Sync(ctx, tbl, model.Compare(nil, tbl))
+	execBatch = runBatch
+	if err == nil || !strings.Contains(err.Error(), "nf_tables netlink") {
+		t.Fatalf("a cold load with a refused batch returned %v, want an nf_tables netlink error", err)
+	}
+	if err := b.Sync(ctx, tbl, model.Diff{}); err != nil {
+		t.Fatalf("sync after the refused batch: %v", err)
+	}
+	p := newPair(t)
+	p.kernel = b
+	if err := p.fake.Sync(ctx, tbl, model.Compare(nil, tbl)); err != nil {
+		t.Fatal(err)
+	}
+	p.compare("after a refused cold batch", model.IPv4)
+	if err := b.Cleanup(ctx); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // entries, so they are slices (a map per port costs more at 10,000 ports).
 type portState struct {
 	chains   []chainRef
-	groups   []groupPlan
+	groups   []storedGroup
 	affinity []string
 	elems    []elem
 }
@@ -37,11 +37,6 @@ func (ps *portState) chain(name string) (uint64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// group returns the port's endpoint group read by chain.
-func (ps *portState) group(chain string) (groupPlan, bool) {
-	return findGroup(ps.groups, chain)
 }
 
 func findGroup(gs []groupPlan, chain string) (groupPlan, bool) {
@@ -257,7 +252,7 @@ func (fs *familyState) applyPort(w *txWriter, name model.ServicePortName, old *p
 	fs.writeAffinitySets(w, old, plan, next)
 	fs.writeChains(w, old, plan, next, full)
 	fs.writeGroups(w, old, plan)
-	next.groups = plan.groups
+	next.groups = storeGroups(plan.groups)
 	next.elems = plan.elems
 	fs.retireChains(w, old, next)
 	touched := fs.store.replace(name, old.elems, next.elems)
@@ -316,8 +311,9 @@ func (fs *familyState) retireChains(w *txWriter, old, next *portState) {
 
 // writeGroups writes the endpoint-map elements that changed between old and plan.
 func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) {
-	fs.countMapUsers(old.groups, plan.groups)
-	for _, og := range old.groups {
+	oldGroups := old.groupPlans()
+	fs.countMapUsers(oldGroups, plan.groups)
+	for _, og := range oldGroups {
 		ng, ok := findGroup(plan.groups, og.chain)
 		if !ok || ng.block != og.block {
 			fs.groupElements(&w.epDel, og, 0, len(og.eps))
@@ -326,7 +322,7 @@ func (fs *familyState) writeGroups(w *txWriter, old *portState, plan *portPlan) 
 	}
 	for i, ng := range plan.groups {
 		fs.ensureEndpointMap(w, ng.block)
-		og, ok := old.group(ng.chain)
+		og, ok := findGroup(oldGroups, ng.chain)
 		if !ok || og.block != ng.block {
 			fs.groupElements(&w.epAdd, ng, 0, len(ng.eps))
 			continue
@@ -424,8 +420,8 @@ func (fs *familyState) groupElements(out *[]epOp, g groupPlan, from, to int) {
 func (fs *familyState) slotFunc(old *portState) slotFunc {
 	return func(chain string, p model.Protocol, n int) block {
 		if old != nil {
-			if og, ok := old.group(chain); ok && og.block.proto == p && og.block.fits(n) {
-				return og.block
+			if b, ok := old.groupBlock(chain); ok && b.proto == p && b.fits(n) {
+				return b
 			}
 		}
 		return fs.slots.alloc(chain, p, n)
