@@ -50,6 +50,20 @@ func TestUserTargets(t *testing.T) {
 	if len(userTargets(5000, sampleResults().Scales[0].Proxy(pPortico))) != 0 {
 		t.Error("checks at N = 5,000, which has no user-side targets")
 	}
+
+	// The same run in iptables mode has the targets of its own issue (p99 ≤ 400 ms,
+	// ≤ 200 MB with children).
+	ipt := *sampleResults().Scales[0].Proxy(pPortico)
+	ipt.Mode = ModeIPTablesNFT
+	got = map[string]bool{}
+	for _, tg := range userTargets(10000, &ipt) {
+		got[tg.what] = tg.met
+	}
+	for _, what := range []string{"change → traffic p99, one endpoint (iptables-nft)", "peak RSS with children (iptables-nft)"} {
+		if met, ok := got[what]; !ok || !met {
+			t.Errorf("%s: met=%v (present %v), want met under the iptables targets", what, met, ok)
+		}
+	}
 }
 
 // TestReportSections: the page holds the endpoint-heavy section with its rolling update,
