@@ -69,7 +69,13 @@ func TestSeededServices(t *testing.T) {
 		name := fmt.Sprintf("x%05d", k)
 		items[k] = &seedItem{name: name, slice: objs.newSlice(name, 50+k)}
 	}
-	if _, err := seeder.Write(ctx, Namespace, tmpl, items); err != nil {
+	rev, err := seeder.Write(ctx, Namespace, tmpl, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As Objects.Grow does: the API server serves the writes once its caches reached them
+	// (without the wait, a list once missed the last items).
+	if err := objs.waitServed(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]netip.Addr{}
