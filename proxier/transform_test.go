@@ -136,27 +136,56 @@ func TestStripEndpointSlice(t *testing.T) {
 }
 
 func TestCompactSlicePacksAddresses(t *testing.T) {
-	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{
-		{Addresses: []string{"10.0.0.1"}},
-		{Addresses: []string{"10.0.0.22", "10.0.0.3"}},
-		{},
-		{Addresses: []string{"fd00::4"}},
-		{Addresses: []string{"10.0.0.5"}},
-	}}
-	got := transformed(t, any(slice)).(*sliceRecord)
-	if len(got.endpoints) != 5 || cap(got.endpoints) != 5 {
-		t.Errorf("endpoints len %d cap %d, want exactly 5", len(got.endpoints), cap(got.endpoints))
-	}
-	typed := got.slice()
-	for i, ep := range slice.Endpoints {
-		if g := typed.Endpoints[i].Addresses; !slices.Equal(g, ep.Addresses) || cap(g) != len(g) {
-			t.Errorf("endpoint %d: addresses %v (cap %d), want %v", i, g, cap(g), ep.Addresses)
-		}
-	}
-	// Appending to one endpoint's addresses must not overwrite the next one's.
-	_ = append(typed.Endpoints[1].Addresses, "x")
-	if got.endpoints[3].addresses[0] != "fd00::4" {
-		t.Error("endpoint address arrays overlap")
+	v4, v6 := discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6
+	for _, c := range []struct {
+		name     string
+		typ      discoveryv1.AddressType
+		addrs    [][]string
+		packedTo int // bytes when packed, -1 when kept as text
+	}{
+		{"IPv4", v4, [][]string{{"10.0.0.1"}, {"10.0.0.22", "10.0.0.3"}, {}, {"10.0.0.5"}}, 16},
+		{"IPv6", v6, [][]string{{"fd00::4"}, {"fd00::1:5", "2001:db8::"}}, 48},
+		{"no type", "", [][]string{{"10.0.0.1"}, {"fd00::4"}}, -1},
+		{"FQDN", discoveryv1.AddressTypeFQDN, [][]string{{"a.example"}}, -1},
+		{"invalid IPv4", v4, [][]string{{"10.0.0.1"}, {"10.0.0.300"}}, -1},
+		{"IPv6 in an IPv4 slice", v4, [][]string{{"10.0.0.1"}, {"fd00::4"}}, -1},
+		{"IPv4 in an IPv6 slice", v6, [][]string{{"10.0.0.1"}}, -1},
+		{"non-canonical IPv6", v6, [][]string{{"fd00::4"}, {"FD00:0::5"}}, -1},
+		{"leading zeros", v4, [][]string{{"10.0.0.01"}}, -1},
+		{"zoned IPv6", v6, [][]string{{"fe80::1%eth0"}}, -1},
+		{"IPv4-mapped IPv6", v6, [][]string{{"::ffff:10.0.0.1"}}, 16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			slice := &discoveryv1.EndpointSlice{AddressType: c.typ}
+			for _, a := range c.addrs {
+				slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: a})
+			}
+			got := transformed(t, any(slice)).(*sliceRecord)
+			if n := len(slice.Endpoints); len(got.endpoints) != n || cap(got.endpoints) != n {
+				t.Errorf("endpoints len %d cap %d, want exactly %d", len(got.endpoints), cap(got.endpoints), n)
+			}
+			switch {
+			case c.packedTo >= 0 && (got.addrs.packed == nil || len(got.addrs.packed) != c.packedTo || got.addrs.texts != nil):
+				t.Errorf("addresses %+v, want %d packed bytes", got.addrs, c.packedTo)
+			case c.packedTo < 0 && got.addrs.packed != nil:
+				t.Errorf("addresses packed (%d bytes), want them kept as text", len(got.addrs.packed))
+			}
+			for _, typed := range []*discoveryv1.EndpointSlice{got.slice(), got.DeepCopyObject().(*sliceRecord).slice()} {
+				for i, ep := range slice.Endpoints {
+					if g := typed.Endpoints[i].Addresses; !slices.Equal(g, ep.Addresses) || cap(g) != len(g) {
+						t.Errorf("endpoint %d: addresses %q (cap %d), want %q", i, g, cap(g), ep.Addresses)
+					}
+				}
+				// Appending to one endpoint's addresses must not overwrite the next one's.
+				if len(typed.Endpoints) > 1 {
+					want := slices.Clone(typed.Endpoints[1].Addresses)
+					_ = append(typed.Endpoints[0].Addresses, "x")
+					if !slices.Equal(typed.Endpoints[1].Addresses, want) {
+						t.Error("endpoint address arrays overlap")
+					}
+				}
+			}
+		})
 	}
 }
 
