@@ -23,7 +23,7 @@ func BenchmarkFullSyncRender(b *testing.B) {
 	tbl := benchTable(10000, 10)
 	var size int
 	execNFT = func(_ context.Context, text *bytes.Buffer) error { size += text.Len(); return nil }
-	execBatch = func(_ context.Context, nb *nlBatch) error { size += nb.bytes; return nil }
+	execBatch = func(_ context.Context, nb *nlBatch) error { size += nb.size(); return nil }
 	defer func() { execNFT, execBatch = runNFT, runBatch }()
 	b.ResetTimer()
 	for range b.N {

@@ -27,7 +27,7 @@ var errChunkFailed = errors.New("an earlier transaction of the cold load failed"
 // The transactions run on the calling goroutine, which may be bound to a network
 // namespace (tests); a helper goroutine only renders.
 func (fs *familyState) coldLoad(ctx context.Context, t *model.Table, mark uint32, observe func(int)) error {
-	jobs := make(chan func() error, 1)
+	jobs := make(chan func() error)
 	failed := make(chan struct{})
 	rendered := make(chan error, 1)
 	go func() {
@@ -186,8 +186,16 @@ type coldPiece struct {
 	elems  []setElem
 }
 
+// size returns the number of the piece's operations.
 func (p *coldPiece) size() int {
 	return len(p.chains) + len(p.rules) + len(p.eps) + len(p.elems)
+}
+
+// encodedBytes estimates the size of the piece's batch from above (a chain's message
+// takes about 80 bytes, a rule's 150 to 300, an endpoint element 32, a dispatch element
+// with its comment about 100), so that its buffer is allocated once.
+func (p *coldPiece) encodedBytes() int {
+	return 96*len(p.chains) + 320*len(p.rules) + 40*len(p.eps) + 128*len(p.elems) + batchOverhead
 }
 
 // describe summarises the piece for an error message.
@@ -207,6 +215,7 @@ func (p *coldPiece) batch(f fam) (*nlBatch, error) {
 		return nil, nil
 	}
 	b := newBatch(f)
+	b.buf = make([]byte, 0, p.encodedBytes())
 	for _, c := range p.chains {
 		if err := b.addChain(c); err != nil {
 			return nil, err
@@ -218,11 +227,7 @@ func (p *coldPiece) batch(f fam) (*nlBatch, error) {
 		}
 	}
 	for _, g := range groupByMap(p.eps, len(p.eps)) {
-		els := make([]nlElem, len(g))
-		for i, o := range g {
-			els[i] = endpointElem(o, f)
-		}
-		if err := b.addElements(g[0].m, els); err != nil {
+		if err := b.addEndpoints(f, g); err != nil {
 			return nil, err
 		}
 	}

@@ -234,7 +234,7 @@ func retryInKernel(t *testing.T, p *pair, withTwin *model.Table, kept, skipped m
 // that creates the chain named bad also add a rule the kernel rejects (a jump to a chain
 // that does not exist), as a bug of the renderer could; it returns the function that
 // undoes it.
-func injectBadRule(bad string) func() {
+func injectBadRule(t *testing.T, bad string) func() {
 	inject := func(b *bytes.Buffer) *bytes.Buffer {
 		if !bytes.Contains(b.Bytes(), []byte("add chain ip portico "+bad+"\n")) {
 			return b
@@ -253,7 +253,7 @@ func injectBadRule(bad string) func() {
 	streamNFT, checkNFT = wrap(runNFTStream), wrap(runNFTCheck)
 	execNFT = func(ctx context.Context, text *bytes.Buffer) error { return runNFT(ctx, inject(text)) }
 	execBatch = func(ctx context.Context, b *nlBatch) error {
-		if batchCreatesChain(b, bad) {
+		if batchCreatesChain(t, b, bad) {
 			exprs, _ := ruleExprs(newFam(model.IPv4), "jump no-such-chain")
 			if err := b.addRule(bad, exprs, ""); err != nil {
 				return err
@@ -265,8 +265,8 @@ func injectBadRule(bad string) func() {
 }
 
 // batchCreatesChain reports whether b creates the chain called name.
-func batchCreatesChain(b *nlBatch, name string) bool {
-	for _, m := range b.msgs {
+func batchCreatesChain(t *testing.T, b *nlBatch, name string) bool {
+	for _, m := range batchMessages(t, b) {
 		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWCHAIN {
 			continue
 		}
@@ -319,7 +319,7 @@ func TestKernelConfineScale(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	defer injectBadRule(setChain(model.ClusterEndpoints, portSuffix(bad)))()
+	defer injectBadRule(t, setChain(model.ClusterEndpoints, portSuffix(bad)))()
 	b := kernelBackend()
 	for _, tc := range []struct {
 		what  string

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	gnft "github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -40,38 +39,19 @@ var execEndpointOps = runEndpointOps
 // kernel refuses one operation (an element that is not there, a map that is gone), it
 // changes nothing, like a failed `nft -f`.
 func runEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(netlinkTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	conn, err := gnft.New(gnft.WithSockOptions(func(c *netlink.Conn) error {
-		if err := c.SetDeadline(deadline); err != nil {
-			return err
-		}
-		return forceSendBuffer(c, batchBytes(len(del)+len(add)))
-	}))
-	if err != nil {
-		return fmt.Errorf("nf_tables netlink: %w", err)
-	}
-	table := &gnft.Table{Name: tableName, Family: gnft.TableFamilyIPv4}
-	if f.ip == "ip6" {
-		table.Family = gnft.TableFamilyIPv6
-	}
-	for _, g := range groupByMap(del, maxElementsPerMessage) {
-		if err := conn.SetDeleteElements(endpointSet(table, g[0].m), endpointElements(g, f, false)); err != nil {
+	b := newBatch(f)
+	for _, g := range groupByMap(del, len(del)) {
+		if err := b.deleteEndpoints(f, g); err != nil {
 			return fmt.Errorf("nf_tables netlink: deleting elements of map %s: %w", g[0].m, err)
 		}
 	}
-	for _, g := range groupByMap(add, maxElementsPerMessage) {
-		if err := conn.SetAddElements(endpointSet(table, g[0].m), endpointElements(g, f, true)); err != nil {
+	for _, g := range groupByMap(add, len(add)) {
+		if err := b.addEndpoints(f, g); err != nil {
 			return fmt.Errorf("nf_tables netlink: adding elements to map %s: %w", g[0].m, err)
 		}
 	}
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("nf_tables netlink: %s: %w", describeOps(f, del, add), err)
+	if err := runBatch(ctx, b); err != nil {
+		return fmt.Errorf("%s: %w", describeOps(f, del, add), err)
 	}
 	return nil
 }
@@ -80,13 +60,9 @@ func runEndpointOps(ctx context.Context, f fam, del, add []epOp) error {
 // the socket's send buffer (EMSGSIZE). A cold load's chunk carries thousands of endpoint
 // elements (~6,000 at 10,000 Services), more than the default buffer (208 KiB) holds.
 const (
-	elementBytes     = 64      // an endpoint element with its attribute headers, at most (ip6)
-	batchOverhead    = 4096    // batch begin and end, set headers
+	batchOverhead    = 4096    // batch begin and end markers, with room to spare
 	defaultSendBytes = 1 << 17 // below this, the socket's default buffer is kept
 )
-
-// batchBytes bounds the size of a batch of n endpoint elements.
-func batchBytes(n int) int { return batchOverhead + n*elementBytes }
 
 // forceSendBuffer raises the send buffer of c to hold a batch of size bytes
 // (SO_SNDBUFFORCE: portico runs with CAP_NET_ADMIN, which nft needs as well).
@@ -115,17 +91,15 @@ func forceSendBuffer(c *netlink.Conn, size int) error {
 	return nil
 }
 
-// maxElementsPerMessage bounds the endpoint elements of one netlink message: the
-// message's element list is one attribute, whose length field has 16 bits. At 64 bytes
-// an element (ip6) 800 of them take 51 KB; beyond 64 KiB the length wraps and the kernel
-// misreads the message (it answered ENOENT to 4,096-element messages).
-const maxElementsPerMessage = 800
-
 // groupByMap returns ops grouped by map, maps in name order, each group at most limit
-// long (an `add element` command, a netlink message).
+// long (an `add element` command); the groups may share ops' array.
 func groupByMap(ops []epOp, limit int) [][]epOp {
-	sorted := slices.Clone(ops)
-	slices.SortStableFunc(sorted, func(a, b epOp) int { return strings.Compare(a.m, b.m) })
+	byMap := func(a, b epOp) int { return strings.Compare(a.m, b.m) }
+	sorted := ops // a full sync's operations come in map order (fullOrder)
+	if !slices.IsSortedFunc(ops, byMap) {
+		sorted = slices.Clone(ops)
+		slices.SortStableFunc(sorted, byMap)
+	}
 	var out [][]epOp
 	for start := 0; start < len(sorted); {
 		end := start + 1
@@ -134,29 +108,6 @@ func groupByMap(ops []epOp, limit int) [][]epOp {
 		}
 		out = append(out, sorted[start:end])
 		start = end
-	}
-	return out
-}
-
-// endpointSet names one of the table's endpoint maps for an element message (the kernel
-// finds the map by table and name; its types are already the kernel's).
-func endpointSet(table *gnft.Table, name string) *gnft.Set {
-	return &gnft.Set{Table: table, Name: name, IsMap: true}
-}
-
-// endpointElements encodes endpoint-map elements as the kernel holds them: the key is
-// numgen's 32-bit result in host byte order; the value the concatenation `addr . port`,
-// the address in network byte order, the port in network byte order padded to 4 bytes
-// (every field of a concatenation takes whole 32-bit registers), the address 4 bytes
-// long in an ip table and 16 in an ip6 one. Deletions need the key only.
-func endpointElements(ops []epOp, f fam, withValue bool) []gnft.SetElement {
-	out := make([]gnft.SetElement, len(ops))
-	for i, o := range ops {
-		e := endpointElem(o, f)
-		out[i].Key = e.key
-		if withValue {
-			out[i].Val = e.value
-		}
 	}
 	return out
 }

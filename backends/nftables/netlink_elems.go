@@ -110,13 +110,28 @@ func frontendKeyBytes(f fam, addr, proto, port string) ([]byte, bool) {
 	return append(key, 0, 0), true
 }
 
-// endpointElem encodes an endpoint-map element (endpointElements).
+// endpointElem encodes an endpoint-map element (endpointKey, endpointValue).
 func endpointElem(o epOp, f fam) nlElem {
-	addr := o.ep.Addr().Unmap().AsSlice()
-	if f.ip == "ip6" {
+	return nlElem{key: endpointKey(nil, o), value: endpointValue(nil, f, o)}
+}
+
+// endpointKey appends the key of o's element to dst: numgen's 32-bit result (the slot) in
+// host byte order.
+func endpointKey(dst []byte, o epOp) []byte {
+	return binary.NativeEndian.AppendUint32(dst, o.slot)
+}
+
+// endpointValue appends the value of o's element to dst: the endpoint's address (4 bytes
+// in table ip, 16 in ip6) then its port, both in network byte order, the port padded to a
+// 32-bit register.
+func endpointValue(dst []byte, f fam, o epOp) []byte {
+	if a := o.ep.Addr().Unmap(); f.ip == "ip" && a.Is4() {
+		a4 := a.As4()
+		dst = append(dst, a4[:]...)
+	} else {
 		a16 := o.ep.Addr().As16()
-		addr = a16[:]
+		dst = append(dst, a16[:]...)
 	}
-	value := binary.BigEndian.AppendUint16(addr, o.ep.Port())
-	return nlElem{key: binary.NativeEndian.AppendUint32(nil, o.slot), value: append(value, 0, 0)}
+	dst = binary.BigEndian.AppendUint16(dst, o.ep.Port())
+	return append(dst, 0, 0)
 }

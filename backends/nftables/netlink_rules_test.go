@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -150,7 +151,7 @@ type batchMsg struct {
 func decodeBatch(t *testing.T, b *nlBatch) []batchMsg {
 	t.Helper()
 	var out []batchMsg
-	for _, m := range b.msgs {
+	for _, m := range batchMessages(t, b) {
 		msg := batchMsg{typ: uint16(m.Header.Type) & 0xff}
 		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
 		if err != nil {
@@ -234,10 +235,11 @@ func TestBatchEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := decodeBatch(t, b)
+	raw := batchMessages(t, b)
 	elems := 0
 	for i, m := range msgs {
-		if len(b.msgs[i].Data) > 64<<10 {
-			t.Errorf("message %d: %d bytes", i, len(b.msgs[i].Data))
+		if len(raw[i].Data) > 64<<10 {
+			t.Errorf("message %d: %d bytes", i, len(raw[i].Data))
 		}
 		if m.set == "endpoints-tcp-00" {
 			elems += len(m.elemGotos)
@@ -252,13 +254,45 @@ func TestBatchEncoding(t *testing.T) {
 	if last := msgs[len(msgs)-1]; last.set != mapServiceIPs || !slices.Equal(last.elemGotos, []string{"cluster-a/b/tcp"}) {
 		t.Errorf("last message: %+v", last)
 	}
-	framed := b.framed()
-	if framed[0].Header.Type != unix.NFNL_MSG_BATCH_BEGIN || framed[len(framed)-1].Header.Type != unix.NFNL_MSG_BATCH_END {
-		t.Errorf("batch not framed by its begin and end messages")
-	}
-	for _, m := range b.msgs {
+	for i, m := range raw {
 		if m.Header.Flags&netlink.Acknowledge != 0 {
-			t.Errorf("a message asks for an acknowledgement before the batch is sent")
+			t.Errorf("message %d asks for an acknowledgement before the batch is sent", i)
+		}
+		if m.Header.Sequence != uint32(i+1) {
+			t.Errorf("message %d has sequence number %d", i, m.Header.Sequence)
 		}
 	}
+	var begin, end netlink.Message
+	if err := begin.UnmarshalBinary(batchMarker(unix.NFNL_MSG_BATCH_BEGIN, 0)); err != nil || begin.Header.Type != unix.NFNL_MSG_BATCH_BEGIN {
+		t.Errorf("batch begin message %+v (%v)", begin, err)
+	}
+	if err := end.UnmarshalBinary(batchMarker(unix.NFNL_MSG_BATCH_END, 9)); err != nil || end.Header.Type != unix.NFNL_MSG_BATCH_END ||
+		end.Header.Sequence != 9 || !slices.Equal(end.Data, []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}) {
+		t.Errorf("batch end message %+v (%v)", end, err)
+	}
+}
+
+// batchMessages parses the messages of b's buffer, failing the test if one is malformed.
+func batchMessages(t *testing.T, b *nlBatch) []netlink.Message {
+	t.Helper()
+	var out []netlink.Message
+	for rest := b.buf; len(rest) > 0; {
+		if len(rest) < unix.NLMSG_HDRLEN {
+			t.Fatalf("%d bytes left after %d messages", len(rest), len(out))
+		}
+		l := int(binary.NativeEndian.Uint32(rest))
+		if l < unix.NLMSG_HDRLEN || l > len(rest) || l%4 != 0 {
+			t.Fatalf("message %d: length %d of %d bytes left", len(out), l, len(rest))
+		}
+		var m netlink.Message
+		if err := m.UnmarshalBinary(rest[:l]); err != nil {
+			t.Fatalf("message %d: %v", len(out), err)
+		}
+		out = append(out, m)
+		rest = rest[l:]
+	}
+	if len(out) != b.msgs {
+		t.Fatalf("%d messages in the buffer, the batch counts %d", len(out), b.msgs)
+	}
+	return out
 }

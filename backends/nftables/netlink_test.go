@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/portico-dev/portico/model"
@@ -18,21 +19,38 @@ func TestEndpointElementEncoding(t *testing.T) {
 	ops := []epOp{
 		{m: "endpoints-tcp-1", slot: 4097, ep: netip.MustParseAddrPort("10.1.2.3:8080")},
 	}
-	got := endpointElements(ops, newFam(model.IPv4), true)
-	if want := binary.NativeEndian.AppendUint32(nil, 4097); !bytes.Equal(got[0].Key, want) {
-		t.Errorf("key % x, want % x", got[0].Key, want)
+	got := []nlElem{endpointElem(ops[0], newFam(model.IPv4))}
+	key := binary.NativeEndian.AppendUint32(nil, 4097)
+	if !bytes.Equal(got[0].key, key) {
+		t.Errorf("key % x, want % x", got[0].key, key)
 	}
-	if want := []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}; !bytes.Equal(got[0].Val, want) {
-		t.Errorf("IPv4 value % x, want % x", got[0].Val, want)
+	value := []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}
+	if !bytes.Equal(got[0].value, value) {
+		t.Errorf("IPv4 value % x, want % x", got[0].value, value)
 	}
 	v6 := []epOp{{m: "endpoints-tcp-1", slot: 1, ep: netip.MustParseAddrPort("[fd00::1]:53")}}
-	got = endpointElements(v6, newFam(model.IPv6), true)
+	got6 := []nlElem{endpointElem(v6[0], newFam(model.IPv6))}
 	want := append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)
-	if !bytes.Equal(got[0].Val, want) {
-		t.Errorf("IPv6 value % x, want % x", got[0].Val, want)
+	if !bytes.Equal(got6[0].value, want) {
+		t.Errorf("IPv6 value % x, want % x", got6[0].value, want)
 	}
-	if del := endpointElements(ops, newFam(model.IPv4), false); len(del[0].Val) != 0 {
-		t.Errorf("a deletion carries a value: % x", del[0].Val)
+	for _, del := range []bool{false, true} {
+		b := newBatch(newFam(model.IPv4))
+		write := b.addEndpoints
+		if del {
+			write = b.deleteEndpoints
+		}
+		if err := write(newFam(model.IPv4), ops); err != nil {
+			t.Fatal(err)
+		}
+		msgs := batchMessages(t, b)
+		wantType := map[bool]uint16{false: unix.NFT_MSG_NEWSETELEM, true: unix.NFT_MSG_DELSETELEM}[del]
+		if len(msgs) != 1 || uint16(msgs[0].Header.Type)&0xff != wantType {
+			t.Fatalf("deletion %v: messages %+v", del, msgs)
+		}
+		if !bytes.Contains(msgs[0].Data, key) || bytes.Contains(msgs[0].Data, value) == del {
+			t.Errorf("deletion %v: message % x: key %v, value %v", del, msgs[0].Data, bytes.Contains(msgs[0].Data, key), bytes.Contains(msgs[0].Data, value))
+		}
 	}
 }
 

@@ -107,7 +107,7 @@ func (fs *familyState) renderFull(t *model.Table, mark uint32, existing existing
 func (fs *familyState) renderPorts(node model.Node, ports []*model.ServicePort, mark uint32, existing existingObjects, chunk int, emit func(*txWriter) error) (*txWriter, error) {
 	fs.reset()
 	fs.r.node = node
-	w := &txWriter{}
+	w := chunkWriter(chunk)
 	fs.writeSkeleton(w, mark)
 	for _, m := range existing.endpointMaps() {
 		w.setup = append(w.setup, flushMarker{&knftables.Map{Name: m}})
@@ -128,9 +128,16 @@ func (fs *familyState) renderPorts(node model.Node, ports []*model.ServicePort, 
 		if err := emit(w); err != nil {
 			return nil, err
 		}
-		w = &txWriter{}
+		w = chunkWriter(chunk)
 	}
 	return w, nil
+}
+
+// chunkWriter returns a writer for a piece of about chunk operations, its endpoint
+// elements (most of a full sync's operations) allocated at once instead of growing port
+// by port.
+func chunkWriter(chunk int) *txWriter {
+	return &txWriter{epAdd: make([]epOp, 0, chunk)}
 }
 
 // fullOrder returns t's Service ports in the order a full sync writes them: grouped by
