@@ -117,7 +117,7 @@ E2E_BACKEND_TESTS := TestServiceSemantics|TestCleanupKubeProxy|TestModeSwitch|Te
 e2e: build deps cluster-bins node-bins
 	PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/... ./backends/... ./proxier/...
-	cd bench && PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) $(GO) test -tags e2e -count=1 -timeout 10m -run '^TestSeededServices$$' .
+	cd bench && PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) $(GO) test -tags e2e -count=1 -timeout 10m -run '^(TestSeededServices|TestGenPollerAndKernelUnseen|TestMonitorMute)$$' .
 	PORTICO_MODE=iptables PORTICO_IPTABLES=nft PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \
 		$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -p 1 ./e2e/ -run '^($(E2E_BACKEND_TESTS))$$'
 	PORTICO_MODE=iptables PORTICO_IPTABLES=legacy PORTICO_BIN=$(CURDIR)/bin/portico PORTICO_CLUSTER_BINS=$(CLUSTER_BINS) \

@@ -47,6 +47,31 @@ func descendants(pid int) []int {
 	return out
 }
 
+// notExecuted reports whether process pid runs its parent's program: a child between
+// its fork (Go forks with CLONE_VFORK|CLONE_VM) and its exec, which shares its parent's
+// memory, so that its RSS is the parent's (sampling both counted the proxy twice).
+func notExecuted(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return false
+	}
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return false
+	}
+	parentExe, err := os.Readlink(filepath.Join("/proc", f[1], "exe"))
+	return err == nil && exe == parentExe
+}
+
 // runningChild is a process a proxy had started and that was still running.
 type runningChild struct {
 	PID    int    `json:"pid"`

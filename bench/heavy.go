@@ -122,7 +122,7 @@ func (r *runner) runHeavyProxy(ctx context.Context, p Proxy, objs *Objects, roll
 		return pr, nil
 	}
 	pr.Cold.RunsS, pr.Cold.FastestS = []float64{pr.Cold.KernelS}, pr.Cold.KernelS
-	r.logf("  cold sync %.2fs (%d commits, %d messages, unseen %d/%d)", pr.Cold.KernelS, pr.Cold.Commits, pr.Cold.Msgs, pr.Cold.Unseen, pr.Cold.Expected)
+	r.logf("  cold sync %.2fs (%d commits, unseen %d/%d)", pr.Cold.KernelS, pr.Cold.Commits, pr.Cold.Unseen, pr.Cold.Expected)
 	tr = startPhase("changes", r.mon, p)
 	co := changeOpts{samples: r.o.HeavyChangeSamples, spacing: r.o.ChangeSpacing, timeout: r.o.ChangeTimeout}
 	pr.Change, err = measureChanges(ctx, p, r.mon, objs, objs.Count(), co, r.rng)

@@ -310,6 +310,9 @@ func (m *memSampler) sample(pid int) {
 		if isWrapper(c) {
 			continue // the benchmark's instrument, not the proxy's: its tool is counted
 		}
+		if notExecuted(c) {
+			continue // its parent's memory, shared until the exec
+		}
 		if cs, err := SampleProc(c); err == nil {
 			sum += cs.RSSKiB
 			biggest = max(biggest, cs.RSSKiB)

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,22 +231,31 @@ type coldOpts struct {
 // errTimeLimit is waitSynced's error when the proxy did not report a sync in time.
 var errTimeLimit = errors.New("time limit reached")
 
-// measureCold starts the proxy and measures its cold full sync from the kernel side:
-// nf_tables notifications in nftables mode and with iptables-nft, the restore runs'
-// exits with iptables-legacy (legacyColdEnd).
+// measureCold starts the proxy and measures its cold full sync from the kernel side: the
+// nf_tables generation, polled with the observer muted, in nftables mode and with
+// iptables-nft (polledColdEnd); the restore runs' exits with iptables-legacy
+// (legacyColdEnd).
 func measureCold(ctx context.Context, p Proxy, mon *Monitor, o coldOpts) (*Cold, error) {
 	c := &Cold{Expected: len(o.expected), TimeLimitS: o.limit.Seconds()}
-	mon.Expect(o.expected)
-	defer mon.StopExpect()
-	before := mon.Stats()
+	ns := o.topo.NS(netns.NodeA)
+	if err := mon.Mute(); err != nil {
+		return nil, err
+	}
+	defer func() { _ = mon.Unmute() }()
+	gens, err := StartGenPoller(ns, genPollEvery)
+	if err != nil {
+		return nil, err
+	}
+	defer gens.Close()
 	off := fileSize(p.WrapLog())
 	t0, err := p.Start(ctx)
 	if err != nil {
 		return nil, err
 	}
+	start := gens.At(t0)
 	at, s, err := waitSynced(ctx, p, t0, o.limit)
 	if errors.Is(err, errTimeLimit) {
-		coldDNF(p, mon, c, t0, before, off)
+		coldDNF(p, gens, c, t0, start, off, o)
 		return c, nil
 	}
 	if err != nil {
@@ -260,21 +268,18 @@ func measureCold(ctx context.Context, p Proxy, mon *Monitor, o coldOpts) (*Cold,
 		legacyColdEnd(ctx, o.topo, p, c, t0, at, off, o.expected)
 		return c, nil
 	}
-	kernelColdEnd(mon, c, t0, at, before)
-	return c, nil
+	polledColdEnd(gens, c, t0, at, start, o)
+	return c, gens.Err()
 }
 
 // coldDNF records what a proxy that did not finish its cold sync within the limit had
-// done by then (addresses seen, commits, restore runs, its running children and their
-// peak RSS so far), then kills those children so that the wrapper logs their peak RSS
-// and nothing of the sync outlives the proxy.
-func coldDNF(p Proxy, mon *Monitor, c *Cold, t0 time.Time, before MonitorStats, off int64) {
+// done by then (commits, restore runs, its running children and their peak RSS so far),
+// then kills those children so that the wrapper logs their peak RSS and nothing of the
+// sync outlives the proxy, and counts the expected addresses the kernel does not hold.
+func coldDNF(p Proxy, gens *GenPoller, c *Cold, t0 time.Time, start Gen, off int64, o coldOpts) {
 	c.DNF = true
 	now := time.Now()
-	left, _, _ := mon.ColdState()
-	c.Unseen = left
-	c.Commits = len(mon.GensBetween(t0, now))
-	c.Msgs = mon.Stats().Delta(before).Msgs
+	c.Commits = int(gens.Last().ID - start.ID)
 	for _, e := range readWrapEntries(p.WrapLog(), off) {
 		if e.restore() && e.Code == 0 {
 			c.RestoresDone++
@@ -285,58 +290,56 @@ func coldDNF(p Proxy, mon *Monitor, c *Cold, t0 time.Time, before MonitorStats, 
 	if err := killChildren(p.PID()); err != nil {
 		c.Criterion += fmt.Sprintf(" (%v)", err)
 	}
+	c.Unseen = len(o.expected)
+	if !p.Mode().Legacy() {
+		unseen, err := KernelUnseen(o.topo.NS(netns.NodeA), o.expected)
+		if err != nil {
+			c.Criterion += fmt.Sprintf(" (expected addresses not checked: %v)", err)
+		}
+		c.Unseen = unseen
+	}
 }
 
-// kernelColdEnd ends a cold sync seen through nf_tables notifications: the later of the
-// commit after every expected address appeared and the last commit before the proxy's
-// metric said both families were synced.
-func kernelColdEnd(mon *Monitor, c *Cold, t0, at time.Time, before MonitorStats) {
-	// Wait for the kernel side: every expected address seen and the commit after it.
-	kdeadline := time.Now().Add(coldKernelTimeout)
-	for time.Now().Before(kdeadline) {
-		if left, _, g := mon.ColdState(); left == 0 && g != nil {
+// polledColdEnd ends a cold sync seen through the polled nf_tables generation: once the
+// generation stayed unchanged for a moment after the proxy's metric said both families
+// were synced, the kernel's rules and set elements are searched for every expected
+// address (all cluster IPs and endpoints); the sync ended with the last commit before the
+// search that found them all (searched again after each later commit, until
+// coldKernelTimeout).
+func polledColdEnd(gens *GenPoller, c *Cold, t0, at time.Time, start Gen, o coldOpts) {
+	ns := o.topo.NS(netns.NodeA)
+	// The last commit before the metric covered both families; the grace covers a poll
+	// answered a little after the proxy stamped its metric.
+	if g := gens.At(at.Add(200 * time.Millisecond)); g.ID != start.ID {
+		c.MetricGenS = g.At.Sub(t0).Seconds()
+	}
+	deadline := time.Now().Add(coldKernelTimeout)
+	c.Unseen = len(o.expected)
+	var checked Gen
+	var err error
+	for {
+		gens.Quiet(300*time.Millisecond, 10*time.Second)
+		checked = gens.Last()
+		if c.Unseen, err = KernelUnseen(ns, o.expected); err != nil || c.Unseen == 0 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	mon.Quiet(300*time.Millisecond, 10*time.Second)
-	left, allSeen, g := mon.ColdState()
-	c.Unseen = left
-	// The last commit received before the metric said both families were synced. The
-	// grace covers the observer receiving the NEWGEN a little after the proxy stamped its
-	// metric; no further sync can start within it (minSyncPeriod, and nothing changes).
-	gens := mon.GensBetween(t0, at.Add(200*time.Millisecond))
-	if len(gens) > 0 {
-		c.MetricGenS = gens[len(gens)-1].At.Sub(t0).Seconds()
-	}
-	if left == 0 {
-		c.AllSeenS = allSeen.Sub(t0).Seconds()
-	}
-	if g != nil {
-		c.AllSeenGenS = g.At.Sub(t0).Seconds()
+		for gens.Last().ID == checked.ID && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	switch {
-	case left == 0 && g != nil && c.AllSeenGenS >= c.MetricGenS:
-		c.KernelS, c.Criterion = c.AllSeenGenS, "commit after the last expected address appeared"
-	case left == 0 && g != nil:
-		c.KernelS, c.Criterion = c.MetricGenS, "last commit before the proxy reported both families synced"
+	case err != nil:
+		c.KernelS, c.Criterion = c.MetricS, fmt.Sprintf("proxy metric (the kernel could not be searched: %v)", err)
+	case c.Unseen == 0 && checked.ID != start.ID:
+		c.AllSeenGenS = checked.At.Sub(t0).Seconds()
+		c.KernelS, c.Criterion = c.AllSeenGenS, "last commit before the kernel was found holding every expected address"
 	case c.MetricGenS > 0:
-		c.KernelS, c.Criterion = c.MetricGenS, fmt.Sprintf("last commit before the proxy reported both families synced (%d expected addresses never seen)", left)
+		c.KernelS, c.Criterion = c.MetricGenS, fmt.Sprintf("last commit before the proxy reported both families synced (%d expected addresses not in the kernel)", c.Unseen)
 	default:
 		c.KernelS, c.Criterion = c.MetricS, "proxy metric (no commit observed)"
 	}
 	end := t0.Add(time.Duration(c.KernelS * float64(time.Second)))
-	procs := map[string]bool{}
-	for _, g := range mon.GensBetween(t0, end) {
-		c.Commits++
-		procs[g.Proc] = true
-	}
-	for k := range procs {
-		c.CommitProcs = append(c.CommitProcs, k)
-	}
-	sort.Strings(c.CommitProcs)
-	d := mon.Stats().Delta(before)
-	c.Msgs, c.ENOBUFS = d.Msgs, mon.ENOBUFSBetween(t0, end.Add(time.Second))
+	c.Commits = int(gens.At(end).ID - start.ID)
 }
 
 // histLatency converts a network-programming histogram delta into MetricLatency.

@@ -21,11 +21,12 @@ import (
 // NEWGEN message that closes the commit.
 //
 // It answers two questions: when did the kernel first hold a given IPv4 address in any
-// object (Watch, for change latency; Expect, for the end of a cold sync), and when did each
-// commit happen (Gens).
+// object (Watch, for change latency), and when did each commit happen (Gens). A cold sync
+// is measured with the monitor muted (GenPoller, KernelUnseen).
 type Monitor struct {
-	fd   int
-	done chan struct{}
+	fd    int
+	group int // the netlink group it listens to
+	done  chan struct{}
 
 	mu      sync.Mutex
 	stopped bool
@@ -36,11 +37,6 @@ type Monitor struct {
 	enobufs []time.Time
 	lastMsg time.Time
 	watches map[[4]byte]*Watch
-	expect  map[[4]byte]bool
-	expLeft int
-	allSeen time.Time // when the last expected address was seen (zero until then)
-	// coldGen is the first commit received at or after allSeen.
-	coldGen *Gen
 	// second bytes of the 10.x.y.z addresses worth a map lookup.
 	interesting [256]bool
 }
@@ -115,7 +111,7 @@ func StartConntrackMonitor(h vnetns.NsHandle) (*Monitor, error) {
 }
 
 func startMonitor(h vnetns.NsHandle, group int) (*Monitor, error) {
-	m := &Monitor{fd: -1, done: make(chan struct{}), byType: map[string]int64{},
+	m := &Monitor{fd: -1, group: group, done: make(chan struct{}), byType: map[string]int64{},
 		watches: map[[4]byte]*Watch{}}
 	err := netns.DoIn(h, func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
@@ -150,6 +146,24 @@ func (m *Monitor) setup(group int) error {
 	}
 	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, group); err != nil {
 		return fmt.Errorf("join netfilter group %d: %w", group, err)
+	}
+	return nil
+}
+
+// Mute leaves the monitor's netlink group: the kernel stops building notifications for
+// it (with no other listener, for nobody) until Unmute. A cold sync is measured muted
+// (GenPoller), since those notifications cost the committing proxy.
+func (m *Monitor) Mute() error {
+	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_DROP_MEMBERSHIP, m.group); err != nil {
+		return fmt.Errorf("leave netfilter group %d: %w", m.group, err)
+	}
+	return nil
+}
+
+// Unmute joins the monitor's netlink group again.
+func (m *Monitor) Unmute() error {
+	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, m.group); err != nil {
+		return fmt.Errorf("join netfilter group %d: %w", m.group, err)
 	}
 	return nil
 }
@@ -215,11 +229,7 @@ func (m *Monitor) handle(b []byte, now time.Time) {
 			g := parseGen(payload, now)
 			g.Msgs = m.msgs
 			m.gens = append(m.gens, g)
-			if !m.allSeen.IsZero() && m.coldGen == nil {
-				gg := g
-				m.coldGen = &gg
-			}
-		} else if len(m.watches) > 0 || m.expLeft > 0 {
+		} else if len(m.watches) > 0 {
 			m.scan(payload, now, name)
 		}
 		b = b[min(nlmAlign(l), len(b)):]
@@ -228,27 +238,16 @@ func (m *Monitor) handle(b []byte, now time.Time) {
 
 func nlmAlign(l int) int { return (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 
-// scan looks for the watched and expected IPv4 addresses (all in 10.0.0.0/8) anywhere in
+// scan looks for the watched IPv4 addresses (all in 10.0.0.0/8) anywhere in
 // a message: in set elements and rule expressions an address is 4 consecutive bytes.
 func (m *Monitor) scan(p []byte, now time.Time, name string) {
-	for i := 0; i+4 <= len(p); i++ {
-		if p[i] != 10 || !m.interesting[p[i+1]] {
-			continue
-		}
-		k := [4]byte{p[i], p[i+1], p[i+2], p[i+3]}
+	scanIPv4(p, &m.interesting, func(k [4]byte) {
 		if w, ok := m.watches[k]; ok {
 			delete(m.watches, k)
 			w.At, w.MsgType = now, name
 			close(w.done)
 		}
-		if m.expLeft > 0 && m.expect[k] {
-			delete(m.expect, k)
-			m.expLeft--
-			if m.expLeft == 0 {
-				m.allSeen = now
-			}
-		}
-	}
+	})
 }
 
 func parseGen(p []byte, now time.Time) Gen {
@@ -304,37 +303,6 @@ func (m *Monitor) Unwatch(w *Watch) {
 	if cur, ok := m.watches[key4(w.Addr)]; ok && cur == w {
 		delete(m.watches, key4(w.Addr))
 	}
-	m.mu.Unlock()
-}
-
-// Expect resets the cold-sync tracking: from now on, every address of addrs (all in
-// 10.0.0.0/8) must appear in some message; the first commit received after the last one
-// appeared is the cold sync's end (ColdEnd).
-func (m *Monitor) Expect(addrs []netip.Addr) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expect = make(map[[4]byte]bool, len(addrs))
-	for _, a := range addrs {
-		k := key4(a)
-		m.expect[k] = true
-		m.interesting[k[1]] = true
-	}
-	m.expLeft = len(m.expect)
-	m.allSeen, m.coldGen = time.Time{}, nil
-}
-
-// ColdState reports the cold-sync tracking: how many expected addresses are still unseen,
-// when the last one was seen, and the commit that followed (nil until received).
-func (m *Monitor) ColdState() (left int, allSeen time.Time, gen *Gen) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.expLeft, m.allSeen, m.coldGen
-}
-
-// StopExpect ends cold-sync tracking.
-func (m *Monitor) StopExpect() {
-	m.mu.Lock()
-	m.expect, m.expLeft = nil, 0
 	m.mu.Unlock()
 }
 

@@ -139,7 +139,7 @@ func Report(r *Results, plot, memoryPlot string) string {
 	m.p("This page puts portico's nftables backend next to upstream kube-proxy %s in its own nftables mode. "+
 		"Both run on the same machine, one after the other, in the same node namespace of the e2e environment, "+
 		"against the same Services and EndpointSlices in a real kube-apiserver, and both are timed from the kernel's side: "+
-		"a netlink socket inside the node namespace receives every nf_tables notification and stamps it on arrival. "+
+		"a netlink socket inside the node namespace receives the nf_tables notifications of a change and stamps them on arrival, and a cold sync ends with the commit after which the kernel holds every expected address. "+
 		"The floor is what the kernel tool itself needs to load each proxy's final ruleset with no controller in the way, "+
 		"so a proxy can be judged against the work it asks of the kernel and not only against the other proxy.",
 		shortVersion(r.Machine.KubeProxy))
@@ -245,12 +245,14 @@ func writeMethod(m *md, r *Results) {
 		"One more Service, `bench/real`, has a single endpoint: a real server in pod-a1.", st.Endpoints, creationText(st.BulkCreation), joinInts(st.Scales, " → "))
 	m.p("- **Kernel observer.** A NETLINK_NETFILTER socket created on a thread switched into node-a, subscribed to NFNLGRP_NFTABLES with a %d MiB receive buffer (SO_RCVBUFFORCE). "+
 		"The kernel sends one message per object a transaction adds or removes, then NFT_MSG_NEWGEN when it commits (with the committing process's name). "+
-		"Every message is timestamped when received and searched for IPv4 addresses (an address in a set element or a rule expression is 4 consecutive bytes).", st.MonitorRcvBufMB)
-	m.p("- **Cold full sync.** From the moment the proxy process is launched to the commit after which the kernel holds every rule: "+
-		"the later of (a) the first commit after every expected address (all cluster IPs and endpoints) has appeared in a notification and "+
-		"(b) the last commit received before the proxy's `kubeproxy_sync_proxy_rules_last_timestamp_seconds` covered both IP families. "+
+		"Every message is timestamped when received and searched for IPv4 addresses (an address in a set element or a rule expression is 4 consecutive bytes). "+
+		"It listens for the changes only: during a cold sync it leaves the group, since while anyone listens the kernel builds a message for every object a transaction adds (750,000 for 50,000 Services), in the proxy's committing thread, which a node without an observer never pays.", st.MonitorRcvBufMB)
+	m.p("- **Cold full sync.** From the moment the proxy process is launched to the commit after which the kernel holds every rule. "+
+		"The nf_tables generation of node-a is polled (NFT_MSG_GETGEN) every %s; once the proxy's `kubeproxy_sync_proxy_rules_last_timestamp_seconds` covered both IP families and the generation stayed unchanged for 300 ms, "+
+		"every rule and set element of node-a is dumped and searched for every expected address (all cluster IPs and endpoints) as the observer searches notifications. "+
+		"The sync ended with the last commit before the search that found them all (searched again after each later commit, up to %s); a commit is seen at most one polling interval after it happened. "+
 		"The proxy's own view is shown beside it: that metric minus the launch time, and the sum of `kubeproxy_sync_proxy_rules_duration_seconds`. "+
-		"At each N the cold sync is measured %d time(s) (see Floor) and the fastest counts.", max(1, st.ColdRuns))
+		"At each N the cold sync is measured %d time(s) (see Floor) and the fastest counts.", genPollEvery, coldKernelTimeout, max(1, st.ColdRuns))
 	m.p("- **One-endpoint change.** %d samples per proxy and N. Each replaces one endpoint of a random Service's slice by a never-used address (10.251.x.y) and sets `endpoints.kubernetes.io/last-change-trigger-time`; "+
 		"the sample runs from just before the API write to the first notification holding the new address. "+
 		"A change is written only once the proxy is idle: at least %.1f s after the previous write and after the last commit in node-a, so that no sample waits for the minSyncPeriod rate limiter. "+
@@ -663,12 +665,11 @@ func observerNotes(all []*ProxyRun) []string {
 	return notes
 }
 
-// processNotes says, per proxy, which processes made its commits and how often it ran
-// nft, and whether the observer lost notifications during its cold syncs.
+// processNotes says, per proxy, how often it ran its tools and, in iptables-legacy,
+// which restore programs loaded its rules.
 func processNotes(all []*ProxyRun) []string {
 	procs := map[string]map[string]bool{}
 	runs := map[string]int{}
-	enobufs := map[string]int{}
 	for _, p := range all {
 		if procs[p.Proxy] == nil {
 			procs[p.Proxy] = map[string]bool{}
@@ -677,7 +678,6 @@ func processNotes(all []*ProxyRun) []string {
 			for _, c := range p.Cold.CommitProcs {
 				procs[p.Proxy][c] = true
 			}
-			enobufs[p.Proxy] += p.Cold.ENOBUFS
 		}
 		runs[p.Proxy] += p.NFTRunsTotal()
 	}
@@ -696,14 +696,9 @@ func processNotes(all []*ProxyRun) []string {
 			notes = append(notes, fmt.Sprintf("%s loaded its rules and sets with %s (tool wrapper log); it ran its tools (iptables, ipset, nft) %s times over the whole benchmark.",
 				name, strings.Join(ps, ", "), comma(runs[name])))
 		case strings.Contains(name, "-iptables-"):
-			notes = append(notes, fmt.Sprintf("%s's commits were made by process %s (the NEWGEN notifications name the committing process); it ran its tools (iptables, ipset, nft) %s times over the whole benchmark (tool wrapper log).",
-				name, strings.Join(ps, ", "), comma(runs[name])))
+			notes = append(notes, fmt.Sprintf("%s ran its tools (iptables, ipset, nft) %s times over the whole benchmark (tool wrapper log).", name, comma(runs[name])))
 		default:
-			notes = append(notes, fmt.Sprintf("%s's commits were made by process %s (the NEWGEN notifications name the committing process); it ran nft %s times over the whole benchmark (nft wrapper log).",
-				name, strings.Join(ps, ", "), comma(runs[name])))
-		}
-		if enobufs[name] > 0 {
-			notes = append(notes, fmt.Sprintf("The observer's receive buffer overflowed (ENOBUFS) %d times during %s's cold syncs: some notifications were lost, so the cold sync end fell back on the proxy's metric where an expected address went unseen.", enobufs[name], name))
+			notes = append(notes, fmt.Sprintf("%s ran nft %s times over the whole benchmark (nft wrapper log).", name, comma(runs[name])))
 		}
 	}
 	return notes
@@ -718,7 +713,7 @@ func runNotes(p *ProxyRun) []string {
 		where = p.Proxy + " (baseline)"
 	}
 	if p.Cold != nil && p.Cold.Unseen > 0 {
-		notes = append(notes, fmt.Sprintf("%s: %d of %d expected addresses never appeared in a notification; cold sync end: %s.", where, p.Cold.Unseen, p.Cold.Expected, p.Cold.Criterion))
+		notes = append(notes, fmt.Sprintf("%s: %d of %d expected addresses were not in the kernel's rules and sets after its cold sync; cold sync end: %s.", where, p.Cold.Unseen, p.Cold.Expected, p.Cold.Criterion))
 	}
 	if p.Leftovers != "" {
 		notes = append(notes, fmt.Sprintf("%s: its own cleanup left rules in node-a (removed before the next cold sync): `%s`", where, oneLine(p.Leftovers, 160)))

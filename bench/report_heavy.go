@@ -38,7 +38,7 @@ func writeHeavy(m *md, r *Results) {
 func heavyLines() []scaleLine {
 	lines := []scaleLine{
 		{"**Cold full sync** (launch → kernel holds every rule)", num(coldOf(func(c *Cold) float64 { return c.S() }), fs)},
-		{"  commits / notifications received", txt(coldCommitsText)},
+		{"  commits", txt(coldCommitsText)},
 	}
 	lines = append(lines, latencyRows("**One-endpoint change** in a 1,000-endpoint slice,", changeOf)...)
 	lines = append(lines, scaleLine{"  samples (missed)", txt(func(p *ProxyRun) string { return samplesText(p.Change) })})

@@ -165,7 +165,7 @@ func iptLines() []scaleLine {
 		{"  proxy's metric: sum of sync durations", txt(syncSumText)},
 		{"  of which the largest tool run (wall)", num(coldMaxNFTWall, fs)},
 		{"  largest tool input (lines, MB)", txt(coldMaxNFTInputText)},
-		{"  commits (iptables-legacy: restore runs) / notifications", txt(coldCommitsText)},
+		{"  commits (iptables-legacy: restore runs)", txt(coldCommitsText)},
 		{"**Floor**: `ipset restore` + `iptables-restore` of its own rules, empty namespace", num(floorOf(func(f *Floor) float64 { return f.S() }), fs)},
 		{"  rules and sets dumped", txt(rulesetSizeText)},
 		{"  the tools' peak RSS loading them (vs the proxy's largest child)", txt(floorRSSText)},

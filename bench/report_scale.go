@@ -210,7 +210,7 @@ func coldLines() []scaleLine {
 		{"  proxy's metric: sum of sync durations", txt(syncSumText)},
 		{"  of which the largest nft run (wall)", num(coldMaxNFTWall, fs)},
 		{"  largest nft input (lines, MB)", txt(coldMaxNFTInputText)},
-		{"  commits / notifications received", txt(coldCommitsText)},
+		{"  commits", txt(coldCommitsText)},
 	}
 }
 
@@ -246,7 +246,7 @@ func coldCommitsText(p *ProxyRun) string {
 	if p.Cold == nil {
 		return dash
 	}
-	return fmt.Sprintf("%d / %s", p.Cold.Commits, comma(int(p.Cold.Msgs)))
+	return comma(p.Cold.Commits)
 }
 
 // floorLines are the rows of the floor: nft alone loading the proxy's ruleset.

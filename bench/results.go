@@ -269,9 +269,8 @@ type Cold struct {
 	KernelS float64 `json:"kernel_s"`
 	// Criterion says which kernel-side event ended the sync.
 	Criterion string `json:"criterion"`
-	// AllSeenS: when the last expected address first appeared in a notification;
-	// AllSeenGenS: the commit (NEWGEN) that followed it.
-	AllSeenS    float64 `json:"all_seen_s"`
+	// AllSeenGenS: the last commit before the kernel was found holding every expected
+	// address (polledColdEnd).
 	AllSeenGenS float64 `json:"all_seen_gen_s"`
 	// MetricGenS: the last commit received before the proxy's
 	// kubeproxy_sync_proxy_rules_last_timestamp_seconds covered both families.
@@ -284,8 +283,6 @@ type Cold struct {
 	SyncCount     float64  `json:"sync_count"`
 	Commits       int      `json:"commits"`
 	CommitProcs   []string `json:"commit_procs"`
-	Msgs          int64    `json:"msgs"`
-	ENOBUFS       int      `json:"enobufs"`
 	Expected      int      `json:"expected"`
 	Unseen        int      `json:"unseen"`
 	// RunsS are the KernelS of every cold sync of this proxy at this N, in order: the

@@ -595,8 +595,8 @@ func (r *runner) coldPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int, fu
 	}
 	c.RunsS = append(runs, c.KernelS)
 	c.FastestS = slices.Min(c.RunsS)
-	r.logf("  cold sync %.2fs (kernel: %s; proxy metric %.2fs; %d commits by %v; %d messages; ENOBUFS %d; unseen %d/%d); every run %v, fastest %.2fs",
-		c.KernelS, c.Criterion, c.MetricS, c.Commits, c.CommitProcs, c.Msgs, c.ENOBUFS, c.Unseen, c.Expected, roundAll(c.RunsS), c.FastestS)
+	r.logf("  cold sync %.2fs (kernel: %s; proxy metric %.2fs; %d commits; unseen %d/%d); every run %v, fastest %.2fs",
+		c.KernelS, c.Criterion, c.MetricS, c.Commits, c.Unseen, c.Expected, roundAll(c.RunsS), c.FastestS)
 	return nil
 }
 
