@@ -37,7 +37,7 @@ const genPollEvery = 5 * time.Millisecond
 
 // StartGenPoller opens a NETLINK_NETFILTER socket inside namespace h and starts polling.
 func StartGenPoller(h vnetns.NsHandle, every time.Duration) (*GenPoller, error) {
-	fd, err := netfilterSocket(h)
+	fd, err := netfilterSocket(h, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -52,9 +52,9 @@ func StartGenPoller(h vnetns.NsHandle, every time.Duration) (*GenPoller, error) 
 	return p, nil
 }
 
-// netfilterSocket returns a NETLINK_NETFILTER socket created inside namespace h, with a
-// receive timeout so that a lost answer cannot block its reader.
-func netfilterSocket(h vnetns.NsHandle) (int, error) {
+// netfilterSocket returns a bound NETLINK_NETFILTER socket created inside namespace h,
+// with a receive timeout so that a lost answer cannot block its reader.
+func netfilterSocket(h vnetns.NsHandle, timeout time.Duration) (int, error) {
 	fd := -1
 	err := netns.DoIn(h, func() error {
 		var err error
@@ -66,7 +66,7 @@ func netfilterSocket(h vnetns.NsHandle) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	tv := unix.Timeval{Sec: 5}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("SO_RCVTIMEO: %w", err)
@@ -295,7 +295,7 @@ type nftSet struct {
 // set element of namespace h holds: it dumps every rule and the elements of every set and
 // searches them as the Monitor searches notifications (an address is 4 consecutive bytes).
 func KernelUnseen(h vnetns.NsHandle, addrs []netip.Addr) (int, error) {
-	fd, err := netfilterSocket(h)
+	fd, err := netfilterSocket(h, 5*time.Second)
 	if err != nil {
 		return len(addrs), err
 	}
@@ -330,24 +330,17 @@ func KernelUnseen(h vnetns.NsHandle, addrs []netip.Addr) (int, error) {
 // parseSet reads the family, table and name of an NFT_MSG_NEWSET message.
 func parseSet(p []byte) nftSet {
 	var s nftSet
-	if len(p) < 4 {
-		return s
+	if len(p) > 0 {
+		s.family = p[0]
 	}
-	s.family, p = p[0], p[4:]
-	for len(p) >= 4 {
-		l := int(binary.NativeEndian.Uint16(p[0:2]))
-		t := binary.NativeEndian.Uint16(p[2:4]) & 0x3fff
-		if l < 4 || l > len(p) {
-			break
-		}
+	eachAttr(p, func(t uint16, v []byte) {
 		switch t {
 		case nftaSetTable:
-			s.table = cString(p[4:l])
+			s.table = cString(v)
 		case nftaSetName:
-			s.name = cString(p[4:l])
+			s.name = cString(v)
 		}
-		p = p[min((l+3)&^3, len(p)):]
-	}
+	})
 	return s
 }
 

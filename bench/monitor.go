@@ -10,8 +10,6 @@ import (
 
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/portico-dev/portico/e2e/harness/netns"
 )
 
 // Monitor listens to the nf_tables notifications of one network namespace (netlink group
@@ -111,19 +109,13 @@ func StartConntrackMonitor(h vnetns.NsHandle) (*Monitor, error) {
 }
 
 func startMonitor(h vnetns.NsHandle, group int) (*Monitor, error) {
-	m := &Monitor{fd: -1, group: group, done: make(chan struct{}), byType: map[string]int64{},
-		watches: map[[4]byte]*Watch{}}
-	err := netns.DoIn(h, func() error {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		if err != nil {
-			return fmt.Errorf("netlink socket: %w", err)
-		}
-		m.fd = fd
-		return nil
-	})
+	// A receive timeout lets the reader notice Close.
+	fd, err := netfilterSocket(h, 200*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
+	m := &Monitor{fd: fd, group: group, done: make(chan struct{}), byType: map[string]int64{},
+		watches: map[[4]byte]*Watch{}}
 	if err := m.setup(group); err != nil {
 		unix.Close(m.fd)
 		return nil, err
@@ -135,14 +127,6 @@ func startMonitor(h vnetns.NsHandle, group int) (*Monitor, error) {
 func (m *Monitor) setup(group int) error {
 	if err := unix.SetsockoptInt(m.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf); err != nil {
 		return fmt.Errorf("SO_RCVBUFFORCE: %w", err)
-	}
-	// A receive timeout lets the reader notice Close.
-	tv := unix.Timeval{Usec: 200_000}
-	if err := unix.SetsockoptTimeval(m.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("SO_RCVTIMEO: %w", err)
-	}
-	if err := unix.Bind(m.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("bind: %w", err)
 	}
 	if err := unix.SetsockoptInt(m.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, group); err != nil {
 		return fmt.Errorf("join netfilter group %d: %w", group, err)
@@ -252,34 +236,35 @@ func (m *Monitor) scan(p []byte, now time.Time, name string) {
 
 func parseGen(p []byte, now time.Time) Gen {
 	g := Gen{At: now}
-	if len(p) < 4 {
-		return g
-	}
-	p = p[4:] // struct nfgenmsg
-	for len(p) >= 4 {
-		l := int(binary.NativeEndian.Uint16(p[0:2]))
-		t := binary.NativeEndian.Uint16(p[2:4]) & 0x3fff
-		if l < 4 || l > len(p) {
-			break
-		}
-		v := p[4:l]
+	eachAttr(p, func(t uint16, v []byte) {
 		switch {
 		case t == nftaGenID && len(v) >= 4:
 			g.ID = binary.BigEndian.Uint32(v)
 		case t == nftaGenProcPID && len(v) >= 4:
 			g.PID = binary.BigEndian.Uint32(v)
 		case t == nftaGenProcName:
-			for i, c := range v {
-				if c == 0 {
-					v = v[:i]
-					break
-				}
-			}
-			g.Proc = string(v)
+			g.Proc = cString(v)
 		}
+	})
+	return g
+}
+
+// eachAttr calls f with the type (flags cleared) and value of every top-level attribute
+// of an nf_tables message's payload p (after its struct nfgenmsg).
+func eachAttr(p []byte, f func(t uint16, v []byte)) {
+	if len(p) < 4 {
+		return
+	}
+	p = p[4:] // struct nfgenmsg
+	for len(p) >= 4 {
+		l := int(binary.NativeEndian.Uint16(p[0:2]))
+		t := binary.NativeEndian.Uint16(p[2:4]) & 0x3fff
+		if l < 4 || l > len(p) {
+			return
+		}
+		f(t, p[4:l])
 		p = p[min((l+3)&^3, len(p)):]
 	}
-	return g
 }
 
 func key4(a netip.Addr) [4]byte { return a.As4() }
@@ -337,19 +322,6 @@ func (s MonitorStats) Delta(prev MonitorStats) MonitorStats {
 		}
 	}
 	return d
-}
-
-// GensBetween returns the commits received in [from, to].
-func (m *Monitor) GensBetween(from, to time.Time) []Gen {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []Gen
-	for _, g := range m.gens {
-		if !g.At.Before(from) && !g.At.After(to) {
-			out = append(out, g)
-		}
-	}
-	return out
 }
 
 // LastGen returns when the last commit was received (zero if none).
