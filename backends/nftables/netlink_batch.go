@@ -28,14 +28,12 @@ type nlBatch struct {
 	family byte   // NFPROTO_IPV4 or NFPROTO_IPV6
 	buf    []byte // the complete messages, in order
 	msgs   int
-	// msg is the offset of the message being written (or of the last one); list that of
-	// its open element list (NEWSETELEM, DELSETELEM), -1 when none is open.
-	msg, list int
+	msg    int // the offset of the message being written (or of the last one)
 }
 
 // newBatch starts a batch for the table of family f.
 func newBatch(f fam) *nlBatch {
-	b := &nlBatch{family: unix.NFPROTO_IPV4, list: -1}
+	b := &nlBatch{family: unix.NFPROTO_IPV4}
 	if f.ip == "ip6" {
 		b.family = unix.NFPROTO_IPV6
 	}
@@ -230,15 +228,15 @@ func (b *nlBatch) writeEndpoint(f fam, o epOp, withValue bool) {
 // elements writes n elements (write(i) appends the i-th) into messages of type typ for
 // set, starting a new message when one's element list would outgrow maxElementBytes.
 func (b *nlBatch) elements(typ uint16, flags netlink.HeaderFlags, set string, n int, write func(i int)) error {
+	list := 0 // the offset of the open message's element list
 	open := func() {
 		b.begin(typ, flags)
 		b.attrString(unix.NFTA_SET_ELEM_LIST_TABLE, tableName)
 		b.attrString(unix.NFTA_SET_ELEM_LIST_SET, set)
-		b.list = b.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+		list = b.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
 	}
 	closeMsg := func() {
-		b.unnest(b.list)
-		b.list = -1
+		b.unnest(list)
 		b.end()
 	}
 	for i := range n {
@@ -250,7 +248,7 @@ func (b *nlBatch) elements(typ uint16, flags netlink.HeaderFlags, set string, n 
 		if len(b.buf)-start > maxElementBytes {
 			return fmt.Errorf("encoding an element of %s: %w", set, errAttrTooLong)
 		}
-		if len(b.buf)-b.list > maxElementBytes && start > b.list+unix.NLA_HDRLEN {
+		if len(b.buf)-list > maxElementBytes && start > list+unix.NLA_HDRLEN {
 			// The element goes to the next message.
 			el := append([]byte(nil), b.buf[start:]...)
 			b.buf = b.buf[:start]

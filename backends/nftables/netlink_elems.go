@@ -110,11 +110,6 @@ func frontendKeyBytes(f fam, addr, proto, port string) ([]byte, bool) {
 	return append(key, 0, 0), true
 }
 
-// endpointElem encodes an endpoint-map element (endpointKey, endpointValue).
-func endpointElem(o epOp, f fam) nlElem {
-	return nlElem{key: endpointKey(nil, o), value: endpointValue(nil, f, o)}
-}
-
 // endpointKey appends the key of o's element to dst: numgen's 32-bit result (the slot) in
 // host byte order.
 func endpointKey(dst []byte, o epOp) []byte {

@@ -226,7 +226,8 @@ func TestBatchEncoding(t *testing.T) {
 	}
 	var eps []nlElem
 	for i := range 3000 {
-		eps = append(eps, endpointElem(epOp{m: "endpoints-tcp-00", slot: uint32(i), ep: netipAddrPort(i)}, newFam(model.IPv4)))
+		o := epOp{m: "endpoints-tcp-00", slot: uint32(i), ep: netipAddrPort(i)}
+		eps = append(eps, nlElem{key: endpointKey(nil, o), value: endpointValue(nil, newFam(model.IPv4), o)})
 	}
 	if err := b.addElements("endpoints-tcp-00", eps); err != nil {
 		t.Fatal(err)

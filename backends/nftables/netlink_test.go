@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
@@ -14,44 +15,89 @@ import (
 
 // TestEndpointElementEncoding: keys are numgen's 32-bit result in host byte order; values
 // the address in network byte order, then the port in network byte order padded to a
-// 32-bit register; deletions carry the key only.
+// 32-bit register; deletions carry the key only. It decodes the elements of the batches
+// that addEndpoints and deleteEndpoints write.
 func TestEndpointElementEncoding(t *testing.T) {
-	ops := []epOp{
-		{m: "endpoints-tcp-1", slot: 4097, ep: netip.MustParseAddrPort("10.1.2.3:8080")},
-	}
-	got := []nlElem{endpointElem(ops[0], newFam(model.IPv4))}
 	key := binary.NativeEndian.AppendUint32(nil, 4097)
-	if !bytes.Equal(got[0].key, key) {
-		t.Errorf("key % x, want % x", got[0].key, key)
-	}
-	value := []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}
-	if !bytes.Equal(got[0].value, value) {
-		t.Errorf("IPv4 value % x, want % x", got[0].value, value)
-	}
-	v6 := []epOp{{m: "endpoints-tcp-1", slot: 1, ep: netip.MustParseAddrPort("[fd00::1]:53")}}
-	got6 := []nlElem{endpointElem(v6[0], newFam(model.IPv6))}
-	want := append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)
-	if !bytes.Equal(got6[0].value, want) {
-		t.Errorf("IPv6 value % x, want % x", got6[0].value, want)
-	}
-	for _, del := range []bool{false, true} {
-		b := newBatch(newFam(model.IPv4))
-		write := b.addEndpoints
-		if del {
-			write = b.deleteEndpoints
-		}
-		if err := write(newFam(model.IPv4), ops); err != nil {
-			t.Fatal(err)
-		}
-		msgs := batchMessages(t, b)
-		wantType := map[bool]uint16{false: unix.NFT_MSG_NEWSETELEM, true: unix.NFT_MSG_DELSETELEM}[del]
-		if len(msgs) != 1 || uint16(msgs[0].Header.Type)&0xff != wantType {
-			t.Fatalf("deletion %v: messages %+v", del, msgs)
-		}
-		if !bytes.Contains(msgs[0].Data, key) || bytes.Contains(msgs[0].Data, value) == del {
-			t.Errorf("deletion %v: message % x: key %v, value %v", del, msgs[0].Data, bytes.Contains(msgs[0].Data, key), bytes.Contains(msgs[0].Data, value))
+	for _, tc := range []struct {
+		f     model.Family
+		ep    string
+		value []byte
+	}{
+		{model.IPv4, "10.1.2.3:8080", []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}},
+		{model.IPv6, "[fd00::1]:53", append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)},
+	} {
+		ops := []epOp{{m: "endpoints-tcp-1", slot: 4097, ep: netip.MustParseAddrPort(tc.ep)}}
+		for _, del := range []bool{false, true} {
+			b := newBatch(newFam(tc.f))
+			write, wantType, want := b.addEndpoints, uint16(unix.NFT_MSG_NEWSETELEM), nlElem{key: key, value: tc.value}
+			if del {
+				write, wantType, want = b.deleteEndpoints, unix.NFT_MSG_DELSETELEM, nlElem{key: key}
+			}
+			if err := write(newFam(tc.f), ops); err != nil {
+				t.Fatal(err)
+			}
+			typ, got := batchElements(t, b)
+			if typ != wantType || len(got) != 1 || !bytes.Equal(got[0].key, want.key) || !bytes.Equal(got[0].value, want.value) {
+				t.Errorf("%s %s, deletion %v: message type %d, elements %+v; want type %d, element %+v", tc.f, tc.ep, del, typ, got, wantType, want)
+			}
 		}
 	}
+}
+
+// batchElements decodes the keys and values of the elements of a batch of one element
+// message, and returns that message's type.
+func batchElements(t *testing.T, b *nlBatch) (uint16, []nlElem) {
+	t.Helper()
+	msgs := batchMessages(t, b)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	var out []nlElem
+	ad := mustDecoder(t, msgs[0].Data[4:])
+	for ad.Next() {
+		if ad.Type() != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			continue
+		}
+		list := mustDecoder(t, ad.Bytes())
+		for list.Next() {
+			var e nlElem
+			el := mustDecoder(t, list.Bytes())
+			for el.Next() {
+				switch el.Type() {
+				case unix.NFTA_SET_ELEM_KEY:
+					e.key = dataValue(t, el.Bytes())
+				case unix.NFTA_SET_ELEM_DATA:
+					e.value = dataValue(t, el.Bytes())
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	return uint16(msgs[0].Header.Type) & 0xff, out
+}
+
+// dataValue returns the NFTA_DATA_VALUE inside an encoded nested attribute.
+func dataValue(t *testing.T, b []byte) []byte {
+	t.Helper()
+	ad := mustDecoder(t, b)
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_DATA_VALUE {
+			return ad.Bytes()
+		}
+	}
+	t.Fatalf("no NFTA_DATA_VALUE in % x", b)
+	return nil
+}
+
+// mustDecoder returns a decoder of b's attributes.
+func mustDecoder(t *testing.T, b []byte) *netlink.AttributeDecoder {
+	t.Helper()
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ad
 }
 
 // TestGroupByMap: operations go per map, maps in name order, no group longer than
