@@ -18,10 +18,16 @@ type runner struct {
 	now                      func() time.Time
 	// check, when set, runs every checkEvery between syncs, in the loop's goroutine (so
 	// never during a sync); when it returns true a sync is due as soon as minInterval
-	// allows.
+	// allows. A sync requested while it runs cancels its context (see runCheck): check
+	// must then return soon, report false and change nothing.
 	check      func(ctx context.Context) bool
 	checkEvery time.Duration
 }
+
+// maxCheckInterruptions is how many checks in a row a requested sync may cancel; the next
+// one runs to its end whatever is requested meanwhile, so that constant churn cannot keep
+// the rules from being checked.
+const maxCheckInterruptions = 3
 
 func newRunner(minInterval, maxInterval time.Duration, sync func(context.Context) error) *runner {
 	return &runner{
@@ -64,6 +70,10 @@ type runState struct {
 	lastRun  time.Time
 	pending  bool
 	failures int
+	// recheck: the last check was cancelled by a requested sync, and runs again after it;
+	// interrupted counts the checks cancelled in a row.
+	recheck     bool
+	interrupted int
 }
 
 // Run loops until ctx is done. The first sync runs immediately. Between syncs it runs the
@@ -81,7 +91,7 @@ func (r *runner) Run(ctx context.Context) {
 		case <-r.trigger:
 			st.pending = true
 		case <-checks:
-			st.pending = r.check(ctx) || st.pending
+			r.runCheck(ctx, &st)
 		case <-timer.C:
 		}
 		due := r.due(st)
@@ -90,8 +100,46 @@ func (r *runner) Run(ctx context.Context) {
 			continue
 		}
 		r.runOnce(ctx, &st)
+		if st.recheck {
+			r.runCheck(ctx, &st)
+		}
 		resetTimer(timer, r.due(st).Sub(r.now()))
 	}
+}
+
+// runCheck runs the check. A sync requested meanwhile cancels it, unless the last
+// maxCheckInterruptions checks were all cancelled: a change does not wait for a check
+// (with iptables, a check runs a dozen commands per family), and the cancelled check runs
+// again right after the sync. It records in st whether a sync is due.
+func (r *runner) runCheck(ctx context.Context, st *runState) {
+	if st.interrupted >= maxCheckInterruptions {
+		st.recheck, st.interrupted = false, 0
+		st.pending = r.check(ctx) || st.pending
+		return
+	}
+	checkCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	requested := make(chan bool, 1)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-r.trigger:
+			cancel()
+			requested <- true
+		case <-done:
+			requested <- false
+		}
+	}()
+	repair := r.check(checkCtx)
+	close(done)
+	if <-requested {
+		st.pending, st.recheck = true, true
+		st.interrupted++
+		klog.FromContext(ctx).V(4).Info("A sync was requested during the rules check; the check runs again after it", "interruptedInARow", st.interrupted)
+	} else {
+		st.recheck, st.interrupted = false, 0
+	}
+	st.pending = repair || st.pending
 }
 
 // due returns when the next sync should run.

@@ -43,7 +43,9 @@ func (p *Proxier) startVerifying(ctx context.Context) {
 // since, still has its rules in the kernel. A family whose rules are missing is logged,
 // counted, reported unhealthy until a sync repairs it, and marked for a full sync;
 // verifyRules then reports true, for the runner to sync at once. An error that is not
-// backends.ErrRulesMissing (the backend cannot tell) is logged only.
+// backends.ErrRulesMissing (the backend cannot tell) is logged only. When ctx is cancelled
+// (the runner cancels a check when a sync is requested) it stops at once: a cancelled
+// check is postponed, not an error.
 func (p *Proxier) verifyRules(ctx context.Context, v backends.Verifier) bool {
 	logger := klog.FromContext(ctx)
 	repair := false
@@ -54,6 +56,9 @@ func (p *Proxier) verifyRules(ctx context.Context, v backends.Verifier) bool {
 		err := v.Verify(ctx, fam)
 		switch {
 		case err == nil:
+		case ctx.Err() != nil:
+			logger.V(4).Info("Rules check cancelled; it runs again after the sync", "family", fam, "backend", p.backend.Name())
+			return repair
 		case errors.Is(err, backends.ErrRulesMissing):
 			logger.Error(err, "The rules are missing from the kernel; repairing them with a full sync",
 				"family", fam, "backend", p.backend.Name())

@@ -315,3 +315,63 @@ func TestRunnerCheck(t *testing.T) {
 	mu.Unlock()
 	log.waitRuns(t, 2)
 }
+
+// TestRunnerCancelsCheckForSync: a sync requested while the check runs cancels the check
+// and runs at once; the check runs again after the sync; after maxCheckInterruptions
+// cancelled checks in a row, the next one runs to its end and the sync waits for it.
+func TestRunnerCancelsCheckForSync(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	ended := make(chan bool, 16) // whether each check was cancelled
+	r, log := startRunner(t, time.Millisecond, time.Hour, func(r *runner) {
+		r.setCheck(20*time.Millisecond, func(ctx context.Context) bool {
+			select {
+			case started <- struct{}{}:
+			case <-ctx.Done():
+				return false
+			}
+			select {
+			case <-ctx.Done():
+				ended <- true
+			case <-release:
+				ended <- false
+			}
+			return false
+		})
+	}, nil)
+	log.waitRuns(t, 1)
+	for i := range maxCheckInterruptions + 1 {
+		waitFor(t, started, "check %d to start", i)
+		r.Request()
+		runs := i + 2
+		if i == maxCheckInterruptions {
+			select {
+			case <-ended:
+				t.Fatalf("check %d was cancelled after %d cancelled in a row", i, maxCheckInterruptions)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if n := len(log.Times()); n != runs-1 {
+				t.Fatalf("%d runs while the uncancellable check %d ran, want %d", n, i, runs-1)
+			}
+			close(release)
+		}
+		if cancelled := waitFor(t, ended, "check %d to end", i); cancelled != (i < maxCheckInterruptions) {
+			t.Fatalf("check %d cancelled: %t, want %t", i, cancelled, i < maxCheckInterruptions)
+		}
+		log.waitRuns(t, runs)
+	}
+}
+
+// waitFor receives from ch, failing the test after waitTimeout.
+func waitFor[T any](t *testing.T, ch <-chan T, what string, args ...any) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for "+what, args...)
+	}
+	var zero T
+	return zero
+}

@@ -44,10 +44,14 @@ func (b *Backend) Verify(ctx context.Context, f model.Family) error {
 	return nil
 }
 
-// verifyRules lists the built-in chains and the verified fixed chains.
+// verifyRules lists the built-in chains and the verified fixed chains. It stops before
+// the next command once ctx is cancelled (a sync was requested: see proxier's runner).
 func (fs *familyState) verifyRules(ctx context.Context, k kernel) error {
 	f := fs.x.f
 	for _, j := range jumps() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("checking the rules of %s: %w", f, err)
+		}
 		rules, _, err := k.ListChain(ctx, f, j.table, j.chain)
 		if err != nil {
 			return fmt.Errorf("checking the jump from %s %s: %w", j.table, j.chain, err)
@@ -58,6 +62,9 @@ func (fs *familyState) verifyRules(ctx context.Context, k kernel) error {
 		}
 	}
 	for _, v := range verifiedChains {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("checking the rules of %s: %w", f, err)
+		}
 		rules, exists, err := k.ListChain(ctx, f, v.table, v.chain)
 		if err != nil {
 			return fmt.Errorf("checking chain %s %s: %w", v.table, v.chain, err)

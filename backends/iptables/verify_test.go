@@ -83,3 +83,21 @@ func TestVerifyReadsHeadersFirst(t *testing.T) {
 		t.Fatalf("Verify after iptables -t nat -F = %v, want ErrRulesMissing", err)
 	}
 }
+
+// TestVerifyStopsWhenCancelled: a check whose context is cancelled (the proxier's runner
+// cancels it when a sync is requested) lists nothing more, reports the cancellation and
+// not missing rules, and leaves the next check to list as before.
+func TestVerifyStopsWhenCancelled(t *testing.T) {
+	b, k := fakeBackend(t)
+	st := backendtest.FlowStates(t)[0]
+	backendtest.SyncAll(t, b, nil, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := b.Verify(ctx, model.IPv4)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, backends.ErrRulesMissing) || k.lists != 0 {
+		t.Fatalf("Verify with a cancelled context = %v after %d listings, want context.Canceled after none", err, k.lists)
+	}
+	if err := b.Verify(context.Background(), model.IPv4); err != nil || k.lists == 0 {
+		t.Fatalf("Verify after the cancelled one = %v after %d listings, want nil after listing", err, k.lists)
+	}
+}
