@@ -170,6 +170,8 @@ func iptLines() []scaleLine {
 		{"  rules and sets dumped", txt(rulesetSizeText)},
 		{"  the tools' peak RSS loading them (vs the proxy's largest child)", txt(floorRSSText)},
 		{"  cold sync / floor", num(coldOverFloor, ftimes)},
+		{"**Change floor**: one chain rewritten onto those rules (`iptables-restore --noflush`, median of 5)", num(floorOf(func(f *Floor) float64 { return f.ChangeMedianMs }), fms)},
+		{"  the chain rewritten", txt(changeChainText)},
 	}
 	lines = append(lines, changeLines()[:6]...)
 	lines = append(lines, scaleLine{"  confirmed by a connection translated to the new address (iptables-legacy)", txt(verifiedText)})
@@ -392,6 +394,8 @@ func writeIPTMethod(m *md, r *Results) {
 		"Each iptables change phase ends after %s even if fewer than %d samples were taken (the samples column says how many). Churn is measured in nftables mode only.", lim, time.Duration(st.ChangeBudgetS*float64(time.Second)).Round(time.Second), st.ChangeSamples)
 	m.p("- **iptables floor.** After the cold sync, the proxy's own chains, their rules and the rules that jump to them (`iptables-save` of the variant, per family, keeping its `PORTICO-`/`KUBE-` chains as `portico dump` does) and its ipsets (`ipset save`) are loaded into a fresh, empty namespace by `ipset restore`, then the variant's `iptables-restore` and `ip6tables-restore` without `--noflush`, timed together (fastest of five, as above). " +
 		"kube-proxy's `-m nfacct` counter matches are left out of its dump: their accounting object exists only where kube-proxy created it.")
+	m.p("- **iptables change floor.** Then, in another fresh namespace loaded the same way, the first nat chain of the IPv4 dump that picks an endpoint at random (portico's `PORTICO-C-…`, kube-proxy's `KUBE-SVC-…`) is redeclared and its rules written again by the variant's `iptables-restore --noflush`, five times, through the same wrapper as the proxy's runs; the median counts. " +
+		"It is the least any change costs over that table: iptables-nft's kernel validates every chain reachable from the base chains on each commit that adds a rule (once per base chain that reaches them), iptables-legacy copies the whole table out of the kernel and back.")
 }
 
 // iptSummary is one sentence on both proxies in mode v at s.
@@ -422,4 +426,18 @@ func iptSummary(s *ScaleRun, v ModeSpec) string {
 		}
 	}
 	return t + "."
+}
+
+// changeChainText names the change floor's chain and its rule count, or its error.
+func changeChainText(p *ProxyRun) string {
+	switch f := p.Floor; {
+	case f == nil || f.Error != "":
+		return dash
+	case f.ChangeError != "":
+		return "failed: " + f.ChangeError
+	case f.ChangeChain == "":
+		return dash
+	default:
+		return fmt.Sprintf("%s (%d rules)", f.ChangeChain, f.ChangeRules)
+	}
 }

@@ -319,6 +319,13 @@ type Floor struct {
 	MaxRSSKiB    int64     `json:"max_rss_kib"`
 	CPUS         float64   `json:"cpu_s"`
 	Error        string    `json:"error,omitempty"`
+	// The change floor (iptables mode, floor_change.go): ChangeChain, of ChangeRules
+	// rules, rewritten onto the loaded rules; each run and their median, in ms.
+	ChangeChain    string    `json:"change_chain,omitempty"`
+	ChangeRules    int       `json:"change_rules,omitempty"`
+	ChangeRunsMs   []float64 `json:"change_runs_ms,omitempty"`
+	ChangeMedianMs float64   `json:"change_median_ms,omitempty"`
+	ChangeError    string    `json:"change_error,omitempty"`
 }
 
 // Latency is a set of one-endpoint change samples, in milliseconds.

@@ -651,6 +651,11 @@ func (r *runner) floorPhaseIPT(ctx context.Context, p Proxy, pr *ProxyRun, n int
 		pr.Floor = measureFloorWith(func() (time.Duration, NFTRuns, error) {
 			return loadSteps(ctx, r.e.Topo, steps, logPath)
 		}, d.bytes, d.lines)
+		if pr.Floor.Error == "" {
+			changeFloor(ctx, r.e.Topo, d, steps, filepath.Join(r.work, "wrap-ipt"), p.Mode().Variant, logPath, pr.Floor)
+			r.logf("  change floor: %s (%d rules) rewritten onto them: %v ms (median %.1f ms) %s", pr.Floor.ChangeChain, pr.Floor.ChangeRules,
+				pr.Floor.ChangeRunsMs, pr.Floor.ChangeMedianMs, pr.Floor.ChangeError)
+		}
 		keep := ""
 		if r.o.LogDir != "" && os.MkdirAll(r.o.LogDir, 0o755) == nil {
 			keep = r.o.LogDir
