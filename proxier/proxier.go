@@ -146,8 +146,11 @@ func (p *Proxier) Run(ctx context.Context) error {
 	defer stop()
 	prepared := p.prepareBackend(ctx, stop)
 	logger.Info("Waiting for the informer caches", "node", p.opts.Node.Name, "backend", p.backend.Name())
+	waitStart := time.Now()
 	synced := waitForCaches(ctx, w.synced)
+	filled := time.Now()
 	restoreGC()
+	logger.V(2).Info("Informer caches filled", "took", filled.Sub(waitStart), "startUpCollection", time.Since(filled))
 	if synced && !waitForCaches(withTimeout(ctx, serviceCIDRGrace), []cache.InformerSynced{w.cidrsSynced}) && ctx.Err() == nil {
 		logger.Info("ServiceCIDRs not listed yet (does the API server serve networking.k8s.io/v1 servicecidrs, " +
 			"and may portico list them?); syncing without dropping unallocated Service addresses until they are")
