@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portico-dev/portico/e2e/harness/netns"
+	vnetns "github.com/vishvananda/netns"
 )
 
 // The change floor in iptables mode: what the variant's tools and the kernel take for the
 // smallest change a proxy can make over its own rules, one chain of the nat table
 // redeclared (so flushed) and its rules written again by `iptables-restore --noflush`,
-// onto a fresh namespace holding the proxy's dumped rules and sets (the floor's load).
+// onto the proxy's dumped rules and sets in the namespace of the floor's first load.
 // Both variants pay for the whole table on every commit (iptables-nft: the kernel
 // validates every chain reachable from the base chains, once per base chain;
 // iptables-legacy: the tool copies the table out of the kernel and writes all of it
@@ -69,56 +69,74 @@ func natRules(save string) iter.Seq[string] {
 	}
 }
 
-// measureChangeFloor loads steps into a fresh namespace, then times changeFloorRuns runs
-// of change (each through the wrapper, as the proxy's runs are) and returns them in ms.
-func measureChangeFloor(ctx context.Context, topo *netns.Topology, steps []floorStep, change floorStep, logPath string) ([]float64, error) {
-	h, done, err := floorNamespace(ctx, topo)
+// changeFloor is the change floor of one dump: the chain picked, the restore run that
+// rewrites it, and what its runs measured.
+type changeFloor struct {
+	chain changeChain
+	step  floorStep
+	runs  []float64 // ms
+	err   error
+	done  bool
+}
+
+// newChangeFloor prepares the change floor of dump d: the IPv4 dump's chain picked by
+// pickChangeChain, rewritten with variant v's iptables-restore through the wrapper links
+// in wrapDir (its input is written next to the dump; remove deletes it).
+func newChangeFloor(d *iptDump, wrapDir, v string) (*changeFloor, error) {
+	save, err := os.ReadFile(d.v4)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	for _, s := range steps {
-		if err := runStep(ctx, h, s, logPath); err != nil {
-			return nil, err
-		}
-	}
-	var ms []float64
-	for range changeFloorRuns {
-		start := time.Now()
-		if err := runStep(ctx, h, change, logPath); err != nil {
-			return ms, err
-		}
-		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
-	}
-	return ms, nil
-}
-
-// changeFloor measures the change floor of a dump into f (f.ChangeError on failure):
-// the IPv4 dump's chain picked by pickChangeChain, rewritten with variant v's
-// iptables-restore through the wrapper links in wrapDir.
-func changeFloor(ctx context.Context, topo *netns.Topology, d *iptDump, steps []floorStep, wrapDir, v, logPath string, f *Floor) {
-	save, err := os.ReadFile(d.v4)
-	if err != nil {
-		f.ChangeError = err.Error()
-		return
-	}
 	c, ok := pickChangeChain(string(save))
 	if !ok {
-		f.ChangeError = "no nat chain with a --probability rule in the IPv4 dump"
-		return
+		return nil, fmt.Errorf("no nat chain with a --probability rule in the IPv4 dump")
 	}
 	path := d.v4 + ".change"
 	if err := os.WriteFile(path, []byte(c.input), 0o644); err != nil {
-		f.ChangeError = err.Error()
+		return nil, err
+	}
+	step := floorStep{bin: filepath.Join(wrapDir, iptCommands(v)[0]+"-restore"), args: []string{"-w", "5", "--noflush"}, input: path}
+	return &changeFloor{chain: c, step: step}, nil
+}
+
+// measureIn times changeFloorRuns rewrites of the chain in namespace h, which holds the
+// loaded dump (each run through the wrapper, as the proxy's are); only the first call
+// measures.
+func (c *changeFloor) measureIn(ctx context.Context, h vnetns.NsHandle, logPath string) {
+	if c == nil || c.done {
 		return
 	}
-	defer os.Remove(path)
-	change := floorStep{bin: filepath.Join(wrapDir, iptCommands(v)[0]+"-restore"), args: []string{"-w", "5", "--noflush"}, input: path}
-	f.ChangeChain, f.ChangeRules = c.name, c.rules
-	f.ChangeRunsMs, err = measureChangeFloor(ctx, topo, steps, change, logPath)
-	if err != nil {
-		f.ChangeError = fmt.Sprintf("rewriting %s: %v", c.name, err)
+	c.done = true
+	for range changeFloorRuns {
+		start := time.Now()
+		if err := runStep(ctx, h, c.step, logPath); err != nil {
+			c.err = fmt.Errorf("rewriting %s: %w", c.chain.name, err)
+			return
+		}
+		c.runs = append(c.runs, float64(time.Since(start).Microseconds())/1000)
+	}
+}
+
+// record writes the change floor, or why there is none, into f.
+func (c *changeFloor) record(f *Floor, prepErr error) {
+	switch {
+	case prepErr != nil:
+		f.ChangeError = prepErr.Error()
+		return
+	case !c.done:
+		return // the floor's load failed first
+	}
+	f.ChangeChain, f.ChangeRules, f.ChangeRunsMs = c.chain.name, c.chain.rules, c.runs
+	if c.err != nil {
+		f.ChangeError = c.err.Error()
 		return
 	}
-	f.ChangeMedianMs = percentile(f.ChangeRunsMs, 0.5)
+	f.ChangeMedianMs = percentile(c.runs, 0.5)
+}
+
+// remove deletes the change floor's input.
+func (c *changeFloor) remove() {
+	if c != nil {
+		_ = os.Remove(c.step.input)
+	}
 }

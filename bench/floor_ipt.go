@@ -133,10 +133,10 @@ func iptFloorSteps(d *iptDump, wrapDir, v string) []floorStep {
 	return steps
 }
 
-// loadSteps creates a fresh namespace, runs steps one after the other in it and deletes
-// it; it returns the time from the first start to the last exit and the runs the wrapper
-// logged (to logPath).
-func loadSteps(ctx context.Context, topo *netns.Topology, steps []floorStep, logPath string) (time.Duration, NFTRuns, error) {
+// loadSteps creates a fresh namespace, runs steps one after the other in it, calls after
+// (when not nil) on the loaded namespace, and deletes it; it returns the time from the
+// first start to the last exit and the runs the wrapper logged (to logPath) for steps.
+func loadSteps(ctx context.Context, topo *netns.Topology, steps []floorStep, logPath string, after func(vnetns.NsHandle)) (time.Duration, NFTRuns, error) {
 	h, done, err := floorNamespace(ctx, topo)
 	if err != nil {
 		return 0, NFTRuns{}, err
@@ -149,7 +149,11 @@ func loadSteps(ctx context.Context, topo *netns.Topology, steps []floorStep, log
 			return time.Since(start), NFTRuns{}, err
 		}
 	}
-	return time.Since(start), readWrapLog(logPath, off), nil
+	took, runs := time.Since(start), readWrapLog(logPath, off)
+	if after != nil {
+		after(h)
+	}
+	return took, runs, nil
 }
 
 // runStep runs one floor step in namespace h and waits for it.

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	vnetns "github.com/vishvananda/netns"
+
 	"github.com/portico-dev/portico/e2e/harness/env"
 	"github.com/portico-dev/portico/e2e/harness/netns"
 )
@@ -648,11 +650,14 @@ func (r *runner) floorPhaseIPT(ctx context.Context, p Proxy, pr *ProxyRun, n int
 	} else {
 		steps := iptFloorSteps(d, filepath.Join(r.work, "wrap-ipt"), p.Mode().Variant)
 		logPath := filepath.Join(r.work, "floor-nft-runs.log")
+		// The change floor is measured in the first load's namespace, once it holds the dump.
+		cf, cfErr := newChangeFloor(d, filepath.Join(r.work, "wrap-ipt"), p.Mode().Variant)
 		pr.Floor = measureFloorWith(func() (time.Duration, NFTRuns, error) {
-			return loadSteps(ctx, r.e.Topo, steps, logPath)
+			return loadSteps(ctx, r.e.Topo, steps, logPath, func(h vnetns.NsHandle) { cf.measureIn(ctx, h, logPath) })
 		}, d.bytes, d.lines)
+		cf.record(pr.Floor, cfErr)
+		cf.remove()
 		if pr.Floor.Error == "" {
-			changeFloor(ctx, r.e.Topo, d, steps, filepath.Join(r.work, "wrap-ipt"), p.Mode().Variant, logPath, pr.Floor)
 			r.logf("  change floor: %s (%d rules) rewritten onto them: %v ms (median %.1f ms) %s", pr.Floor.ChangeChain, pr.Floor.ChangeRules,
 				pr.Floor.ChangeRunsMs, pr.Floor.ChangeMedianMs, pr.Floor.ChangeError)
 		}

@@ -74,7 +74,7 @@ func dialSCTP(ctx context.Context, topo *netns.Topology, fromNS string, src neti
 		if err := sctpPrepare(ctx, fd, dom, src); err != nil {
 			return err
 		}
-		if err := connectBlocking(fd, sa); err != nil {
+		if err := connectBlocking(ctx, fd, sa); err != nil {
 			return fmt.Errorf("connect sctp %s: %w", dst, os.NewSyscallError("connect", err))
 		}
 		conn, err = net.FileConn(f)
@@ -120,14 +120,17 @@ func probeSCTP(ctx context.Context, topo *netns.Topology, fromNS string, src net
 // connectBlocking connects the blocking socket fd to sa. A signal (the Go runtime's
 // preemption signal among them) can interrupt connect with EINTR while the association
 // is still being set up; the kernel goes on with it, so connectBlocking then waits for
-// the socket to become writable (at most the socket's send timeout, set by sctpPrepare,
-// or 10 s) and returns the connection's outcome (SO_ERROR).
-func connectBlocking(fd int, sa unix.Sockaddr) error {
+// the socket to become writable (until ctx's deadline, or 10 s without one) and returns
+// the connection's outcome (SO_ERROR).
+func connectBlocking(ctx context.Context, fd int, sa unix.Sockaddr) error {
 	err := unix.Connect(fd, sa)
 	if err != unix.EINTR {
 		return err
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(10 * time.Second)
+	}
 	for time.Now().Before(deadline) {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 		n, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds())+1)
