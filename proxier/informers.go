@@ -270,9 +270,9 @@ func serviceEvent(t *tracker, old, obj any) {
 
 // serviceUnchanged reports whether an update changed nothing portico reads.
 func serviceUnchanged(a, b *serviceRecord) bool {
-	return apiequality.Semantic.DeepEqual(a.spec, b.spec) &&
-		apiequality.Semantic.DeepEqual(a.ingress, b.ingress) &&
-		apiequality.Semantic.DeepEqual(a.labels, b.labels)
+	sa, sb := a.service(), b.service()
+	sa.ResourceVersion, sb.ResourceVersion = "", ""
+	return apiequality.Semantic.DeepEqual(sa, sb)
 }
 
 func sliceEvent(t *tracker, obj any) {

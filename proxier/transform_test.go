@@ -1,18 +1,24 @@
 package proxier
 
 import (
+	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/portico-dev/portico/backends/backendtest"
 	"github.com/portico-dev/portico/model"
 	"github.com/portico-dev/portico/proxier/compile"
 )
@@ -38,36 +44,76 @@ func transformed[T any](t *testing.T, obj T) T {
 func TestStripService(t *testing.T) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: "web", Namespace: "default", ResourceVersion: "7",
-			Labels:          map[string]string{"app": "web", compile.LabelServiceProxyName: "portico"},
-			Annotations:     map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			Name: "web", Namespace: "default", ResourceVersion: "7", UID: "0e4f7c3a-8d2b-4c1e-9f6a-5b3d2e1c0a9f",
+			Labels: map[string]string{"app": "web", compile.LabelServiceProxyName: "portico"},
+			Annotations: map[string]string{
+				"kubectl.kubernetes.io/last-applied-configuration": "{}",
+				compile.SchedulerAnnotation:                        "sh",
+			},
 			ManagedFields:   managed,
 			OwnerReferences: owners,
 		},
 		Spec: corev1.ServiceSpec{
-			Type:                  corev1.ServiceTypeLoadBalancer,
-			Selector:              map[string]string{"app": "web"},
-			ClusterIP:             "10.96.0.10",
-			ClusterIPs:            []string{"10.96.0.10"},
-			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080}},
-			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-			HealthCheckNodePort:   32000,
+			Type:       corev1.ServiceTypeLoadBalancer,
+			Selector:   map[string]string{"app": "web"},
+			ClusterIP:  "10.96.0.10",
+			ClusterIPs: []string{"10.96.0.10", "fd00:10:96::10"},
+			Ports: []corev1.ServicePort{{
+				Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080,
+				TargetPort: intstr.FromString("web"), AppProtocol: ptr.To("http"),
+			}},
+			ExternalIPs:                   []string{"192.0.2.7"},
+			LoadBalancerSourceRanges:      []string{"198.51.100.0/24"},
+			LoadBalancerIP:                "192.0.2.1",
+			ExternalTrafficPolicy:         corev1.ServiceExternalTrafficPolicyLocal,
+			InternalTrafficPolicy:         ptr.To(corev1.ServiceInternalTrafficPolicyLocal),
+			HealthCheckNodePort:           32000,
+			SessionAffinity:               corev1.ServiceAffinityClientIP,
+			SessionAffinityConfig:         &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](60)}},
+			IPFamilies:                    []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
+			IPFamilyPolicy:                ptr.To(corev1.IPFamilyPolicyPreferDualStack),
+			PublishNotReadyAddresses:      true,
+			AllocateLoadBalancerNodePorts: ptr.To(true),
+			LoadBalancerClass:             ptr.To("example.com/lb"),
+			TrafficDistribution:           ptr.To(corev1.ServiceTrafficDistributionPreferClose),
 		},
 		Status: corev1.ServiceStatus{
 			LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}},
 			Conditions:   []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}},
 		},
 	}
-	want := svc.DeepCopy()
-	want.Annotations, want.ManagedFields, want.OwnerReferences = nil, nil, nil
-	// Only the label portico reads is kept.
-	want.Labels = map[string]string{compile.LabelServiceProxyName: "portico"}
-	want.Spec.Selector = nil
-	want.Status.Conditions = nil
+	// What the compiler reads, and nothing else: the identity, the label and the
+	// annotation portico reads, the spec's fields it reads and the load balancer ingress.
+	want := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web", Namespace: "default", ResourceVersion: "7",
+			Labels:      map[string]string{compile.LabelServiceProxyName: "portico"},
+			Annotations: map[string]string{compile.SchedulerAnnotation: "sh"},
+		},
+		Spec: corev1.ServiceSpec{
+			Type:                     corev1.ServiceTypeLoadBalancer,
+			ClusterIP:                "10.96.0.10",
+			ClusterIPs:               []string{"10.96.0.10", "fd00:10:96::10"},
+			Ports:                    []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080}},
+			ExternalIPs:              []string{"192.0.2.7"},
+			LoadBalancerSourceRanges: []string{"198.51.100.0/24"},
+			ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyLocal,
+			InternalTrafficPolicy:    ptr.To(corev1.ServiceInternalTrafficPolicyLocal),
+			HealthCheckNodePort:      32000,
+			SessionAffinity:          corev1.ServiceAffinityClientIP,
+			SessionAffinityConfig:    &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](60)}},
+		},
+		Status: corev1.ServiceStatus{
+			LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}},
+		},
+	}
 
 	got := transformed(t, any(svc)).(*serviceRecord)
 	if !apiequality.Semantic.DeepEqual(got.service(), want) {
 		t.Errorf("stripped Service:\n%+v\nwant\n%+v", got.service(), want)
+	}
+	if got.uid.UID() != svc.UID {
+		t.Errorf("UID %q, want %q", got.uid.UID(), svc.UID)
 	}
 	if got.key() != (model.ServiceName{Namespace: "default", Name: "web"}) {
 		t.Errorf("key %v, want default/web", got.key())
@@ -79,9 +125,103 @@ func TestStripService(t *testing.T) {
 	if err != nil || key != "default/web" {
 		t.Errorf("store key %q (%v), want default/web", key, err)
 	}
-	if c, ok := got.DeepCopyObject().(*serviceRecord); !ok || !apiequality.Semantic.DeepEqual(c.service(), got.service()) {
-		t.Errorf("DeepCopyObject returned %#v", c)
+	c, ok := got.DeepCopyObject().(*serviceRecord)
+	if !ok || !apiequality.Semantic.DeepEqual(c.service(), got.service()) {
+		t.Fatalf("DeepCopyObject returned %#v", c)
 	}
+	if &c.ports[0] == &got.ports[0] || &c.rare.clusterIPs[0] == &got.rare.clusterIPs[0] || &c.rare.ingress[0] == &got.rare.ingress[0] {
+		t.Error("DeepCopyObject shares the record's arrays")
+	}
+}
+
+// TestStripServiceCommonCase checks that a plain ClusterIP Service keeps nothing beside
+// its inline fields: the clusterIPs list that repeats clusterIP is a bit, and enumerated
+// values are shared by every record.
+func TestStripServiceCommonCase(t *testing.T) {
+	plain := func(name string) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": name}},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceType(strings.Clone("ClusterIP")), ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+				SessionAffinity:       corev1.ServiceAffinity(strings.Clone("None")),
+				InternalTrafficPolicy: ptr.To(corev1.ServiceInternalTrafficPolicy(strings.Clone("Cluster"))),
+				Ports:                 []corev1.ServicePort{{Protocol: corev1.Protocol(strings.Clone("TCP")), Port: 80}},
+			},
+		}
+	}
+	a, b := compactService(plain("a")), compactService(plain("b"))
+	if a.rare != nil {
+		t.Errorf("a plain Service keeps rare fields: %+v", *a.rare)
+	}
+	if got := a.service().Spec.ClusterIPs; !slices.Equal(got, []string{"10.96.0.10"}) {
+		t.Errorf("clusterIPs %q, want [10.96.0.10]", got)
+	}
+	if unsafe.StringData(string(a.typ)) != unsafe.StringData(string(b.typ)) ||
+		unsafe.StringData(string(a.sessionAffinity)) != unsafe.StringData(string(b.sessionAffinity)) ||
+		unsafe.StringData(string(a.ports[0].protocol)) != unsafe.StringData(string(b.ports[0].protocol)) ||
+		a.internalPolicy != b.internalPolicy {
+		t.Error("the enumerated values of two records are not shared")
+	}
+	// Without clusterIPs (an object written before dual-stack) none is made up.
+	old := plain("old")
+	old.Spec.ClusterIPs = nil
+	if got := compactService(old).service().Spec.ClusterIPs; got != nil {
+		t.Errorf("clusterIPs %q, want none", got)
+	}
+}
+
+// TestServiceRecordCompilesAlike compiles the every-kind scenario, with the fields the
+// fixtures leave unset added to some Services, once from the typed objects and once from
+// what the cache records give back: the model and the problems must be the same, so the
+// records keep every field the compiler reads.
+func TestServiceRecordCompilesAlike(t *testing.T) {
+	objs, err := backendtest.LoadObjects(backendtest.ObjectFiles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range objs.Services {
+		switch i % 3 {
+		case 0:
+			metav1.SetMetaDataAnnotation(&s.ObjectMeta, compile.SchedulerAnnotation, "sh")
+		case 1:
+			metav1.SetMetaDataAnnotation(&s.ObjectMeta, compile.SchedulerAnnotation, "no-such-scheduler")
+		}
+	}
+	typed := compileText(t, objs)
+	for i, s := range objs.Services {
+		objs.Services[i] = compactService(s).service()
+	}
+	for i, s := range objs.EndpointSlices {
+		r := compactSlice(s)
+		objs.EndpointSlices[i] = r.slice()
+		// The cache finds a slice's Service by the name the record keeps.
+		objs.EndpointSlices[i].Labels = map[string]string{discoveryv1.LabelServiceName: r.service}
+	}
+	if got := compileText(t, objs); got != typed {
+		t.Errorf("compiled from the records:\n%s\nfrom the typed objects:\n%s", got, typed)
+	}
+}
+
+// compileText compiles every Service of objs for node-a and returns the model and the
+// problems as text.
+func compileText(t *testing.T, objs *backendtest.Objects) string {
+	t.Helper()
+	info := compile.ResolveNode(backendtest.NodeA(), objs.Nodes[0], backendtest.NodeAddrs(), objs.ServiceCIDRPrefixes())
+	var names []model.ServiceName
+	for _, s := range objs.Services {
+		names = append(names, model.ServiceName{Namespace: s.Namespace, Name: s.Name})
+	}
+	state, problems := compile.NewCompiler().Update(info, names, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+		return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
+	})
+	var out strings.Builder
+	if err := state.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		fmt.Fprintln(&out, "problem:", p)
+	}
+	return out.String()
 }
 
 func TestStripEndpointSlice(t *testing.T) {
@@ -256,6 +396,11 @@ func TestServiceUnchanged(t *testing.T) {
 		{"resource version", func(s *corev1.Service) { s.ResourceVersion = "8" }, true},
 		{"annotation", func(s *corev1.Service) { s.Annotations = map[string]string{"a": "b"} }, true},
 		{"selector", func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "other"} }, true},
+		{"target port", func(s *corev1.Service) { s.Spec.Ports[0].TargetPort = intstr.FromInt32(8080) }, true},
+		{"scheduler annotation", func(s *corev1.Service) {
+			s.Annotations = map[string]string{compile.SchedulerAnnotation: "sh"}
+		}, false},
+		{"external IPs", func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.7"} }, false},
 		{"port", func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 }, false},
 		{"type", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }, false},
 		{"label", func(s *corev1.Service) { s.Labels["service.kubernetes.io/service-proxy-name"] = "other" }, false},
@@ -369,5 +514,56 @@ func TestSliceRecordKeys(t *testing.T) {
 	}
 	if c, ok := r.DeepCopyObject().(*sliceRecord); !ok || c == r || c.name != r.name {
 		t.Errorf("DeepCopyObject returned %#v", c)
+	}
+}
+
+// TestServiceRecordFootprint decodes Services shaped like the bench's (a ClusterIP, one
+// TCP port, the fields the API server defaults) from their protobuf encoding, as the
+// informer does, and keeps their records: each must hold well under the ~650 bytes in 12
+// heap objects a record holding the stripped ServiceSpec kept.
+func TestServiceRecordFootprint(t *testing.T) {
+	const n = 5000
+	wire := make([][]byte, n)
+	for i := range wire {
+		ip := fmt.Sprintf("10.96.%d.%d", i/250, i%250)
+		s := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: fmt.Sprintf("svc-%05d", i), Namespace: "bench", ResourceVersion: strconv.Itoa(100000 + i),
+				UID: "0e4f7c3a-8d2b-4c1e-9f6a-5b3d2e1c0a9f", Labels: map[string]string{"app": "x"},
+			},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeClusterIP, ClusterIP: ip, ClusterIPs: []string{ip},
+				Ports:           []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}},
+				SessionAffinity: corev1.ServiceAffinityNone, Selector: map[string]string{"app": "x"},
+				IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack),
+				InternalTrafficPolicy: ptr.To(corev1.ServiceInternalTrafficPolicyCluster),
+			},
+		}
+		b, err := s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire[i] = b
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	records := make([]*serviceRecord, n)
+	for i, b := range wire {
+		s := &corev1.Service{}
+		if err := s.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		records[i] = compactService(s)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(wire)
+	runtime.KeepAlive(records)
+	bytes := int64(after.HeapAlloc-before.HeapAlloc)/n - 8 // less the records slice
+	objects := int64(after.HeapObjects-before.HeapObjects) / n
+	t.Logf("a Service record keeps %d bytes in %d heap objects", bytes, objects)
+	if bytes > 350 || objects > 6 {
+		t.Errorf("a Service record keeps %d bytes in %d heap objects, want at most 350 in 6", bytes, objects)
 	}
 }
