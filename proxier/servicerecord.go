@@ -101,7 +101,8 @@ func compactService(s *corev1.Service) *serviceRecord {
 		ingress:             s.Status.LoadBalancer.Ingress,
 	}
 	if !rare.empty() {
-		r.rare = &rare
+		r.rare = new(rareServiceFields) // allocated only here: most Services need none
+		*r.rare = rare
 	}
 	return r
 }
