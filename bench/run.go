@@ -107,11 +107,14 @@ func DefaultOptions(quick bool) Options {
 		HeavyServices: 100, HeavyEndpoints: 1000, RollPods: 1000, RollRate: 5, HeavyChangeSamples: 30,
 	}
 	if quick {
-		o.Scales, o.ChangeSamples, o.ChurnDuration = []int{1000}, 15, 10*time.Second
-		// Under 10 minutes in all (9m28s with 20 one-endpoint changes and 6 in the VM):
-		// the VM's run, about 2.5 minutes at N = 100, is the largest part.
+		// Under 10 minutes in all, `make bench`'s builds included: with 15 one-endpoint
+		// changes, 6 of each traffic kind and 3 cold syncs per proxy and mode it took
+		// 10m19s (2026-12-05; the VM's run at N = 100, about 3 minutes, is the largest
+		// part, each of the six proxy-mode runs at 1,000 about one); these counts save
+		// about 80 s.
+		o.Scales, o.ChangeSamples, o.ChurnDuration, o.ColdRuns = []int{1000}, 10, 10*time.Second, 2
 		o.IPTablesScales, o.IPVSScales, o.IPVSChangeSamples, o.IPVSColdLimit = []int{1000}, []int{100}, 5, 3*time.Minute
-		o.IPVSChangeBudget, o.TrafficSamples = time.Minute, 6
+		o.IPVSChangeBudget, o.TrafficSamples = time.Minute, 5
 		o.HeavyServices = 0 // the full run's alone
 	}
 	return o
