@@ -268,8 +268,12 @@ func serviceEvent(t *tracker, old, obj any) {
 	t.ServiceChanged(s.key())
 }
 
-// serviceUnchanged reports whether an update changed nothing portico reads.
+// serviceUnchanged reports whether an update changed nothing portico reads. A resync
+// hands the cached record as both (every Service each configSyncPeriod).
 func serviceUnchanged(a, b *serviceRecord) bool {
+	if a == b {
+		return true
+	}
 	sa, sb := a.service(), b.service()
 	sa.ResourceVersion, sb.ResourceVersion = "", ""
 	return apiequality.Semantic.DeepEqual(sa, sb)

@@ -414,6 +414,9 @@ func TestServiceUnchanged(t *testing.T) {
 			if got := serviceUnchanged(compactService(base), compactService(next)); got != tc.want {
 				t.Errorf("serviceUnchanged = %t, want %t", got, tc.want)
 			}
+			if r := compactService(next); !serviceUnchanged(r, r) {
+				t.Error("serviceUnchanged(r, r) = false (a resync), want true")
+			}
 		})
 	}
 }
