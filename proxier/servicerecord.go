@@ -2,7 +2,6 @@ package proxier
 
 import (
 	"slices"
-	"sync"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
@@ -135,22 +134,12 @@ func intern[T ~string](v T) T {
 	return T(unique.Make(string(v)).Value())
 }
 
-// sharedPolicy returns a shared pointer to the value *p (nil for nil): every Service with
-// the same internal traffic policy points to one value.
+// sharedPolicy returns the shared pointer to the value *p (nil for nil): every Service
+// with the same internal traffic policy points to one string, interned with the node and
+// zone names.
 func sharedPolicy(p *corev1.ServiceInternalTrafficPolicy) *corev1.ServiceInternalTrafficPolicy {
-	if p == nil {
-		return nil
-	}
-	if v, ok := sharedPolicies.Load(*p); ok {
-		return v.(*corev1.ServiceInternalTrafficPolicy)
-	}
-	v := intern(*p)
-	shared, _ := sharedPolicies.LoadOrStore(v, &v)
-	return shared.(*corev1.ServiceInternalTrafficPolicy)
+	return (*corev1.ServiceInternalTrafficPolicy)(sharedString((*string)(p)))
 }
-
-// sharedPolicies interns the internal traffic policies of the cached Services.
-var sharedPolicies sync.Map
 
 // sharedValue returns a shared pointer to m's value for key, or nil when m has none.
 func sharedValue(m map[string]string, key string) *string {

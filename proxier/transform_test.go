@@ -206,14 +206,7 @@ func TestServiceRecordCompilesAlike(t *testing.T) {
 // problems as text.
 func compileText(t *testing.T, objs *backendtest.Objects) string {
 	t.Helper()
-	info := compile.ResolveNode(backendtest.NodeA(), objs.Nodes[0], backendtest.NodeAddrs(), objs.ServiceCIDRPrefixes())
-	var names []model.ServiceName
-	for _, s := range objs.Services {
-		names = append(names, model.ServiceName{Namespace: s.Namespace, Name: s.Name})
-	}
-	state, problems := compile.NewCompiler().Update(info, names, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
-		return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
-	})
+	state, problems := backendtest.CompileObjects(backendtest.NodeA(), objs)
 	var out strings.Builder
 	if err := state.WriteText(&out); err != nil {
 		t.Fatal(err)

@@ -87,12 +87,14 @@ func Compile(t testing.TB, tweak func(*compile.NodeConfig), files ...string) *mo
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	return CompileObjects(cfg, objs)
+	state, _ := CompileObjects(cfg, objs)
+	return state
 }
 
 // CompileObjects compiles every Service of objs for the node cfg describes, with node-a's
-// addresses, the first Node object of objs and the ServiceCIDRs of objs.
-func CompileObjects(cfg compile.NodeConfig, objs *Objects) *model.State {
+// addresses, the first Node object of objs and the ServiceCIDRs of objs, and returns the
+// compiler's problems beside the state.
+func CompileObjects(cfg compile.NodeConfig, objs *Objects) (*model.State, []error) {
 	var node *corev1.Node
 	if len(objs.Nodes) > 0 {
 		node = objs.Nodes[0]
@@ -102,10 +104,9 @@ func CompileObjects(cfg compile.NodeConfig, objs *Objects) *model.State {
 	for _, s := range objs.Services {
 		names = append(names, model.ServiceName{Namespace: s.Namespace, Name: s.Name})
 	}
-	state, _ := compile.NewCompiler().Update(info, names, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+	return compile.NewCompiler().Update(info, names, func(n model.ServiceName) (*corev1.Service, []*discoveryv1.EndpointSlice) {
 		return objs.Service(n.Namespace, n.Name), objs.SlicesFor(n.Namespace, n.Name)
 	})
-	return state
 }
 
 // SyncAll syncs every table of next into b, each with the Diff from prev's table of its
