@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"runtime"
 	"sync"
 
 	"k8s.io/klog/v2"
@@ -29,6 +30,12 @@ const Mode = "iptables"
 // in inputs of 10,000 rules). iptables-legacy rewrites a whole table per input, so it gets
 // one input.
 const nftPieceRules = 10000
+
+// nftInFlight is how many iptables-nft-restores a full sync runs at once: two, one
+// committing while the other parses, where there are two CPUs for them.
+func nftInFlight() int {
+	return min(runtime.NumCPU(), 2)
+}
 
 // Backend programs iptables and ipset. Create it with New; it runs no command before
 // Prepare or the first Sync.
@@ -158,6 +165,7 @@ func (b *Backend) family(f model.Family) *familyState {
 		fs = newFamilyState(newFam(f))
 		if b.detected.Variant == variant.NFT {
 			fs.pieceRules, fs.x.descending = nftPieceRules, true
+			fs.inFlight = nftInFlight()
 		}
 		b.fams[f] = fs
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/portico-dev/portico/backends"
 	"github.com/portico-dev/portico/backends/iptables/ipsettest"
@@ -15,8 +17,14 @@ import (
 )
 
 // fakeKernel is the unit tests' kernel: restoretest's fake iptables-restore per family
-// and ipsettest's fake ipset.
+// and ipsettest's fake ipset. Restores may run concurrently (a full sync runs two at a
+// time with iptables-nft): like iptables-nft-restore, a restore resolves the chains its
+// rules jump to against the kernel as it was when the restore started, and fails at the
+// COMMIT of a table whose rules jump to a chain that neither existed then nor is declared
+// by the input; it applies its input a moment after it started (hold), so that restores
+// started together overlap.
 type fakeKernel struct {
+	mu   sync.Mutex
 	rs   map[model.Family]*restoretest.Ruleset
 	sets *ipsettest.Sets
 	// restores records every iptables-restore input, per family.
@@ -34,6 +42,10 @@ type fakeKernel struct {
 	lists int
 	// headers makes Entries count the fake's entries, as iptables-legacy's table headers do.
 	headers bool
+	// hold is how long a restore waits between its start and applying its input.
+	hold time.Duration
+	// running counts the restores under way; mostRunning is the most there were at once.
+	running, mostRunning int
 }
 
 func newFakeKernel() *fakeKernel {
@@ -41,35 +53,93 @@ func newFakeKernel() *fakeKernel {
 		rs:       map[model.Family]*restoretest.Ruleset{model.IPv4: {}, model.IPv6: {}},
 		sets:     &ipsettest.Sets{},
 		restores: map[model.Family][]string{},
+		hold:     time.Millisecond,
 	}
 }
 
-func (k *fakeKernel) Restore(_ context.Context, f model.Family, input []byte) error {
+func (k *fakeKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
+	wait, err := k.StartRestore(ctx, f, input)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+func (k *fakeKernel) StartRestore(_ context.Context, f model.Family, input []byte) (func() error, error) {
+	missing, err := k.startRestore(f, string(input))
+	if err != nil {
+		return func() error { return err }, nil
+	}
+	return func() error {
+		time.Sleep(k.hold)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.running--
+		if missing != nil {
+			return missing
+		}
+		if err := k.rs[f].Restore(string(input), true); err != nil {
+			var re *restoretest.RestoreError
+			if errors.As(err, &re) {
+				return fmt.Errorf("%w\nError occurred at line: %d", err, re.Line)
+			}
+			return err
+		}
+		return nil
+	}, nil
+}
+
+// startRestore begins a restore: the injected failures, the record, and the jump targets
+// the kernel lacks now (returned as the error the restore ends with).
+func (k *fakeKernel) startRestore(f model.Family, input string) (missing, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if err := k.failRestore; err != nil {
 		if k.failSkip == 0 {
 			k.failRestore = nil
-			return err
+			return nil, err
 		}
 		k.failSkip--
 	}
-	k.restores[f] = append(k.restores[f], string(input))
+	k.restores[f] = append(k.restores[f], input)
 	k.ops = append(k.ops, "restore")
-	for i, line := range strings.Split(string(input), "\n") {
+	for i, line := range strings.Split(input, "\n") {
 		if k.refuse != "" && strings.Contains(line, k.refuse) {
-			return fmt.Errorf("iptables-restore: exit status 2: iptables-restore v1.8.9 (fake): refused\nError occurred at line: %d", i+1)
+			return nil, fmt.Errorf("iptables-restore: exit status 2: iptables-restore v1.8.9 (fake): refused\nError occurred at line: %d", i+1)
 		}
 	}
-	if err := k.rs[f].Restore(string(input), true); err != nil {
-		var re *restoretest.RestoreError
-		if errors.As(err, &re) {
-			return fmt.Errorf("%w\nError occurred at line: %d", err, re.Line)
+	k.running++
+	k.mostRunning = max(k.mostRunning, k.running)
+	return k.unknownTarget(f, input), nil
+}
+
+// unknownTarget returns iptables-nft-restore's error for the first table block of input
+// whose rules jump to a chain that the block does not declare and the kernel does not
+// hold now, or nil.
+func (k *fakeKernel) unknownTarget(f model.Family, input string) error {
+	table, declared, missing := "", map[string]bool{}, ""
+	for i, line := range strings.Split(input, "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table, declared, missing = line[1:], map[string]bool{}, ""
+		case strings.HasPrefix(line, ":"):
+			name, _, _ := strings.Cut(line[1:], " ")
+			declared[name] = true
+		case strings.HasPrefix(line, "-A ") || strings.HasPrefix(line, "-I "):
+			target := jumpTarget(line)
+			if _, held := k.rs[f].Chain(table, target); strings.HasPrefix(target, chainPrefix) && !held && !declared[target] && missing == "" {
+				missing = target
+			}
+		case line == "COMMIT" && missing != "":
+			return fmt.Errorf("iptables-restore: exit status 1: iptables-restore v1.8.9 (fake): Chain '%s' does not exist\nError occurred at line: %d", missing, i+1)
 		}
-		return err
 	}
 	return nil
 }
 
 func (k *fakeKernel) Save(_ context.Context, f model.Family, table string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if table != "" {
 		return k.rs[f].Save(table), nil
 	}
@@ -81,6 +151,8 @@ func (k *fakeKernel) Save(_ context.Context, f model.Family, table string) (stri
 }
 
 func (k *fakeKernel) ListChain(_ context.Context, f model.Family, table, chain string) ([]string, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.lists++
 	c, ok := k.rs[f].Chain(table, chain)
 	if !ok {
@@ -94,11 +166,15 @@ func (k *fakeKernel) ListChain(_ context.Context, f model.Family, table, chain s
 }
 
 func (k *fakeKernel) IPSetRestore(_ context.Context, input []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.ops = append(k.ops, "ipset")
 	return k.sets.Restore(string(input))
 }
 
 func (k *fakeKernel) Entries(_ context.Context, f model.Family, table string) (uint32, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if !k.headers {
 		return 0, false, nil
 	}

@@ -14,14 +14,16 @@ import (
 // fullSync writes every chain and set of the family from t, and deletes the chains of an
 // earlier run or state that are no longer used. Planning and the kernel overlap: a
 // goroutine renders the Service ports and builds iptables-restore inputs (pieces) while
-// this one runs them, so that only the first piece's planning is on the critical path
-// (at 10,000 Services planning takes about a quarter of a second; the restores three).
-// Every command runs on the calling goroutine: the planner never runs a program.
+// this one runs them (at 10,000 Services planning takes about a quarter of a second; the
+// restores two to three), and with iptables-nft two pieces that do not depend on each
+// other run at once (inFlight). The planner never runs a program; fullSync returns once
+// every program it started has ended.
 //
-// Order: the sets are created if missing (a rule naming a set needs it), then the pieces;
-// before the last piece (the dispatch tree's upper chains, the deletions and the jumps
-// from the built-in chains that a listing did not show), one ipset restore fills a
-// temporary twin of each set and swaps it in.
+// Order: the sets are created if missing (a rule naming a set needs it), then the fixed
+// chains alone (every per-port chain may jump to them), then the pieces; before the last
+// piece (the dispatch tree's upper chains, the deletions and the jumps from the built-in
+// chains that a listing did not show), once every piece is done, one ipset restore fills
+// a temporary twin of each set and swaps it in.
 func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, mark uint32) error {
 	var missing []jump
 	if !fs.listed {
@@ -54,46 +56,65 @@ func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, m
 }
 
 // fullInput is one step of a full sync: an iptables-restore input, or the sets' ipset
-// restore input.
+// restore input. It may start once the inputs before after are done (inFlight).
 type fullInput struct {
-	sets bool
-	data []byte
+	sets  bool
+	data  []byte
+	after int
 }
 
-// runInputs runs the planner's inputs in order until it closes the channel. After a
-// failure it tells the planner to stop, and drains the channel so that the planner has
-// returned when runInputs does.
+// runInputs runs the planner's inputs until it closes the channel, up to fs.inFlight at a
+// time, each once the inputs it depends on are done. After a failure it tells the planner
+// to stop, lets the running inputs end and drains the channel, so that the planner and
+// every program have returned when runInputs does.
 func (fs *familyState) runInputs(ctx context.Context, k kernel, inputs <-chan fullInput, stop chan struct{}) error {
-	var err error
+	r := newInFlight(fs.inFlight, func() { close(stop) })
 	setsReady, n := false, 0
 	for in := range inputs {
-		if err != nil {
+		if !r.ready(in.after) {
 			continue
 		}
-		switch {
-		case in.sets:
-			if err = k.IPSetRestore(ctx, in.data); err != nil {
-				err = fmt.Errorf("ipset restore of the %s sets: %w", fs.x.f, err)
-			}
-			setsReady = true
-		case !setsReady:
-			if err = k.IPSetRestore(ctx, fs.createSetsInput()); err != nil {
-				err = fmt.Errorf("ipset restore creating the %s sets: %w", fs.x.f, err)
-				break
-			}
-			setsReady = true
-			fallthrough
-		default:
-			n++
-			if rerr := k.Restore(ctx, fs.x.f, in.data); rerr != nil {
-				err = fmt.Errorf("iptables-restore %d of a full sync of every %s chain: %w", n, fs.x.f, &restoreFailure{in.data, rerr})
+		if !in.sets && !setsReady {
+			// The first restore needs the sets its rules name: none runs yet.
+			if err := k.IPSetRestore(ctx, fs.createSetsInput()); err != nil {
+				r.fail(fmt.Errorf("ipset restore creating the %s sets: %w", fs.x.f, err))
+				continue
 			}
 		}
-		if err != nil {
-			close(stop)
+		setsReady = true
+		if in.sets {
+			// Every input before it is done: nothing runs beside it.
+			r.start(func() (func() error, error) {
+				if err := k.IPSetRestore(ctx, in.data); err != nil {
+					return nil, fmt.Errorf("ipset restore of the %s sets: %w", fs.x.f, err)
+				}
+				return func() error { return nil }, nil
+			})
+			continue
 		}
+		n++
+		r.start(fs.restoreStarter(ctx, k, n, in.data))
 	}
-	return err
+	return r.wait()
+}
+
+// restoreStarter returns the start of a full sync's restore number n, for inFlight.
+func (fs *familyState) restoreStarter(ctx context.Context, k kernel, n int, data []byte) func() (func() error, error) {
+	failed := func(err error) error {
+		return fmt.Errorf("iptables-restore %d of a full sync of every %s chain: %w", n, fs.x.f, &restoreFailure{data, err})
+	}
+	return func() (func() error, error) {
+		wait, err := k.StartRestore(ctx, fs.x.f, data)
+		if err != nil {
+			return nil, failed(err)
+		}
+		return func() error {
+			if err := wait(); err != nil {
+				return failed(err)
+			}
+			return nil
+		}, nil
+	}
 }
 
 // createSetsInput creates the sets that do not exist yet (ipset -exist leaves the others).
@@ -110,8 +131,9 @@ type fullPlanner struct {
 	fs      *familyState
 	c       *change
 	emit    func(fullInput) bool
-	pending piece           // chains written since the last piece
-	placed  map[string]bool // chains written into a piece, handed over or pending
+	pending piece          // chains written since the last piece
+	placed  map[string]int // the input each chain written so far is in (pending: inputs)
+	inputs  int            // inputs handed over
 }
 
 // planFull resets the mirror and plans a full sync of t, handing each input to emit as
@@ -125,11 +147,16 @@ func (fs *familyState) planFull(t *model.Table, mark uint32, missing []jump, emi
 	known := fs.chains
 	fs.chains = map[string]chainState{}
 	fs.resetMirror()
-	p := &fullPlanner{fs: fs, c: newChange(true), emit: emit, placed: map[string]bool{}}
+	p := &fullPlanner{fs: fs, c: newChange(true), emit: emit, placed: map[string]int{}}
 	r := newRenderer(fs.x, t.Node(), mark)
 	fixed, late := splitFixed(r.fixedChains(fs.x))
 	for _, fc := range fixed {
 		p.write(fc.table, fc.name, fc.rules)
+	}
+	if fs.pieceRules > 0 && t.Len() > 0 && !p.flush(false) {
+		// The fixed chains alone: their restore runs while the first ports are planned,
+		// and every later piece may start as soon as it is done.
+		return p.c
 	}
 	ports := keyedPorts(t)
 	for i, kp := range ports {
@@ -140,6 +167,9 @@ func (fs *familyState) planFull(t *model.Table, mark uint32, missing []jump, emi
 		if i+1 < len(ports) && ports[i+1].key != kp.key && !p.leavesBefore(ports[i+1].key) {
 			return p.c
 		}
+	}
+	if fs.pieceRules > 0 && !p.lastLeaves() {
+		return p.c
 	}
 	for _, ch := range []string{chainServices, chainNodePorts, chainNodePortsEmpty} {
 		p.c.dirty[ch] = true
@@ -225,7 +255,7 @@ func (p *fullPlanner) write(table, name string, rules []string) {
 
 // add puts a chain that c writes into the pending piece.
 func (p *fullPlanner) add(name string) {
-	p.placed[name] = true
+	p.placed[name] = p.inputs
 	p.pending.write = append(p.pending.write, name)
 	p.pending.rules += len(p.c.write[name].rules) + 1
 }
@@ -258,14 +288,47 @@ func (p *fullPlanner) leavesBefore(key string) bool {
 	if p.fs.pieceRules == 0 || p.pending.rules < p.fs.pieceRules {
 		return true
 	}
-	return p.flush()
+	return p.flush(false)
 }
 
-// flush hands the pending piece over.
-func (p *fullPlanner) flush() bool {
+// lastLeaves writes the leaves not written yet and hands them over, with the ports they
+// jump to, as a piece of its own: only the upper chains of the tree, the deletions and the
+// jumps wait for every piece. It returns false when the consumer asked to stop.
+func (p *fullPlanner) lastLeaves() bool {
+	if !p.leavesBefore(afterEveryName) {
+		return false
+	}
+	return len(p.pending.write) == 0 || p.flush(false)
+}
+
+// afterEveryName sorts after every chain name.
+const afterEveryName = "\xff"
+
+// flush hands the pending piece over, to start once every earlier input is done (last)
+// or once those that write a chain it jumps to are.
+func (p *fullPlanner) flush(last bool) bool {
+	after := p.inputs
+	if !last {
+		after = p.pending.after(p.c, p.placed, p.inputs)
+	}
 	in := p.pending.input(p.c, p.fs.x.descending)
 	p.pending = piece{}
-	return p.emit(fullInput{data: in})
+	p.inputs++
+	return p.emit(fullInput{data: in, after: after})
+}
+
+// after returns the number of the first input that a piece, input number n, does not
+// depend on: one after the last earlier input that writes a chain the piece jumps to.
+func (pc piece) after(c *change, placed map[string]int, n int) int {
+	after := 0
+	for _, name := range pc.write {
+		for _, rule := range c.write[name].rules {
+			if i, ok := placed[jumpTarget(rule)]; ok && i < n {
+				after = max(after, i+1)
+			}
+		}
+	}
+	return after
 }
 
 // finish writes the remaining shared chains, deletes the chains the kernel held that t
@@ -273,7 +336,7 @@ func (p *fullPlanner) flush() bool {
 func (p *fullPlanner) finish(known map[string]chainState, missing []jump) {
 	p.fs.finishShared(p.c)
 	for _, ch := range slices.Sorted(maps.Keys(p.c.write)) {
-		if !p.placed[ch] {
+		if _, ok := p.placed[ch]; !ok {
 			p.add(ch)
 		}
 	}
@@ -286,8 +349,9 @@ func (p *fullPlanner) finish(known map[string]chainState, missing []jump) {
 	slices.Sort(p.pending.remove)
 	p.pending.jumps = missing
 	p.c.jumps = missing
-	if !p.emit(fullInput{sets: true, data: p.fs.fullSetsInput()}) {
+	if !p.emit(fullInput{sets: true, data: p.fs.fullSetsInput(), after: p.inputs}) {
 		return
 	}
-	p.flush()
+	p.inputs++
+	p.flush(true)
 }

@@ -19,6 +19,9 @@ import (
 type kernel interface {
 	// Restore applies iptables-restore --noflush input to family f.
 	Restore(ctx context.Context, f model.Family, input []byte) error
+	// StartRestore starts Restore on the calling thread (so in its network namespace)
+	// and returns a function that waits for it, from any goroutine.
+	StartRestore(ctx context.Context, f model.Family, input []byte) (wait func() error, err error)
 	// Save returns one table of family f in iptables-save form, every table for "".
 	Save(ctx context.Context, f model.Family, table string) (string, error)
 	// ListChain returns the rules of one chain ("-A chain ..." lines, as iptables -S prints
@@ -50,6 +53,18 @@ func (k *execKernel) cmds(f model.Family) variant.Commands { return k.v.Commands
 func (k *execKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
 	_, err := k.run.Run(ctx, k.cmds(f).Restore, variant.RestoreArgs(variant.DefaultLockSeconds), bytes.NewReader(input))
 	return err
+}
+
+// StartRestore implements kernel.
+func (k *execKernel) StartRestore(ctx context.Context, f model.Family, input []byte) (func() error, error) {
+	wait, err := variant.Start(ctx, k.run, k.cmds(f).Restore, variant.RestoreArgs(variant.DefaultLockSeconds), bytes.NewReader(input))
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		_, err := wait()
+		return err
+	}, nil
 }
 
 // Save implements kernel.

@@ -108,7 +108,7 @@ func kernelScale(t *testing.T, v variant.Variant, n, e int) {
 		detect := b.detect
 		b.detect = func(ctx context.Context) (kernel, variant.Result, error) {
 			k, r, err := detect(ctx)
-			return &timedKernel{kernel: k, t: t, dump: os.Getenv("PORTICO_IPT_TIMING")}, r, err
+			return &timedKernel{kernel: k, t: t, dump: os.Getenv("PORTICO_IPT_TIMING"), t0: time.Now()}, r, err
 		}
 	}
 	tbl := backendtest.ScaleTable(n, e)

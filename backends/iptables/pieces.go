@@ -119,16 +119,19 @@ func (x fam) writeOrder(c *change) [][]string {
 	return append(groups, byRank[rankLevel], byRank[rankRoot])
 }
 
-// jumpTarget returns the chain a rule jumps or goes to ("" if none).
+// jumpTarget returns the chain a rule ("-A CHAIN …", or its spec alone) jumps or goes
+// to ("" if none).
 func jumpTarget(rule string) string {
-	i := strings.LastIndex(rule, " -j ")
-	if g := strings.LastIndex(rule, " -g "); g > i {
-		i = g
-	}
-	if i < 0 {
+	i := max(strings.LastIndex(rule, " -j "), strings.LastIndex(rule, " -g "))
+	switch {
+	case i >= 0:
+		i += len(" -j ")
+	case strings.HasPrefix(rule, "-j ") || strings.HasPrefix(rule, "-g "):
+		i = len("-j ")
+	default:
 		return ""
 	}
-	target, _, _ := strings.Cut(rule[i+4:], " ")
+	target, _, _ := strings.Cut(rule[i:], " ")
 	return target
 }
 

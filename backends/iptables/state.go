@@ -48,6 +48,8 @@ type familyState struct {
 	sets map[string]map[string]int
 	// pieceRules bounds the rules of one iptables-restore (0: no bound); see pieces.
 	pieceRules int
+	// inFlight is how many inputs of a full sync may run at once (0 or 1: one; see inFlight).
+	inFlight int
 	// ids maps the id in per-port chain names to the port.
 	ids map[string]model.ServicePortName
 	// refused holds the ports whose rules iptables-restore refused, and why (confine.go).

@@ -4,6 +4,7 @@ package iptables
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -15,24 +16,48 @@ import (
 type timedKernel struct {
 	kernel
 	t    *testing.T
-	dump string // when set, restore inputs are written to dump.<n>
-	n    int
+	dump string // when set, every input is written to dump.<nnn>.<restore|ipset>
+	t0   time.Time
 }
 
+// dumped numbers the inputs timedKernels write, across kernels (the scale test's variants).
+var dumped int
+
 func (k *timedKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	start := time.Now()
-	err := k.kernel.Restore(ctx, f, input)
-	k.t.Logf("  iptables-restore %s: %d bytes, %v", f, len(input), time.Since(start).Round(time.Millisecond))
-	if k.dump != "" {
-		k.n++
-		_ = os.WriteFile(k.dump+"."+string(rune('0'+k.n%10)), input, 0o644)
+	wait, err := k.StartRestore(ctx, f, input)
+	if err != nil {
+		return err
 	}
-	return err
+	return wait()
+}
+
+func (k *timedKernel) StartRestore(ctx context.Context, f model.Family, input []byte) (func() error, error) {
+	start := time.Now()
+	k.save("restore", input)
+	wait, err := k.kernel.StartRestore(ctx, f, input)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		err := wait()
+		k.t.Logf("  iptables-restore %s: %d bytes, %v (started at +%v)", f, len(input),
+			time.Since(start).Round(time.Millisecond), start.Sub(k.t0).Round(time.Millisecond))
+		return err
+	}, nil
+}
+
+// save writes input to dump.<n>.<kind> when dumping.
+func (k *timedKernel) save(kind string, input []byte) {
+	if k.dump != "" {
+		dumped++
+		_ = os.WriteFile(fmt.Sprintf("%s.%03d.%s", k.dump, dumped, kind), input, 0o644)
+	}
 }
 
 func (k *timedKernel) IPSetRestore(ctx context.Context, input []byte) error {
 	start := time.Now()
 	err := k.kernel.IPSetRestore(ctx, input)
 	k.t.Logf("  ipset restore: %d bytes, %v", len(input), time.Since(start).Round(time.Millisecond))
+	k.save("ipset", input)
 	return err
 }
