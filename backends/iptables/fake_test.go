@@ -58,11 +58,7 @@ func newFakeKernel() *fakeKernel {
 }
 
 func (k *fakeKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	wait, err := k.StartRestore(ctx, f, input)
-	if err != nil {
-		return err
-	}
-	return wait()
+	return restoreToEnd(ctx, k.StartRestore, f, input)
 }
 
 func (k *fakeKernel) StartRestore(_ context.Context, f model.Family, input []byte) (func() error, error) {

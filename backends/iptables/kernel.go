@@ -51,8 +51,17 @@ func (k *execKernel) cmds(f model.Family) variant.Commands { return k.v.Commands
 
 // Restore implements kernel.
 func (k *execKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	_, err := k.run.Run(ctx, k.cmds(f).Restore, variant.RestoreArgs(variant.DefaultLockSeconds), bytes.NewReader(input))
-	return err
+	return restoreToEnd(ctx, k.StartRestore, f, input)
+}
+
+// restoreToEnd runs a restore that start starts, and waits for it.
+func restoreToEnd(ctx context.Context, start func(context.Context, model.Family, []byte) (func() error, error),
+	f model.Family, input []byte) error {
+	wait, err := start(ctx, f, input)
+	if err != nil {
+		return err
+	}
+	return wait()
 }
 
 // StartRestore implements kernel.

@@ -24,11 +24,7 @@ type timedKernel struct {
 var dumped int
 
 func (k *timedKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	wait, err := k.StartRestore(ctx, f, input)
-	if err != nil {
-		return err
-	}
-	return wait()
+	return restoreToEnd(ctx, k.StartRestore, f, input)
 }
 
 func (k *timedKernel) StartRestore(ctx context.Context, f model.Family, input []byte) (func() error, error) {
