@@ -153,7 +153,8 @@ func (fs *familyState) planFull(t *model.Table, mark uint32, missing []jump, emi
 	for _, fc := range fixed {
 		p.write(fc.table, fc.name, fc.rules)
 	}
-	if fs.pieceRules > 0 && t.Len() > 0 && !p.flush(false) {
+	pieced := fs.pieceRules > 0 && t.Len() > 0 // a table without ports: one input
+	if pieced && !p.flush(false) {
 		// The fixed chains alone: their restore runs while the first ports are planned,
 		// and every later piece may start as soon as it is done.
 		return p.c
@@ -168,7 +169,7 @@ func (fs *familyState) planFull(t *model.Table, mark uint32, missing []jump, emi
 			return p.c
 		}
 	}
-	if fs.pieceRules > 0 && !p.lastLeaves() {
+	if pieced && !p.lastLeaves() {
 		return p.c
 	}
 	for _, ch := range []string{chainServices, chainNodePorts, chainNodePortsEmpty} {

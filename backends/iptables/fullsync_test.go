@@ -108,3 +108,15 @@ func setsAroundPieces(ops []string) bool {
 	}
 	return n >= 3 && ops[0] == "ipset" && ops[n-2] == "ipset" && ops[n-1] == "restore" && !slices.Contains(ops[1:n-2], "ipset")
 }
+
+// TestFullSyncOfNoPortsIsOneInput: a family without Service ports (the IPv6 family of a
+// single-stack cluster) is written by one restore, not split into pieces.
+func TestFullSyncOfNoPortsIsOneInput(t *testing.T) {
+	b, k := piecedBackend(t, 3)
+	for _, fam := range []model.Family{model.IPv4, model.IPv6} {
+		empty := model.NewTable(fam, backendtest.ScaleTable(1, 1).Node())
+		if inputs := syncOne(t, b, k, empty, model.Diff{Full: true}); len(inputs) != 1 {
+			t.Errorf("%s: %d restores for a table without ports, want 1", fam, len(inputs))
+		}
+	}
+}
