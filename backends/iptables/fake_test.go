@@ -57,10 +57,6 @@ func newFakeKernel() *fakeKernel {
 	}
 }
 
-func (k *fakeKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	return restoreToEnd(ctx, k.StartRestore, f, input)
-}
-
 func (k *fakeKernel) StartRestore(_ context.Context, f model.Family, input []byte) (func() error, error) {
 	missing, err := k.startRestore(f, string(input))
 	if err != nil {

@@ -17,10 +17,9 @@ import (
 // kernel is what the backend asks of the iptables and ipset tools; tests give it a fake
 // (restoretest and ipsettest).
 type kernel interface {
-	// Restore applies iptables-restore --noflush input to family f.
-	Restore(ctx context.Context, f model.Family, input []byte) error
-	// StartRestore starts Restore on the calling thread (so in its network namespace)
-	// and returns a function that waits for it, from any goroutine.
+	// StartRestore starts iptables-restore --noflush of input to family f on the calling
+	// thread (so in its network namespace) and returns a function that waits for it, from
+	// any goroutine (restore runs one to its end).
 	StartRestore(ctx context.Context, f model.Family, input []byte) (wait func() error, err error)
 	// Save returns one table of family f in iptables-save form, every table for "".
 	Save(ctx context.Context, f model.Family, table string) (string, error)
@@ -49,15 +48,9 @@ func newExecKernel(v variant.Variant, run variant.Runner) *execKernel {
 
 func (k *execKernel) cmds(f model.Family) variant.Commands { return k.v.Commands(newFam(f).cmd) }
 
-// Restore implements kernel.
-func (k *execKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	return restoreToEnd(ctx, k.StartRestore, f, input)
-}
-
-// restoreToEnd runs a restore that start starts, and waits for it.
-func restoreToEnd(ctx context.Context, start func(context.Context, model.Family, []byte) (func() error, error),
-	f model.Family, input []byte) error {
-	wait, err := start(ctx, f, input)
+// restore applies iptables-restore --noflush input to family f and waits for it.
+func restore(ctx context.Context, k kernel, f model.Family, input []byte) error {
+	wait, err := k.StartRestore(ctx, f, input)
 	if err != nil {
 		return err
 	}

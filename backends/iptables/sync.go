@@ -35,7 +35,7 @@ func (fs *familyState) partialSync(ctx context.Context, k kernel, t *model.Table
 	}
 	for _, p := range fs.x.pieces(c, fs.pieceRules) {
 		in := p.input(c, fs.x.descending)
-		if err := k.Restore(ctx, fs.x.f, in); err != nil {
+		if err := restore(ctx, k, fs.x.f, in); err != nil {
 			return fmt.Errorf("iptables-restore of %d changed %s chains: %w", len(c.write)+len(c.remove), fs.x.f, &restoreFailure{in, err})
 		}
 	}

@@ -23,10 +23,6 @@ type timedKernel struct {
 // dumped numbers the inputs timedKernels write, across kernels (the scale test's variants).
 var dumped int
 
-func (k *timedKernel) Restore(ctx context.Context, f model.Family, input []byte) error {
-	return restoreToEnd(ctx, k.StartRestore, f, input)
-}
-
 func (k *timedKernel) StartRestore(ctx context.Context, f model.Family, input []byte) (func() error, error) {
 	start := time.Now()
 	k.save("restore", input)
