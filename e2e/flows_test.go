@@ -211,7 +211,7 @@ func applyThen(ctx context.Context, t *testing.T, ns string, setups []ServiceSet
 
 func waitProgrammed(ctx context.Context, t *testing.T, since time.Time) {
 	t.Helper()
-	if err := suite.Portico.WaitProgrammed(ctx, since); err != nil {
+	if err := suite.WaitProgrammed(ctx, since); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -225,7 +225,7 @@ func removeAll(t *testing.T, ns string, svcs map[string]*corev1.Service) {
 			t.Errorf("deleting %s/%s: %v", ns, name, err)
 		}
 	}
-	if err := suite.Portico.WaitProgrammed(ctx, since); err != nil {
+	if err := suite.WaitProgrammed(ctx, since); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 }

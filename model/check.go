@@ -54,9 +54,10 @@ func (sp *ServicePort) check(detects bool) error {
 	return errors.Join(errs...)
 }
 
-// checkSets checks that exactly the used endpoint sets are set and the hairpin addresses.
+// checkSets checks that exactly the used endpoint sets are set (the local set is also used
+// by a health check) and the hairpin addresses.
 func (sp *ServicePort) checkSets(fail func(string, ...any)) {
-	used := map[EndpointSet]bool{}
+	used := map[EndpointSet]bool{LocalEndpoints: sp.HealthCheckNodePort != 0}
 	for _, c := range Classes {
 		if t := sp.Traffic(c); t.Exists() {
 			used[t.Endpoints] = true
@@ -64,7 +65,7 @@ func (sp *ServicePort) checkSets(fail func(string, ...any)) {
 	}
 	for _, s := range []EndpointSet{ClusterEndpoints, LocalEndpoints} {
 		if (sp.Endpoints(s) != nil) != used[s] {
-			fail("%s endpoints set=%t, used by a class=%t", s, sp.Endpoints(s) != nil, used[s])
+			fail("%s endpoints set=%t, used by a class or the health check=%t", s, sp.Endpoints(s) != nil, used[s])
 		}
 	}
 	for _, a := range sp.Hairpin {

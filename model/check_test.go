@@ -31,7 +31,9 @@ func TestCheck(t *testing.T) {
 		{"class external from node exists=false", detecting, func(sp *ServicePort) { sp.ExternalFromNode = Traffic{} }},
 		{"empty verdict drop differs", detecting, func(sp *ServicePort) { sp.ExternalFromPods.Empty = Drop }},
 		{"cannot be recognised", Node{Name: "n"}, func(*ServicePort) {}},
-		{"local endpoints set=true, used by a class=false", detecting, func(sp *ServicePort) { sp.Local = []Endpoint{} }},
+		{"local endpoints set=true, used by a class or the health check=false", detecting, func(sp *ServicePort) { sp.Local = []Endpoint{} }},
+		{"", detecting, func(sp *ServicePort) { sp.HealthCheckNodePort, sp.Local = 32000, []Endpoint{} }},
+		{"local endpoints set=false, used by a class or the health check=true", detecting, func(sp *ServicePort) { sp.HealthCheckNodePort = 32000 }},
 		{"cluster endpoints set=false", detecting, func(sp *ServicePort) { sp.Cluster = nil; sp.Hairpin = nil }},
 		{"hairpin address 10.0.0.9", detecting, func(sp *ServicePort) { sp.Hairpin = []netip.Addr{netip.MustParseAddr("10.0.0.9")} }},
 	}

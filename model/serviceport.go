@@ -21,7 +21,7 @@ type ServicePort struct {
 	// applied), sorted. Nil when no class uses them.
 	Cluster []Endpoint
 	// Local are the endpoints on this node that serve node-local traffic, sorted. Nil
-	// when no class uses them.
+	// when neither a class nor the health check (HealthCheckNodePort) uses them.
 	Local []Endpoint
 
 	// Internal is traffic to the ClusterIP frontend, from any source.

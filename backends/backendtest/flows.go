@@ -85,6 +85,8 @@ type Service struct {
 	// LoadBalancer are the ingress IPs written to the Service's status, as a cloud
 	// controller would.
 	LoadBalancer []string `json:"loadBalancer,omitempty"`
+	// AllocateLoadBalancerNodePorts false gives a LoadBalancer no node ports.
+	AllocateLoadBalancerNodePorts *bool `json:"allocateLoadBalancerNodePorts,omitempty"`
 	// Endpoints are the pods behind every port, one EndpointSlice per family; nil means
 	// no EndpointSlice at all, [] an empty one.
 	Endpoints []Endpoint `json:"endpoints"`

@@ -41,11 +41,12 @@ func (s *Service) Object(ns string) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: ns},
 		Spec: corev1.ServiceSpec{
-			Type:                     corev1.ServiceType(orDefault(s.Type, string(corev1.ServiceTypeClusterIP))),
-			IPFamilyPolicy:           &policy,
-			IPFamilies:               fams,
-			ExternalIPs:              s.ExternalIPs,
-			LoadBalancerSourceRanges: s.SourceRanges,
+			Type:                          corev1.ServiceType(orDefault(s.Type, string(corev1.ServiceTypeClusterIP))),
+			IPFamilyPolicy:                &policy,
+			IPFamilies:                    fams,
+			ExternalIPs:                   s.ExternalIPs,
+			LoadBalancerSourceRanges:      s.SourceRanges,
+			AllocateLoadBalancerNodePorts: s.AllocateLoadBalancerNodePorts,
 		},
 	}
 	for _, p := range s.ports() {

@@ -223,7 +223,8 @@ func Allocate(svc *corev1.Service, n int) *corev1.Service {
 		svc.Spec.ClusterIPs = append(svc.Spec.ClusterIPs, ip)
 	}
 	svc.Spec.ClusterIP = svc.Spec.ClusterIPs[0]
-	external := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
+	external := svc.Spec.Type == corev1.ServiceTypeNodePort ||
+		svc.Spec.Type == corev1.ServiceTypeLoadBalancer && (svc.Spec.AllocateLoadBalancerNodePorts == nil || *svc.Spec.AllocateLoadBalancerNodePorts)
 	for i := range svc.Spec.Ports {
 		if external {
 			svc.Spec.Ports[i].NodePort = int32(30000 + n*4 + i)

@@ -60,7 +60,8 @@ func (c *serviceCompiler) policy(sp *model.ServicePort, fam model.Family, s shar
 // categorize fills the endpoint sets the classes of sp use, the classes' Empty verdicts
 // and the hairpin addresses.
 func (pol portPolicy) categorize(sp *model.ServicePort, eps []endpoints.Endpoint, topo endpoints.Topology) {
-	var want endpoints.Sets
+	// The health check reports the local set's size, even where no class uses it yet.
+	want := endpoints.Sets{Local: sp.HealthCheckNodePort != 0}
 	for _, cl := range model.Classes {
 		switch sp.Traffic(cl).Endpoints {
 		case model.ClusterEndpoints:

@@ -152,8 +152,11 @@ func (c *serviceCompiler) sharedFields(fam model.Family) shared {
 		scheduler:     c.scheduler(),
 	}
 	external := len(s.externalIPs) > 0 || len(s.lbIPs) > 0 || c.hasNodePorts()
-	s.externalLocal = external && spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	if s.externalLocal && spec.Type == corev1.ServiceTypeLoadBalancer && spec.HealthCheckNodePort > 0 && spec.HealthCheckNodePort <= 65535 {
+	local := spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	s.externalLocal = external && local
+	// A LoadBalancer's health check answers even before it has a frontend on this node
+	// (no node ports, no ingress IP yet): its load balancer checks nodes while it is built.
+	if local && spec.Type == corev1.ServiceTypeLoadBalancer && spec.HealthCheckNodePort > 0 && spec.HealthCheckNodePort <= 65535 {
 		s.healthCheck = uint16(spec.HealthCheckNodePort)
 	}
 	return s

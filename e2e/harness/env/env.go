@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portico-dev/portico/e2e/harness/cluster"
@@ -68,6 +69,9 @@ type Env struct {
 	ServerProcs []*proc.Process
 	Dir         string
 	opts        Options
+	// barrierMu serialises WaitProgrammed; barriers counts its calls (barrier.go).
+	barrierMu sync.Mutex
+	barriers  int
 }
 
 // Setup builds the environment. On error, everything built so far is torn down.

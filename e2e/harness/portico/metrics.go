@@ -81,8 +81,10 @@ func programmed(m Metrics, since time.Time) bool {
 		m["kubeproxy_sync_proxy_rules_endpoint_changes_pending"] == 0
 }
 
-// WaitProgrammed waits until portico has seen the API changes made at or after since and
-// has synced them to the dataplane (read from its metrics, never a fixed sleep).
+// WaitProgrammed waits until portico has queued a change at or after since and has synced
+// every change it has received (read from its metrics, never a fixed sleep). It cannot know
+// of a write whose watch event has not reached portico yet: env.Env.WaitProgrammed adds a
+// barrier for that.
 func (p *Portico) WaitProgrammed(ctx context.Context, since time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
