@@ -269,10 +269,11 @@ func nftDump() bool { return mode() == "nftables" }
 // is back (client-go's reflector backoff tops out at 30 s).
 const resyncTimeout = 60 * time.Second
 
-// Endpoint-map slots: "offset 4 map @endpoints-tcp-02" in DNAT rules, "4 : 10.244.1.10 .
+// Endpoint-map slots: "offset 4 map @endpoints-tcp-02" in DNAT rules ("map
+// @endpoints-tcp-02" alone for slot 0: nft leaves out a zero offset), "4 : 10.244.1.10 .
 // 8080" in the maps.
 var (
-	slotRef  = regexp.MustCompile(`offset \d+ map @endpoints-[a-z]+-[0-9a-f]+`)
+	slotRef  = regexp.MustCompile(`(?:offset \d+ )?map @endpoints-[a-z]+-[0-9a-f]+`)
 	slotElem = regexp.MustCompile(`^\d+ : `)
 )
 
