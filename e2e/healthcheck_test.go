@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -82,26 +80,13 @@ func healthMatches(a healthAnswer, svc *corev1.Service, hc HealthCheck) bool {
 // fetchHealth GETs http://addr/ from the client namespace.
 func fetchHealth(ctx context.Context, addr netip.AddrPort) (healthAnswer, error) {
 	var a healthAnswer
-	c := &http.Client{
-		Timeout:   2 * time.Second,
-		Transport: &http.Transport{DialContext: suite.Topo.Dialer(client), DisableKeepAlives: true},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr.String()+"/", nil)
+	got, err := suite.HTTPGet(ctx, client, addr, 2*time.Second)
 	if err != nil {
 		return a, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return a, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return a, err
-	}
-	a.code, a.weight, a.raw = resp.StatusCode, resp.Header.Get("X-Load-Balancing-Endpoint-Weight"), string(b)
-	if err := json.Unmarshal(b, &a.body); err != nil {
-		return a, fmt.Errorf("health check body %q is not JSON: %w", b, err)
+	a.code, a.weight, a.raw = got.Status, got.Header.Get("X-Load-Balancing-Endpoint-Weight"), string(got.Body)
+	if err := json.Unmarshal(got.Body, &a.body); err != nil {
+		return a, fmt.Errorf("health check body %q is not JSON: %w", got.Body, err)
 	}
 	return a, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
@@ -141,28 +139,15 @@ func (e *Env) nodeAAddrs() []netip.Addr {
 // localEndpoints asks a health check server, from node-a itself, how many local
 // endpoints its Service has.
 func (e *Env) localEndpoints(ctx context.Context, addr netip.AddrPort) (int, error) {
-	c := &http.Client{
-		Timeout:   time.Second,
-		Transport: &http.Transport{DialContext: e.Topo.Dialer(netns.NodeA), DisableKeepAlives: true},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr.String()+"/", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	a, err := e.HTTPGet(ctx, netns.NodeA, addr, time.Second)
 	if err != nil {
 		return 0, err
 	}
 	var body struct {
 		LocalEndpoints int `json:"localEndpoints"`
 	}
-	if err := json.Unmarshal(b, &body); err != nil {
-		return 0, fmt.Errorf("health check answer %q of %s is not JSON: %w", b, addr, err)
+	if err := json.Unmarshal(a.Body, &body); err != nil {
+		return 0, fmt.Errorf("health check answer %q of %s is not JSON: %w", a.Body, addr, err)
 	}
 	return body.LocalEndpoints, nil
 }
