@@ -28,7 +28,8 @@ type GenPoller struct {
 	done  chan struct{}
 
 	mu      sync.Mutex
-	changes []Gen // each poll that found a new generation: when it answered, the id
+	changes []Gen     // each poll that found a new generation: when it answered, the id
+	polled  time.Time // when the last poll that succeeded answered
 	err     error
 }
 
@@ -97,6 +98,9 @@ func (p *GenPoller) run() {
 			p.err = err
 		case id != p.changes[len(p.changes)-1].ID:
 			p.changes = append(p.changes, Gen{At: now, ID: id})
+			p.polled = now
+		default:
+			p.polled = now
 		}
 		p.mu.Unlock()
 	}
@@ -179,17 +183,27 @@ func (p *GenPoller) Err() error {
 	return p.err
 }
 
-// Quiet waits until the generation did not change for quiet (at most max), and reports
-// whether it got quiet.
+// Quiet waits until the generation did not change for quiet (at most max), as seen by a
+// poll answered after Quiet was called (a commit made just before the call is seen), and
+// reports whether it got quiet.
 func (p *GenPoller) Quiet(quiet, max time.Duration) bool {
-	deadline := time.Now().Add(max)
+	called := time.Now()
+	deadline := called.Add(max)
 	for time.Now().Before(deadline) {
-		if time.Since(p.Last().At) >= quiet {
+		if p.quietSince(called, quiet) {
 			return true
 		}
-		time.Sleep(quiet / 4)
+		time.Sleep(min(quiet/4, 10*time.Millisecond))
 	}
 	return false
+}
+
+// quietSince reports whether a poll answered after called found the generation unchanged
+// for quiet.
+func (p *GenPoller) quietSince(called time.Time, quiet time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.polled.After(called) && p.polled.Sub(p.changes[len(p.changes)-1].At) >= quiet
 }
 
 // Netlink message types and attributes of nf_tables used by the poller and the dumps.
