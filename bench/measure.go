@@ -710,23 +710,22 @@ func floorNamespace(ctx context.Context, topo *netns.Topology) (h vnetns.NsHandl
 // nftTools are the nft wrapper, its log for the floor's runs and the real nft.
 type nftTools struct{ wrapper, log, real string }
 
-// floorRuns is how many times a quick floor is measured.
-const floorRuns = 5
-
-// measureFloor times nft loading the dumped ruleset into a fresh namespace: floorRuns
-// times when that is quick, once when it takes more than 5 s. The fastest run counts: the
-// proxy, the control plane and their timers keep running on the same two CPUs, and a
-// run they disturbed measures them, not nft (medians of three ranged from 1.8 to 3.8 s
-// for the same 10,000-Service ruleset that loads in 1.8 s on an idle machine).
-func measureFloor(ctx context.Context, topo *netns.Topology, nt nftTools, path string, bytes int64, lines int) *Floor {
-	return measureFloorWith(func() (time.Duration, NFTRuns, error) { return loadOnce(ctx, topo, nt, path) }, bytes, lines)
+// measureFloor times nft loading the dumped ruleset into a fresh namespace: runs times
+// (as many as the proxy's cold syncs) when that is quick, once when it takes more than
+// 5 s. The fastest run counts: the proxy, the control plane and their timers keep running
+// on the same two CPUs, and a run they disturbed measures them, not nft (medians of three
+// ranged from 1.8 to 3.8 s for the same 10,000-Service ruleset that loads in 1.8 s on an
+// idle machine). Both sides get the same number of tries: with the same spread, the
+// fastest of five runs is on average faster than the fastest of three.
+func measureFloor(ctx context.Context, topo *netns.Topology, nt nftTools, path string, bytes int64, lines, runs int) *Floor {
+	return measureFloorWith(func() (time.Duration, NFTRuns, error) { return loadOnce(ctx, topo, nt, path) }, bytes, lines, runs)
 }
 
 // measureFloorWith is measureFloor with the load given: one timed load of the rules into
 // a fresh namespace, and the tool runs it made.
-func measureFloorWith(load func() (time.Duration, NFTRuns, error), bytes int64, lines int) *Floor {
+func measureFloorWith(load func() (time.Duration, NFTRuns, error), bytes int64, lines, runs int) *Floor {
 	f := &Floor{RulesetBytes: bytes, RulesetLines: lines}
-	for r := 0; r < floorRuns; r++ {
+	for r := 0; r < max(1, runs); r++ {
 		el, run, err := load()
 		if err != nil {
 			f.Error = err.Error()

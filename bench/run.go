@@ -41,7 +41,8 @@ type Options struct {
 	ChurnRate      float64
 	ChurnDuration  time.Duration
 	DataplaneConns int
-	// ColdRuns is how many cold syncs are measured per proxy and N (the fastest counts).
+	// ColdRuns is how many cold syncs are measured per proxy and N (the fastest counts),
+	// and how many times the floor is loaded (the fastest counts too).
 	ColdRuns int
 	// Proxies are run in this order at every scale and in every mode ("portico",
 	// "kube-proxy").
@@ -99,7 +100,7 @@ func DefaultOptions(quick bool) Options {
 	o := Options{
 		Quick: quick, Scales: []int{1000, 5000, 10000, 50000}, Endpoints: 10,
 		ChangeSamples: 100, ChangeSpacing: 1200 * time.Millisecond, ChangeTimeout: 15 * time.Second,
-		ChurnRate: 50, ChurnDuration: 20 * time.Second, DataplaneConns: 1000, ColdRuns: 3,
+		ChurnRate: 50, ChurnDuration: 20 * time.Second, DataplaneConns: 1000, ColdRuns: 5,
 		Proxies:        []string{"portico", "kube-proxy"},
 		Modes:          []ModeSpec{ModeNFTables, ModeIPTablesNFT, ModeIPTablesLegacy, ModeIPVS},
 		IPTablesScales: []int{1000, 10000}, ColdLimit: 3 * time.Minute, IPTablesChangeBudget: 4 * time.Minute,
@@ -631,7 +632,7 @@ func (r *runner) floorPhase(ctx context.Context, p Proxy, pr *ProxyRun, n int) {
 		pr.Floor = &Floor{Error: derr.Error()}
 	} else {
 		nt := nftTools{wrapper: filepath.Join(r.work, "wrap", "nft"), log: filepath.Join(r.work, "floor-nft-runs.log"), real: realNFTPath()}
-		pr.Floor = measureFloor(ctx, r.e.Topo, nt, path, size, lines)
+		pr.Floor = measureFloor(ctx, r.e.Topo, nt, path, size, lines, r.o.ColdRuns)
 		if r.o.LogDir != "" { // keep the ruleset for a post-mortem
 			if err := os.MkdirAll(r.o.LogDir, 0o755); err == nil {
 				_ = os.Rename(path, filepath.Join(r.o.LogDir, filepath.Base(path)))
@@ -657,7 +658,7 @@ func (r *runner) floorPhaseIPT(ctx context.Context, p Proxy, pr *ProxyRun, n int
 		cf, cfErr := newChangeFloor(d, filepath.Join(r.work, "wrap-ipt"), p.Mode().Variant)
 		pr.Floor = measureFloorWith(func() (time.Duration, NFTRuns, error) {
 			return loadSteps(ctx, r.e.Topo, steps, logPath, func(h vnetns.NsHandle) { cf.measureIn(ctx, h, logPath) })
-		}, d.bytes, d.lines)
+		}, d.bytes, d.lines, r.o.ColdRuns)
 		cf.record(pr.Floor, cfErr)
 		cf.remove()
 		if pr.Floor.Error == "" {

@@ -57,7 +57,7 @@ func parseFlags() cliFlags {
 	flag.DurationVar(&f.churnSec, "churn", 0, "churn duration (default 20s; quick: 10s)")
 	flag.Float64Var(&f.churnRate, "churn-rate", 0, "changes per second under churn (default 50)")
 	flag.IntVar(&f.conns, "conns", 0, "dataplane connections per measurement (default 1000)")
-	flag.IntVar(&f.coldRuns, "cold-runs", 0, "cold syncs per proxy and N, the fastest counting (default 3; quick: 2)")
+	flag.IntVar(&f.coldRuns, "cold-runs", 0, "cold syncs per proxy and N, and floor loads, the fastest counting (default 5; quick: 2)")
 	flag.StringVar(&f.proxies, "proxies", "", "comma-separated proxies to run, in order (default portico,kube-proxy)")
 	flag.StringVar(&f.modes, "modes", "", "comma-separated proxy modes, in order (default nftables,iptables-nft,iptables-legacy)")
 	flag.StringVar(&f.iptScales, "iptables-scales", "", "comma-separated Service counts at which the iptables modes run (default 1000,10000; quick: 1000)")
