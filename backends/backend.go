@@ -64,7 +64,7 @@ type PortWarning struct {
 }
 
 // Preparer is implemented by backends with start-up work that reads but never changes the
-// kernel (probing tools, opening handles). The proxier runs Prepare while its informer
+// kernel (probing tools, opening handles, listing what the kernel holds). The proxier runs Prepare while its informer
 // caches fill, so that the first Sync, and with it a restarted node's rules, does not wait
 // for that work.
 type Preparer interface {

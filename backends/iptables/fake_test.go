@@ -38,8 +38,8 @@ type fakeKernel struct {
 	refuse string
 	// ops records the order of the ipset restores ("ipset") and iptables-restores ("restore").
 	ops []string
-	// lists counts ListChain calls.
-	lists int
+	// lists counts ListChain calls, saves Save calls.
+	lists, saves int
 	// headers makes Entries count the fake's entries, as iptables-legacy's table headers do.
 	headers bool
 	// hold is how long a restore waits between its start and applying its input.
@@ -132,6 +132,7 @@ func (k *fakeKernel) unknownTarget(f model.Family, input string) error {
 func (k *fakeKernel) Save(_ context.Context, f model.Family, table string) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.saves++
 	if table != "" {
 		return k.rs[f].Save(table), nil
 	}

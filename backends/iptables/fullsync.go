@@ -27,12 +27,12 @@ import (
 func (fs *familyState) fullSync(ctx context.Context, k kernel, t *model.Table, mark uint32) error {
 	var missing []jump
 	if !fs.listed {
-		known, have, err := listChains(ctx, k, fs.x)
+		l, err := fs.listing(ctx, k)
 		if err != nil {
 			return err
 		}
-		fs.chains = known
-		missing = missingJumps(have)
+		fs.chains = l.chains
+		missing = missingJumps(l.jumps)
 	}
 	inputs, stop := make(chan fullInput, 2), make(chan struct{})
 	var c *change

@@ -36,7 +36,10 @@ type familyState struct {
 	// listed is true when chains holds every portico chain the kernel has (after a listing
 	// or a successful sync); false after a failure or at start.
 	listed bool
-	ports  map[model.ServicePortName]*portState
+	// prepared is the listing Prepare made while the informers listed, which the first
+	// full sync uses instead of listing again (nil once used, or after a failure).
+	prepared *listing
+	ports    map[model.ServicePortName]*portState
 	// shared holds the rules of the shared chains (tree leaves, PORTICO-NP-EMPTY) by owner.
 	shared map[string]map[model.ServicePortName][]string
 	// sharedTable is the table of each shared chain.
@@ -81,7 +84,7 @@ func (fs *familyState) resetMirror() {
 
 // failed forgets everything: the next sync is full and lists the kernel first.
 func (fs *familyState) failed() {
-	fs.ready, fs.listed, fs.baseline = false, false, nil
+	fs.ready, fs.listed, fs.baseline, fs.prepared = false, false, nil, nil
 	fs.chains = map[string]chainState{}
 	fs.resetMirror()
 }

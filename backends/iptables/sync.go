@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/portico-dev/portico/model"
 )
@@ -81,6 +82,40 @@ func (fs *familyState) entriesInput(op string, es []setEntry) []byte {
 		fmt.Fprintf(&b, "%s %s %s\n", op, setName(fs.x.f, e.kind), e.entry)
 	}
 	return []byte(b.String())
+}
+
+// listing is what a listing of the kernel found: portico's chains, and the rules of
+// other chains that jump to them (listChains).
+type listing struct {
+	chains map[string]chainState
+	jumps  map[string]bool
+	at     time.Time
+}
+
+// preparedMaxAge is how old Prepare's listing may be when the first full sync uses it
+// (the informers' LIST normally takes a second or two; an API server that did not answer
+// for longer leaves time for the kernel to change).
+const preparedMaxAge = 30 * time.Second
+
+// listing returns the listing Prepare made (once, and only while it is recent), or lists
+// the kernel now.
+func (fs *familyState) listing(ctx context.Context, k kernel) (*listing, error) {
+	l := fs.prepared
+	fs.prepared = nil
+	if l != nil && time.Since(l.at) < preparedMaxAge {
+		return l, nil
+	}
+	return list(ctx, k, fs.x)
+}
+
+// list lists the kernel (listChains).
+func list(ctx context.Context, k kernel, x fam) (*listing, error) {
+	at := time.Now()
+	chains, jumps, err := listChains(ctx, k, x)
+	if err != nil {
+		return nil, err
+	}
+	return &listing{chains: chains, jumps: jumps, at: at}, nil
 }
 
 // listChains reads which of portico's chains the kernel holds in each table, and which
