@@ -125,8 +125,7 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 			t.Fatalf("after scenario %d the kernel differs from a fresh sync:\n%s", i, backendtest.FirstDiff(want, got))
 		}
 	}
-	restarted := New(b.opts)
-	restarted.detect = b.detect
+	restarted := restartOver(b)
 	first := backendtest.FlowStates(t)[0]
 	fresh, fk := fakeBackend(t)
 	for _, tbl := range first.Tables {
