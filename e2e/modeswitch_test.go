@@ -16,13 +16,14 @@ import (
 // operator changing the ConfigMap's mode does: the new mode serves the Service, and the
 // rules of the old mode are gone within a few seconds (portico removes other modes'
 // objects when it starts, as kube-proxy does), so that two dataplanes never translate the
-// same connections.
+// same connections. From nftables the switch writes `mode: ""`, what a default kubeadm
+// ConfigMap says: portico must take it as iptables mode, as kube-proxy does.
 func TestModeSwitch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	other := "iptables"
+	other, configured := "iptables", "" // kubeadm's default ConfigMap: mode ""
 	if mode() == "iptables" {
-		other = "nftables"
+		other, configured = "nftables", "nftables"
 	}
 	restoreDefaultConfig(t) // registered first, so it runs after the Service's removal
 	sc := Scenario{Name: "ModeSwitch", Services: []ServiceSetup{{Svc: service("web"), Backends: ready(a1)}}}
@@ -37,18 +38,18 @@ func TestModeSwitch(t *testing.T) {
 	}
 
 	since := time.Now()
-	restartPortico(ctx, t, map[string]any{"mode": other})
+	restartPortico(ctx, t, map[string]any{"mode": configured})
 	waitProgrammed(ctx, t, since)
 	runFlow(ctx, t, svcs, flow)
 	deadline := time.Now().Add(10 * time.Second)
 	for left := leftovers(ctx, t, mode()); left != ""; left = leftovers(ctx, t, mode()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("10 s after the switch to %s the %s rules are still there:\n%s", other, mode(), left)
+			t.Fatalf("10 s after the switch to %s (mode %q) the %s rules are still there:\n%s", other, configured, mode(), left)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if leftovers(ctx, t, other) == "" {
-		t.Errorf("no %s rules after the switch", other)
+		t.Errorf("no %s rules after the switch to mode %q", other, configured)
 	}
 }
 
